@@ -1,0 +1,176 @@
+"""The plugin contract: what an architecture provides and what the runner may call.
+
+An architecture is an :class:`ArchSpec` (cheap: no networks are built to describe it)
+exposed through the ``gan_bench.architectures`` entry-point group. ``spec.build(config,
+device)`` returns a :class:`GAN`, which owns its networks, its optimizers and its own
+training step. The runner owns everything else (data, budgets, timing, logging, metrics),
+the same way for every architecture, so that timings are comparable.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+import torch
+from torch import Tensor, nn
+
+from bench.errors import PluginError, UsageError
+
+#: Keys every training step must return (detached scalar tensors).
+REQUIRED_LOSSES = ("d_loss", "g_loss")
+#: Conventional diagnostics: the discriminator's mean output on real and generated images.
+DIAGNOSTICS = ("d_real", "d_fake")
+
+
+@dataclass
+class GANConfig:
+    """Hyperparameters every architecture has; subclass it to add your own."""
+
+    batch_size: int = 64
+    latent_dim: int = 100
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """A cheap description of an architecture and the function that builds it.
+
+    Attributes:
+        name: the registry name (``--arch NAME``); the entry point's name must match it.
+        description: one line shown by ``bench list``.
+        image_size: side of the square one-channel images it trains on (28 or 32).
+        config: a dataclass type (subclass of :class:`GANConfig`) of default hyperparameters.
+        build: ``build(config, device) -> GAN``.
+    """
+
+    name: str
+    description: str
+    image_size: int
+    config: type[GANConfig]
+    build: Callable[[Any, torch.device], "GAN"]
+
+    def make_config(self, overrides: Mapping[str, Any] | None = None) -> GANConfig:
+        """Return the default hyperparameters with ``overrides`` applied."""
+        return apply_overrides(self.config(), overrides or {})
+
+
+class GAN(abc.ABC):
+    """A built architecture: networks, optimizers and one training step.
+
+    Subclasses set ``generator``, ``discriminator`` and ``latent_dim`` in ``__init__``
+    and implement :meth:`train_step`.
+    """
+
+    generator: nn.Module
+    discriminator: nn.Module
+    latent_dim: int
+
+    @abc.abstractmethod
+    def train_step(self, real: Tensor, step: int) -> dict[str, Tensor]:
+        """Update the networks on one batch of real images.
+
+        Args:
+            real: images in [-1, 1], shape (B, 1, S, S), already on the device.
+            step: the global batch index, starting at 0 (schedules such as "a generator
+                step every 5th batch" key on it).
+
+        Returns:
+            Detached scalar tensors: ``d_loss`` and ``g_loss`` always (an architecture that
+            skips a generator update returns its latest generator loss), ``d_real`` and
+            ``d_fake`` (mean discriminator output on real and generated images) where they
+            mean something, and any other per-step diagnostics. Never call ``.item()``
+            here: the runner pulls values at log intervals to avoid a device sync per batch.
+        """
+
+    def sample_latent(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """Draw ``n`` latent vectors on the CPU (reproducible across devices)."""
+        return torch.randn(n, self.latent_dim, generator=generator)
+
+    @torch.no_grad()
+    def generate(self, z: Tensor) -> Tensor:
+        """Return images in [-1, 1] of shape (N, 1, S, S) for latents ``z``, in eval mode."""
+        was_training = self.generator.training
+        self.generator.eval()
+        try:
+            return self.generator(z.to(self.device))
+        finally:
+            self.generator.train(was_training)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.generator.parameters()).device
+
+    def networks(self) -> dict[str, nn.Module]:
+        """The modules whose state makes up the model (for counting and checkpoints)."""
+        return {"generator": self.generator, "discriminator": self.discriminator}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """The optimizers, by name (for checkpoints). Override if yours are not opt_g/opt_d."""
+        return {name: getattr(self, name) for name in ("opt_g", "opt_d") if hasattr(self, name)}
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Return the number of trainable parameters of ``module``."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def apply_overrides(config: Any, overrides: Mapping[str, Any]) -> Any:
+    """Return ``config`` with ``overrides`` applied, coercing strings to the field types."""
+    fields = {f.name: f for f in dataclasses.fields(config)}
+    changes = {}
+    for key, value in overrides.items():
+        if key not in fields:
+            raise UsageError(f"unknown hyperparameter {key!r}; choose from: {', '.join(sorted(fields))}")
+        current = getattr(config, key)
+        changes[key] = _coerce(key, value, current) if isinstance(value, str) else value
+    return dataclasses.replace(config, **changes)
+
+
+def _coerce(key: str, text: str, current: Any) -> Any:
+    kind = type(current)
+    try:
+        if kind is bool:
+            if text.lower() in ("1", "true", "yes", "on"):
+                return True
+            if text.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(text)
+        if kind is tuple:
+            items = [s for s in text.strip("()[] ").split(",") if s.strip()]
+            return tuple(type(c)(s) for c, s in zip(current, items, strict=True))
+        if kind in (int, float, str):
+            return kind(text)
+    except ValueError:
+        raise UsageError(f"hyperparameter {key}={text!r} is not a valid {kind.__name__}") from None
+    raise UsageError(f"hyperparameter {key} of type {kind.__name__} cannot be set from the command line")
+
+
+def check_step_output(name: str, out: Any) -> None:
+    """Raise :class:`PluginError` if one training step's output breaks the contract."""
+    if not isinstance(out, Mapping):
+        raise PluginError(name, f"train_step returned {type(out).__name__}, expected a dict of scalar tensors")
+    missing = [k for k in REQUIRED_LOSSES if k not in out]
+    if missing:
+        raise PluginError(name, f"train_step did not return {', '.join(missing)} (got: {', '.join(out) or 'nothing'})")
+    for key, value in out.items():
+        if not isinstance(value, Tensor) or value.numel() != 1:
+            raise PluginError(name, f"train_step value {key!r} is not a scalar tensor")
+        if value.requires_grad:
+            raise PluginError(name, f"train_step value {key!r} is not detached (call .detach())")
+        if not math.isfinite(float(value)):
+            raise PluginError(name, f"train_step value {key!r} is not finite on the first step ({float(value)})")
+
+
+def check_samples(name: str, images: Any, n: int, image_size: int) -> None:
+    """Raise :class:`PluginError` if generated images break the contract."""
+    expected = (n, 1, image_size, image_size)
+    if not isinstance(images, Tensor) or tuple(images.shape) != expected:
+        got = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
+        raise PluginError(name, f"generate returned shape {got}, expected {expected}")
+    if not torch.isfinite(images).all():
+        raise PluginError(name, "generate returned non-finite values")
+    if images.min() < -1.0001 or images.max() > 1.0001:
+        raise PluginError(name, f"generate returned values in [{images.min():.3g}, {images.max():.3g}], expected [-1, 1]")
