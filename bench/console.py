@@ -1,0 +1,122 @@
+"""One door for output: the consoles, the training progress view and the tables.
+
+Results and tables go to stdout; progress, warnings and errors to stderr. When stderr is
+not a terminal the progress bar degrades to plain periodic lines.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Iterable
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+def error(message: str) -> None:
+    """Print one error line to stderr."""
+    err.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+
+
+def warn(message: str) -> None:
+    """Print one warning line to stderr."""
+    err.print(f"[yellow]warning:[/] {message}", soft_wrap=True)
+
+
+def fmt(value: Any, digits: int = 4) -> str:
+    """Format a number for a table: compact, with '-' for missing and 'nan' kept visible."""
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            return str(value)
+        if value != 0 and (abs(value) >= 1e5 or abs(value) < 1e-3):
+            return f"{value:.3g}"
+        return f"{value:.{digits}g}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def key_value_table(title: str, rows: Iterable[tuple[str, Any]]) -> Table:
+    """A two-column table of labelled values."""
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    for label, value in rows:
+        table.add_row(label, value if isinstance(value, str) else fmt(value))
+    return table
+
+
+class TrainingProgress:
+    """A live bar for a training run, or plain lines when stderr is not a terminal.
+
+    Args:
+        arch: shown at the left of the bar.
+        total_steps: the step budget, or None under a time budget.
+        time_budget: seconds, when the budget is wall-clock time.
+    """
+
+    def __init__(self, arch: str, total_steps: int | None, time_budget: float | None):
+        self.arch = arch
+        self.total_steps = total_steps
+        self.time_budget = time_budget
+        self.live = err.is_terminal
+        self.fields = {"d": float("nan"), "g": float("nan"), "ips": float("nan")}
+        self._last_line = 0.0
+        self._progress: Progress | None = None
+        self._task = None
+
+    def __enter__(self) -> "TrainingProgress":
+        if self.live:
+            total = self.total_steps if self.total_steps is not None else self.time_budget
+            self._progress = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn() if self.total_steps is not None else TextColumn("{task.fields[steps]} steps"),
+                TimeRemainingColumn(),
+                TextColumn("D {task.fields[d]:.3f}  G {task.fields[g]:.3f}  {task.fields[ips]:,.0f} img/s"),
+                console=err,
+                refresh_per_second=4,
+                transient=False,
+            )
+            self._progress.__enter__()
+            self._task = self._progress.add_task(self.arch, total=total, steps=0, **self.fields)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(*exc)
+
+    def update(self, step: int, elapsed: float, **fields: float) -> None:
+        """Record that ``step`` batches are done after ``elapsed`` training seconds."""
+        self.fields.update(fields)
+        if self._progress is not None:
+            completed = step if self.total_steps is not None else min(elapsed, self.time_budget or 0.0)
+            self._progress.update(self._task, completed=completed, steps=step, **self.fields)
+
+    def line(self, step: int, elapsed: float, force: bool = False) -> None:
+        """Print a plain progress line (only when not live), at most every few seconds."""
+        if self.live:
+            return
+        now = time.monotonic()
+        if not force and now - self._last_line < 5.0:
+            return
+        self._last_line = now
+        if self.total_steps is not None:
+            where = f"step {step}/{self.total_steps}"
+            left = (self.total_steps - step) * elapsed / step if step else float("nan")
+        else:
+            where = f"step {step}"
+            left = max(0.0, (self.time_budget or 0.0) - elapsed)
+        f = self.fields
+        err.print(
+            f"{self.arch}: {where}  D {f['d']:.3f}  G {f['g']:.3f}  {f['ips']:,.0f} img/s  "
+            f"elapsed {elapsed:.0f}s  left ~{left:.0f}s",
+            soft_wrap=True,
+        )

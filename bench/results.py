@@ -1,0 +1,163 @@
+"""What a run leaves on disk: its folder, atomic writers, run.json and the environment.
+
+Every file is written to a temporary file in the same folder and renamed over the target,
+so a crash at any moment leaves the previous complete version or none, never half a file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+import bench
+from bench.errors import UsageError
+
+#: Bumped when run.json changes in a way older readers cannot follow.
+SCHEMA_VERSION = 1
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it over ``path`` if the block succeeds."""
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are ordinary files
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json(path: str | os.PathLike, data: Any) -> None:
+    """Write ``data`` as indented JSON to ``path`` atomically."""
+    write_text(path, json.dumps(data, indent=2, sort_keys=False, default=_jsonable) + "\n")
+
+
+def write_csv(path: str | os.PathLike, header: list[str], rows: list[list[Any]]) -> None:
+    """Write a CSV file atomically."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    write_text(path, buf.getvalue())
+
+
+def save_torch(path: str | os.PathLike, obj: Any) -> None:
+    """``torch.save`` ``obj`` to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, torch.Tensor):
+        return obj.tolist()
+    if hasattr(obj, "item"):
+        return obj.item()
+    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
+
+
+def utc_stamp() -> str:
+    """The current UTC time as ``YYYYMMDDTHHMMSSZ``, for folder names."""
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+
+def utc_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def make_run_dir(out: str | os.PathLike, arch: str, seed: int) -> Path:
+    """Create and return a new, unique ``<out>/<arch>-<UTC timestamp>-s<seed>`` folder.
+
+    Two runs started in the same second get different folders: creation is exclusive
+    (``mkdir`` fails if the folder exists) and a counter suffix is added on a clash.
+    """
+    root = Path(out)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--out {root} cannot be created: {exc.strerror or exc}") from None
+    if not os.access(root, os.W_OK):
+        raise UsageError(f"--out {root} is not writable")
+    base = f"{arch}-{utc_stamp()}-s{seed}"
+    for n in range(1000):
+        path = root / (base if n == 0 else f"{base}-{n}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise UsageError(f"--out {root} is not writable: {exc.strerror or exc}") from None
+    raise UsageError(f"could not create a unique run folder under {root}")
+
+
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def _git_commit() -> str | None:
+    here = Path(bench.__file__).resolve().parent.parent
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5, check=False
+        )
+        if out.returncode == 0:
+            dirty = subprocess.run(
+                ["git", "status", "--porcelain", "--untracked-files=no"],
+                cwd=here, capture_output=True, text=True, timeout=5, check=False,
+            ).stdout.strip()
+            return out.stdout.strip() + ("-dirty" if dirty else "")
+    return None
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    """Describe the software and hardware a run used."""
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "gan_bench": bench.__version__,
+        "platform": platform.platform(),
+        "device": str(device),
+        "device_name": gpu or _cpu_model(),
+        "cpu_model": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "gpu": gpu,
+        "cuda": torch.version.cuda if device.type == "cuda" else None,
+        "git_commit": _git_commit(),
+        "argv": sys.argv[1:],
+    }

@@ -1,0 +1,89 @@
+"""Honest per-batch timing: no host sync per batch, warm-up kept apart, median and spread.
+
+On the CPU a batch's time is wall-clock around it (the CPU executes eagerly). On CUDA a pair
+of events brackets each batch and the elapsed times are read only when the caller asks
+(at log intervals), so timing adds no synchronization to the hot path.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+class StepTimer:
+    """Time every batch on ``device``; read the times lazily with :meth:`collect`."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+        self.times_ms: list[float] = []
+        self._pending: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []
+        self._t0 = 0.0
+        self._start_event = None
+
+    def start(self) -> None:
+        if self.cuda:
+            self._start_event = torch.cuda.Event(enable_timing=True)
+            self._start_event.record()
+        else:
+            self._t0 = time.perf_counter()
+
+    def stop(self) -> None:
+        if self.cuda:
+            end = torch.cuda.Event(enable_timing=True)
+            end.record()
+            self._pending.append((self._start_event, end))
+        else:
+            self.times_ms.append((time.perf_counter() - self._t0) * 1e3)
+
+    def collect(self) -> list[float]:
+        """Resolve pending CUDA events (one sync) and return every batch time so far, in ms."""
+        if self._pending:
+            self._pending[-1][1].synchronize()
+            self.times_ms.extend(start.elapsed_time(end) for start, end in self._pending)
+            self._pending.clear()
+        return self.times_ms
+
+
+@dataclass
+class TimingSummary:
+    """Batch-time statistics, warm-up excluded."""
+
+    warmup_steps: int
+    measured_steps: int
+    step_ms_median: float
+    step_ms_p10: float
+    step_ms_p90: float
+    step_ms_mean: float
+    images_per_s: float
+    wall_s: float
+
+    @property
+    def spread(self) -> float:
+        """p90 / p10: 1.0 is perfectly steady."""
+        return self.step_ms_p90 / self.step_ms_p10 if self.step_ms_p10 > 0 else float("inf")
+
+
+def summarize(times_ms: list[float], batch_sizes: list[int], warmup: int, wall_s: float) -> TimingSummary:
+    """Summarize batch times, leaving the first ``warmup`` batches out when enough remain."""
+    if len(times_ms) <= warmup:
+        warmup = 0  # too short a run to set any aside; the numbers then include warm-up
+    t = np.asarray(times_ms[warmup:], dtype=np.float64)
+    images = float(sum(batch_sizes[warmup:]))
+    if t.size == 0:
+        nan = float("nan")
+        return TimingSummary(warmup, 0, nan, nan, nan, nan, nan, wall_s)
+    p10, p50, p90 = np.percentile(t, [10, 50, 90])
+    return TimingSummary(
+        warmup_steps=warmup,
+        measured_steps=int(t.size),
+        step_ms_median=float(p50),
+        step_ms_p10=float(p10),
+        step_ms_p90=float(p90),
+        step_ms_mean=float(t.mean()),
+        images_per_s=images / (t.sum() / 1e3),
+        wall_s=wall_s,
+    )

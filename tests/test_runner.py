@@ -1,0 +1,191 @@
+"""The shared runner: budgets, determinism, result files, contract checks, divergence."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+
+import pytest
+import torch
+from PIL import Image
+
+from architectures.nets import MLPGenerator
+from bench.contract import GAN, ArchSpec, GANConfig
+from bench.errors import PluginError, UsageError
+from bench.registry import default_registry
+from bench.results import atomic_path, make_run_dir, write_json
+from bench.runner import Run, RunConfig
+
+from conftest import run_cli
+
+
+def vanilla():
+    return default_registry().load("vanilla")
+
+
+def test_cli_run_writes_every_result_file(tmp_path):
+    proc = run_cli("run", "--arch", "vanilla", "--steps", "30", "--log-every", "10", "--sample-every", "10",
+                   "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    (run_dir,) = tmp_path.iterdir()
+    assert run_dir.name.startswith("vanilla-") and run_dir.name.endswith("-s0")
+    assert "run summary" in proc.stdout and "images / s" in proc.stdout
+
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["arch"] == "vanilla" and record["status"] == "completed"
+    assert record["steps"] == 30 and record["images_seen"] == 30 * 64
+    assert record["params"] == {"generator": 1_510_032, "discriminator": 533_505}
+    assert record["config"]["batch_size"] == 64 and record["config"]["hparams"]["bn_eps"] == 0.8
+    assert record["config"]["budget"] == {"kind": "steps", "value": 30}
+    timing = record["timing"]
+    assert timing["warmup_steps"] == 10 and timing["measured_steps"] == 20
+    assert 0 < timing["step_ms_p10"] <= timing["step_ms_median"] <= timing["step_ms_p90"]
+    assert timing["images_per_s"] > 0 and timing["wall_s"] > 0
+    assert set(record["losses"]) == {"d", "g"} and all(v > 0 for v in record["losses"].values())
+    assert 0 < record["discriminator"]["d_real"] < 1
+    for key in ("python", "torch", "gan_bench", "device_name", "cpu_model", "cpu_count", "git_commit"):
+        assert key in record["env"]
+
+    rows = list(csv.reader((run_dir / "losses.csv").open()))
+    assert rows[0] == ["step", "loss/D", "loss/G", "D(x)", "D(G(z))"]
+    assert [r[0] for r in rows[1:]] == ["10", "20", "30"]
+
+    with Image.open(run_dir / "samples.png") as img:
+        assert img.size == (5 * 28 + 6 * 2, 5 * 28 + 6 * 2)
+    state = torch.load(run_dir / "generator.pt", weights_only=True)
+    MLPGenerator().load_state_dict(state)
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir / "tb")).Reload()
+    tags = events.Tags()
+    assert {"loss/D", "loss/G", "D(x)", "D(G(z))", "time/step_ms", "time/images_per_s"} <= set(tags["scalars"])
+    assert [e.step for e in events.Scalars("loss/G")] == [10, 20, 30]
+    assert "samples" in tags["images"]
+    assert not list(run_dir.glob(".*.tmp")), "temporary files left behind"
+
+
+def test_same_seed_same_run_and_other_seed_differs(tmp_path):
+    def losses(seed):
+        run = Run(RunConfig("vanilla", steps=12, log_every=4, out=str(tmp_path), seed=seed), vanilla())
+        run.train()
+        return [(h["d_loss"], h["g_loss"]) for h in run.history], run.gan.generator.state_dict()
+
+    a, wa = losses(0)
+    b, wb = losses(0)
+    c, _ = losses(1)
+    assert a == b and len(a) == 12
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert a != c
+
+
+def test_time_budget_stops_at_a_batch_boundary_after_it(tmp_path):
+    run = Run(RunConfig("vanilla", time_budget=0.5, out=str(tmp_path), batch_size=16), vanilla())
+    record = run.train()
+    assert record["status"] == "completed" and record["steps"] > 1
+    assert record["timing"]["wall_s"] >= 0.5
+    assert record["config"]["budget"] == {"kind": "time_budget", "value": 0.5}
+
+
+def test_epochs_budget_counts_the_partial_last_batch(tmp_path):
+    run = Run(RunConfig("vanilla", epochs=1, train_subset=100, batch_size=64, out=str(tmp_path)), vanilla())
+    record = run.train()
+    assert record["steps"] == 2 and record["images_seen"] == 100
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"steps": 10, "epochs": 1}, "--epochs and --steps given together"),
+        ({"steps": 0}, "--steps must be positive"),
+        ({"time_budget": -1.0}, "--time-budget must be positive"),
+        ({"steps": 1, "batch_size": 0}, "--batch-size must be at least 1"),
+        ({"steps": 1, "batch_size": 60001}, "larger than the training set"),
+        ({"steps": 1, "train_subset": 0}, "--train-subset must be between 1 and 60000"),
+        ({"steps": 1, "device": "tpu"}, "unknown --device"),
+        ({"steps": 1, "hparams": {"nope": "1"}}, "unknown hyperparameter"),
+    ],
+)
+def test_bad_settings_are_usage_errors(kwargs, message, tmp_path):
+    with pytest.raises(UsageError, match=message):
+        Run(RunConfig("vanilla", out=str(tmp_path), **kwargs), vanilla())
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message where CUDA is missing")
+def test_cuda_without_cuda_is_a_usage_error(tmp_path):
+    with pytest.raises(UsageError, match="CUDA is not available"):
+        Run(RunConfig("vanilla", steps=1, device="cuda", out=str(tmp_path)), vanilla())
+
+
+@dataclass
+class ToyConfig(GANConfig):
+    batch_size: int = 8
+    nan_at: int = -1
+    drop_g_loss: bool = False
+
+
+class Toy(GAN):
+    """A tiny GAN whose misbehaviour is set through its config."""
+
+    def __init__(self, cfg: ToyConfig, device):
+        self.cfg = cfg
+        self.latent_dim = cfg.latent_dim
+        self.generator = torch.nn.Sequential(torch.nn.Linear(cfg.latent_dim, 784), torch.nn.Tanh(), torch.nn.Unflatten(1, (1, 28, 28)))
+        self.discriminator = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 1))
+        self.opt_g = torch.optim.SGD(self.generator.parameters(), lr=0.01)
+        self.opt_d = torch.optim.SGD(self.discriminator.parameters(), lr=0.01)
+
+    def train_step(self, real, step):
+        fake = self.generator(torch.randn(real.shape[0], self.latent_dim))
+        d_loss = self.discriminator(fake.detach()).mean() - self.discriminator(real).mean()
+        self.opt_d.zero_grad(); d_loss.backward(); self.opt_d.step()
+        g_loss = -self.discriminator(fake).mean()
+        self.opt_g.zero_grad(); g_loss.backward(); self.opt_g.step()
+        if step >= self.cfg.nan_at >= 0:
+            d_loss = d_loss * float("nan")
+        out = {"d_loss": d_loss.detach(), "g_loss": g_loss.detach()}
+        if self.cfg.drop_g_loss:
+            del out["g_loss"]
+        return out
+
+
+TOY = ArchSpec("toy", "a toy", 28, ToyConfig, Toy)
+
+
+def test_divergence_stops_the_run_and_keeps_what_was_earned(tmp_path):
+    run = Run(RunConfig("toy", steps=100, log_every=5, out=str(tmp_path), hparams={"nan_at": 7}), TOY)
+    record = run.train()
+    assert record["status"] == "diverged" and record["diverged_at_step"] == 7
+    assert record["steps"] == 10  # stopped at the first log interval after it
+    saved = json.loads((run.dir / "run.json").read_text())
+    assert saved["status"] == "diverged"
+    assert (run.dir / "losses.csv").exists() and (run.dir / "generator.pt").exists()
+
+
+def test_contract_break_names_the_plugin(tmp_path):
+    with pytest.raises(PluginError, match="architecture 'toy': train_step did not return g_loss"):
+        Run(RunConfig("toy", steps=3, out=str(tmp_path), hparams={"drop_g_loss": "true"}), TOY).train()
+
+
+def test_run_dirs_are_unique_within_one_second(tmp_path):
+    dirs = {make_run_dir(tmp_path, "vanilla", 0) for _ in range(5)}
+    assert len(dirs) == 5
+
+
+def test_unwritable_out_is_a_usage_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(UsageError, match="--out"):
+        make_run_dir(blocker / "runs", "vanilla", 0)
+
+
+def test_atomic_write_keeps_the_old_version_on_failure(tmp_path):
+    target = tmp_path / "run.json"
+    write_json(target, {"v": 1})
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text('{"v": 2, "trunc')
+            raise RuntimeError("killed mid-write")
+    assert json.loads(target.read_text()) == {"v": 1}
+    assert list(tmp_path.iterdir()) == [target]
