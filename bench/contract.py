@@ -67,6 +67,13 @@ class GAN(abc.ABC):
     generator: nn.Module
     discriminator: nn.Module
     latent_dim: int
+    #: Batches in one epoch of the training data; set by the runner before the first step,
+    #: for schedules that count batches within an epoch (as the study's WGAN did).
+    batches_per_epoch: int | None = None
+
+    def batch_in_epoch(self, step: int) -> int:
+        """The index of global batch ``step`` within its epoch (``step`` if the epoch length is unknown)."""
+        return step % self.batches_per_epoch if self.batches_per_epoch else step
 
     @abc.abstractmethod
     def train_step(self, real: Tensor, step: int) -> dict[str, Tensor]:
@@ -111,6 +118,30 @@ class GAN(abc.ABC):
         """The optimizers, by name (for checkpoints). Override if yours are not opt_g/opt_d."""
         return {name: getattr(self, name) for name in ("opt_g", "opt_d") if hasattr(self, name)}
 
+    def extra_state(self) -> dict[str, Tensor]:
+        """Training state beyond networks and optimizers (e.g. a carried-over loss), for
+        checkpoints: tensors only. Override together with :meth:`load_extra_state`."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, Tensor]) -> None:
+        """Restore what :meth:`extra_state` returned."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue training exactly: networks, optimizers, extra state."""
+        return {
+            "networks": {k: m.state_dict() for k, m in self.networks().items()},
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers().items()},
+            "extra": self.extra_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        for k, m in self.networks().items():
+            m.load_state_dict(state["networks"][k])
+        for k, o in self.optimizers().items():
+            o.load_state_dict(state["optimizers"][k])
+        self.load_extra_state(state.get("extra", {}))
+
 
 def count_parameters(module: nn.Module) -> int:
     """Return the number of trainable parameters of ``module``."""
@@ -125,7 +156,11 @@ def apply_overrides(config: Any, overrides: Mapping[str, Any]) -> Any:
         if key not in fields:
             raise UsageError(f"unknown hyperparameter {key!r}; choose from: {', '.join(sorted(fields))}")
         current = getattr(config, key)
-        changes[key] = _coerce(key, value, current) if isinstance(value, str) else value
+        if isinstance(value, str):
+            value = _coerce(key, value, current)
+        elif isinstance(current, tuple) and isinstance(value, list):
+            value = tuple(value)  # tuples come back from JSON as lists
+        changes[key] = value
     return dataclasses.replace(config, **changes)
 
 

@@ -1,0 +1,64 @@
+"""Objectives shared by several architectures, on raw discriminator outputs (logits or scores).
+
+Every function takes the discriminator's outputs, not images, and returns a scalar loss
+to minimise, so an architecture's step reads as "forward, loss, backward, step". The
+study's Sigmoid + BCE architectures (vanilla, dcgan) call ``F.binary_cross_entropy``
+themselves; new code uses these numerically stable forms.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def wasserstein_critic_loss(real_scores: Tensor, fake_scores: Tensor) -> Tensor:
+    """Return ``-mean(D(real)) + mean(D(fake))``, the negated Wasserstein estimate."""
+    return -real_scores.mean() + fake_scores.mean()
+
+
+def wasserstein_generator_loss(fake_scores: Tensor) -> Tensor:
+    """Return ``-mean(D(fake))``."""
+    return -fake_scores.mean()
+
+
+def gradient_penalty(critic: nn.Module, real: Tensor, fake: Tensor) -> Tensor:
+    """Return ``mean((||grad D(x)||_2 - 1)^2)`` at random interpolates ``x`` of real and fake.
+
+    The graph is kept (``create_graph=True``) so the penalty can be backpropagated into
+    the critic's parameters; ``fake`` should be detached.
+    """
+    alpha = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), device=real.device, dtype=real.dtype)
+    x = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
+    scores = critic(x)
+    (grad,) = torch.autograd.grad(scores, x, grad_outputs=torch.ones_like(scores), create_graph=True)
+    return ((grad.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
+
+
+def least_squares_discriminator_loss(
+    real_out: Tensor, fake_out: Tensor, real_target: float = 1.0, fake_target: float = 0.0
+) -> Tensor:
+    """Return ``(mse(D(real), real_target) + mse(D(fake), fake_target)) / 2``.
+
+    Halved like vanilla's averaged BCE (and PyTorch-GAN's lsgan), so D and G losses are
+    on comparable scales in the logs.
+    """
+    real_loss = F.mse_loss(real_out, torch.full_like(real_out, real_target))
+    fake_loss = F.mse_loss(fake_out, torch.full_like(fake_out, fake_target))
+    return (real_loss + fake_loss) / 2
+
+
+def least_squares_generator_loss(fake_out: Tensor, target: float = 1.0) -> Tensor:
+    """Return ``mse(D(fake), target)`` (not halved, as in PyTorch-GAN's lsgan)."""
+    return F.mse_loss(fake_out, torch.full_like(fake_out, target))
+
+
+def hinge_discriminator_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+    """Return ``mean(relu(1 - D(real))) + mean(relu(1 + D(fake)))``."""
+    return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
+
+
+def hinge_generator_loss(fake_logits: Tensor) -> Tensor:
+    """Return ``-mean(D(fake))``."""
+    return -fake_logits.mean()

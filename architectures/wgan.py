@@ -1,0 +1,91 @@
+"""wgan: the study's Wasserstein GAN with weight clipping, faithful by default."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from architectures.losses import wasserstein_critic_loss, wasserstein_generator_loss
+from architectures.nets import MLPDiscriminator, MLPGenerator
+from bench.contract import GAN, ArchSpec, GANConfig
+from bench.errors import UsageError
+
+
+@dataclass
+class WGANConfig(GANConfig):
+    lr: float = 5e-5
+    n_critic: int = 5
+    clip_value: float = 0.01
+    bn_eps: float = 0.8
+
+
+class WGAN(GAN):
+    """A critic step and clip every batch; a generator step when the batch index *within the
+    epoch* is a multiple of ``n_critic`` (the study's ``i % n_critic == 0``, ``i`` restarting each epoch)."""
+
+    def __init__(self, cfg: WGANConfig, device: torch.device):
+        if cfg.n_critic < 1:
+            raise UsageError(f"n_critic must be at least 1, got {cfg.n_critic}")
+        self.latent_dim = cfg.latent_dim
+        self.n_critic = cfg.n_critic
+        self.clip_value = cfg.clip_value
+        self.generator = MLPGenerator(cfg.latent_dim, 28, cfg.bn_eps).to(device)
+        self.discriminator = MLPDiscriminator(28, sigmoid=False).to(device)
+        self.opt_g = torch.optim.RMSprop(self.generator.parameters(), lr=cfg.lr)
+        self.opt_d = torch.optim.RMSprop(self.discriminator.parameters(), lr=cfg.lr)
+        # The latest generator loss, returned on batches without a generator step.
+        self._g_loss: Tensor | None = None
+
+    def train_step(self, real: Tensor, step: int) -> dict[str, Tensor]:
+        z = torch.randn(real.shape[0], self.latent_dim, device=real.device)
+
+        self.opt_d.zero_grad(set_to_none=True)
+        # The study detaches G(z) here; no_grad gives the same values without building a graph.
+        with torch.no_grad():
+            fake = self.generator(z)
+        d_real = self.discriminator(real)
+        d_fake = self.discriminator(fake)
+        d_loss = wasserstein_critic_loss(d_real, d_fake)
+        d_loss.backward()
+        self.opt_d.step()
+        with torch.no_grad():
+            for p in self.discriminator.parameters():
+                p.clamp_(-self.clip_value, self.clip_value)
+
+        if self.batch_in_epoch(step) % self.n_critic == 0:
+            self.opt_g.zero_grad(set_to_none=True)
+            # A second generator forward on the same z, as in the study (its BatchNorm
+            # running statistics are updated twice on these batches).
+            g_loss = wasserstein_generator_loss(self.discriminator(self.generator(z)))
+            g_loss.backward()
+            self.opt_g.step()
+            self._g_loss = g_loss.detach()
+        elif self._g_loss is None:
+            # Resumed between generator steps: report the generator's loss on this batch
+            # as it stands (from the critic's pass before its update) rather than a made-up value.
+            self._g_loss = wasserstein_generator_loss(d_fake.detach())
+
+        return {
+            "d_loss": d_loss.detach(),
+            "g_loss": self._g_loss,
+            "d_real": d_real.detach().mean(),
+            "d_fake": d_fake.detach().mean(),
+        }
+
+
+    def extra_state(self) -> dict[str, Tensor]:
+        return {} if self._g_loss is None else {"g_loss": self._g_loss}
+
+    def load_extra_state(self, state: dict[str, Tensor]) -> None:
+        self._g_loss = state.get("g_loss")
+
+
+SPEC = ArchSpec(
+    name="wgan",
+    description="The study's WGAN: vanilla MLP G, critic without Sigmoid, weight clip 0.01, RMSprop 5e-5, 5 critic steps per G step.",
+    image_size=28,
+    config=WGANConfig,
+    build=WGAN,
+)

@@ -1,0 +1,197 @@
+"""The built-in comparison architectures (dcgan, wgan, wgan-gp, lsgan, sngan) and the example plugin."""
+
+from __future__ import annotations
+
+import ast
+import importlib.metadata as md
+import inspect
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from architectures.losses import gradient_penalty
+from architectures.nets import ConvDiscriminator, ConvGenerator, MLPDiscriminator, MLPGenerator
+from bench.contract import GAN, check_samples, check_step_output, count_parameters
+from bench.registry import GROUP, Registry, default_registry, discover
+
+REPO = Path(__file__).resolve().parent.parent
+PLUGIN_SRC = REPO / "examples" / "plugin" / "src"
+CPU = torch.device("cpu")
+
+ARCHS = ["dcgan", "wgan", "wgan-gp", "lsgan", "sngan"]
+MLP_COUNTS = (1_510_032, 533_505)  # vanilla's networks
+PARAMETER_COUNTS = {
+    "dcgan": (1_049_985, 98_113),
+    "wgan": MLP_COUNTS,
+    "wgan-gp": MLP_COUNTS,
+    "lsgan": MLP_COUNTS,
+    # dcgan's generator; dcgan's D without its 3 BatchNorm2d layers (448 parameters).
+    # Spectral norm's u and v vectors are buffers, not parameters.
+    "sngan": (1_049_985, 97_665),
+}
+
+
+def build(name: str, **overrides) -> tuple[GAN, int]:
+    """Build ``name`` on the CPU with a fixed seed; return it and its image size."""
+    torch.manual_seed(0)
+    spec = default_registry().load(name)
+    return spec.build(spec.make_config(overrides), CPU), spec.image_size
+
+
+def real_batch(n: int, size: int) -> torch.Tensor:
+    return torch.rand(n, 1, size, size) * 2 - 1
+
+
+def snapshot(module: nn.Module) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in module.parameters()]
+
+
+def changed(before: list[torch.Tensor], module: nn.Module) -> bool:
+    return any(not torch.equal(a, p) for a, p in zip(before, module.parameters()))
+
+
+@pytest.mark.parametrize("name", ARCHS)
+def test_parameter_counts(name):
+    gan, _ = build(name)
+    assert (count_parameters(gan.generator), count_parameters(gan.discriminator)) == PARAMETER_COUNTS[name]
+
+
+@pytest.mark.parametrize("name", ARCHS)
+def test_two_steps_and_samples_keep_the_contract(name):
+    gan, size = build(name, batch_size=8)
+    real = real_batch(8, size)
+    for step in range(2):
+        out = gan.train_step(real, step)
+        check_step_output(name, out)
+        assert all(math.isfinite(float(v)) for v in out.values())
+        assert {"d_real", "d_fake"} <= out.keys()
+    check_samples(name, gan.generate(gan.sample_latent(3)), 3, size)
+
+
+def test_dcgan_initialises_like_the_study():
+    gan, _ = build("dcgan")
+    convs = [m for net in gan.networks().values() for m in net.modules() if isinstance(m, nn.Conv2d)]
+    norms = [m for net in gan.networks().values() for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert len(convs) == 7 and len(norms) == 6
+    weights = torch.cat([m.weight.flatten() for m in convs])
+    assert abs(weights.std().item() - 0.02) < 0.001
+    assert all(m.bias.abs().max() == 0 for m in norms)
+    assert abs(torch.cat([m.weight for m in norms]).mean().item() - 1) < 0.01
+    assert sum(isinstance(m, nn.Dropout2d) for m in gan.discriminator.modules()) == 4
+
+
+def test_wgan_steps_the_generator_every_fifth_batch_and_clips_the_critic():
+    gan, _ = build("wgan", batch_size=8)
+    real = real_batch(8, 28)
+    for step in range(7):
+        before = snapshot(gan.generator)
+        out = gan.train_step(real, step)
+        assert changed(before, gan.generator) == (step % 5 == 0), f"step {step}"
+        assert all(p.abs().max() <= 0.01 for p in gan.discriminator.parameters())
+        if step == 0:
+            g_loss = out["g_loss"]
+        elif step < 5:
+            assert out["g_loss"] is g_loss  # the latest generator loss, not a new one
+
+
+def test_wgan_resumed_between_generator_steps_reports_this_batchs_generator_loss():
+    gan, _ = build("wgan", batch_size=8)
+    before = snapshot(gan.generator)
+    out = gan.train_step(real_batch(8, 28), 3)
+    check_step_output("wgan", out)
+    assert not changed(before, gan.generator)
+    assert torch.equal(out["g_loss"], -out["d_fake"])
+
+
+def test_wgan_gp_penalises_instead_of_clipping():
+    gan, _ = build("wgan-gp", batch_size=8)
+    real = real_batch(8, 28)
+    for step in range(2):
+        before = snapshot(gan.generator)
+        out = gan.train_step(real, step)
+        assert changed(before, gan.generator) == (step == 0)
+    assert math.isfinite(float(out["gp"])) and float(out["gp"]) >= 0
+    assert max(p.abs().max() for p in gan.discriminator.parameters()) > 0.01
+    description = default_registry().load("wgan-gp").description.lower()
+    assert "same networks as wgan" in description and "lipschitz" in description
+
+
+def test_gradient_penalty_of_a_linear_critic_is_its_weight_norm_minus_one_squared():
+    critic = nn.Sequential(nn.Flatten(), nn.Linear(4, 1))
+    with torch.no_grad():
+        critic[1].weight.copy_(torch.tensor([[3.0, 0.0, 4.0, 0.0]]))  # norm 5
+    gp = gradient_penalty(critic, torch.randn(6, 1, 2, 2), torch.randn(6, 1, 2, 2))
+    assert torch.allclose(gp, torch.tensor(16.0))
+    assert gp.requires_grad  # differentiable, so it can train the critic
+
+
+def test_sngan_discriminator_is_spectrally_normalized_without_batchnorm_or_dropout():
+    gan, _ = build("sngan")
+    layers = [m for m in gan.discriminator.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    assert len(layers) == 5
+    for layer in layers:
+        assert parametrize.is_parametrized(layer, "weight")
+        assert [type(p).__name__ for p in layer.parametrizations.weight] == ["_SpectralNorm"]
+    banned = (nn.modules.batchnorm._BatchNorm, nn.Dropout, nn.Dropout2d, nn.Sigmoid)
+    assert not any(isinstance(m, banned) for m in gan.discriminator.modules())
+
+
+def test_shared_networks_are_reused_not_copied():
+    for name in ("wgan", "wgan-gp", "lsgan"):
+        gan, _ = build(name)
+        assert type(gan.generator) is MLPGenerator and type(gan.discriminator) is MLPDiscriminator, name
+    for name in ("dcgan", "sngan"):
+        gan, _ = build(name)
+        assert type(gan.generator) is ConvGenerator and type(gan.discriminator) is ConvDiscriminator, name
+    # An architecture module holds its config, its GAN and its spec: no networks of its own.
+    for name in ARCHS:
+        module = sys.modules[default_registry().load(name).build.__module__]
+        own = [c for _, c in inspect.getmembers(module, inspect.isclass) if c.__module__ == module.__name__]
+        assert not [c for c in own if issubclass(c, nn.Module)], name
+
+
+def test_example_plugin_is_discovered_loaded_and_trained(tmp_path, monkeypatch):
+    info = tmp_path / "gan_bench_mlp_hinge-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: gan-bench-mlp-hinge\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[{GROUP}]\nmlp-hinge = gan_bench_mlp_hinge:SPEC\n")
+    monkeypatch.syspath_prepend(str(PLUGIN_SRC))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        entries = discover(md.distributions(path=[str(tmp_path)]))
+        assert [(e.name, e.package) for e in entries] == [("mlp-hinge", "gan-bench-mlp-hinge")]
+        assert "gan_bench_mlp_hinge" not in sys.modules  # found without importing
+        spec = Registry(entries).load("mlp-hinge")
+        torch.manual_seed(0)
+        gan = spec.build(spec.make_config({"batch_size": "8"}), CPU)
+        check_step_output(spec.name, gan.train_step(real_batch(8, spec.image_size), 0))
+        check_samples(spec.name, gan.generate(gan.sample_latent(2)), 2, spec.image_size)
+    finally:
+        sys.modules.pop("gan_bench_mlp_hinge", None)
+
+
+def test_example_plugin_depends_only_on_the_contract():
+    tree = ast.parse((PLUGIN_SRC / "gan_bench_mlp_hinge" / "__init__.py").read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert {m for m in imported if m.split(".")[0] in ("bench", "architectures")} == {"bench.contract"}
+
+
+def test_wgan_counts_critic_steps_within_each_epoch_like_the_study():
+    """The study's ``i % n_critic`` restarts at every epoch (938 batches, not a multiple of 5)."""
+    spec = default_registry().load("wgan")
+    gan = spec.build(spec.make_config({"batch_size": 4}), torch.device("cpu"))
+    gan.batches_per_epoch = 7
+    real = torch.rand(4, 1, 28, 28) * 2 - 1
+    updated = []
+    for step in range(15):
+        before = [p.clone() for p in gan.generator.parameters()]
+        gan.train_step(real, step)
+        updated.append(any(not torch.equal(a, b) for a, b in zip(before, gan.generator.parameters())))
+    # Epoch batches 0..6, 0..6, 0: generator steps at batches 0 and 5 of each epoch.
+    assert [s for s, u in enumerate(updated) if u] == [0, 5, 7, 12, 14]
