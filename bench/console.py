@@ -7,6 +7,7 @@ not a terminal the progress bar degrades to plain periodic lines.
 from __future__ import annotations
 
 import math
+import os
 import time
 from typing import Any, Iterable
 
@@ -14,8 +15,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+def _console(stderr: bool) -> Console:
+    console = Console(stderr=stderr, highlight=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = 160  # logs and pipes: wide tables stay readable instead of folding at 80
+    return console
+
+
+out = _console(stderr=False)
+err = _console(stderr=True)
 
 
 def error(message: str) -> None:
@@ -69,6 +77,7 @@ class TrainingProgress:
         self.live = err.is_terminal
         self.fields = {"d": float("nan"), "g": float("nan"), "ips": float("nan")}
         self._last_line = 0.0
+        self._last_step = -1
         self._progress: Progress | None = None
         self._task = None
 
@@ -105,9 +114,9 @@ class TrainingProgress:
         if self.live:
             return
         now = time.monotonic()
-        if not force and now - self._last_line < 5.0:
+        if step == self._last_step or (not force and now - self._last_line < 5.0):
             return
-        self._last_line = now
+        self._last_line, self._last_step = now, step
         if self.total_steps is not None:
             where = f"step {step}/{self.total_steps}"
             left = (self.total_steps - step) * elapsed / step if step else float("nan")

@@ -95,19 +95,22 @@ def utc_iso() -> str:
 
 
 def make_run_dir(out: str | os.PathLike, arch: str, seed: int) -> Path:
-    """Create and return a new, unique ``<out>/<arch>-<UTC timestamp>-s<seed>`` folder.
+    """Create and return a new, unique ``<out>/<arch>-<UTC timestamp>-s<seed>`` folder."""
+    return make_unique_dir(Path(out), f"{arch}-{utc_stamp()}-s{seed}")
 
-    Two runs started in the same second get different folders: creation is exclusive
-    (``mkdir`` fails if the folder exists) and a counter suffix is added on a clash.
+
+def make_unique_dir(root: Path, base: str) -> Path:
+    """Create and return ``root/base``, or ``root/base-N`` if that exists.
+
+    Two processes starting in the same second get different folders: creation is
+    exclusive (``mkdir`` fails if the folder exists) and a counter suffix is added on a clash.
     """
-    root = Path(out)
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"--out {root} cannot be created: {exc.strerror or exc}") from None
     if not os.access(root, os.W_OK):
         raise UsageError(f"--out {root} is not writable")
-    base = f"{arch}-{utc_stamp()}-s{seed}"
     for n in range(1000):
         path = root / (base if n == 0 else f"{base}-{n}")
         try:

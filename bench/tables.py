@@ -31,6 +31,8 @@ def print_run(record: dict[str, Any], run_dir: Path | None) -> None:
         ("step time p10 / p90", f"{fmt(t['step_ms_p10'])} / {fmt(t['step_ms_p90'])} ms"),
         ("warm-up steps (left out)", t["warmup_steps"]),
         ("images / s", f"{t['images_per_s']:,.0f}"),
+        ("FLOPs per step", record.get("flops_per_step")),
+        ("precision", record["config"].get("precision", "fp32")),
         ("peak memory", _mib(record.get("peak_memory_bytes"))),
         ("final D loss", record["losses"]["d"]),
         ("final G loss", record["losses"]["g"]),
@@ -40,8 +42,46 @@ def print_run(record: dict[str, Any], run_dir: Path | None) -> None:
         ("device", f"{record['env']['device']} ({record['env']['device_name']})"),
     ]
     console.out.print(console.key_value_table(f"{record['arch']}: run summary", rows))
+    if record.get("metrics"):
+        print_metrics(record["metrics"], record.get("references"), f"{record['arch']}: quality at step {record['steps']}")
     if run_dir is not None:
         console.out.print(f"results: {run_dir}")
+
+
+METRIC_LABELS = {
+    "fid": "FID (MNIST classifier features)",
+    "kid": "KID (MNIST classifier features)",
+    "precision": "precision (k=3)",
+    "recall": "recall (k=3)",
+    "classifier_score": "classifier score (max 10)",
+    "modes_covered": "digits covered (>= 1%)",
+    "mode_kl": "KL(digit shares || uniform)",
+}
+
+
+def metrics_table(metrics: dict[str, Any], references: dict[str, dict[str, Any]] | None, title: str) -> Table:
+    """Metrics beside the reference points (train vs test, noise vs test)."""
+    table = Table(title=title, title_justify="left")
+    table.add_column("metric", style="bold")
+    table.add_column("this run", justify="right")
+    refs = references or {}
+    for name in refs:
+        table.add_column(name.replace("_", " "), justify="right", style="dim")
+    for key, label in METRIC_LABELS.items():
+        value = metrics.get(key)
+        if key == "kid" and metrics.get("kid_std") is not None:
+            shown = f"{fmt(value)} ± {fmt(metrics['kid_std'])}"
+        else:
+            shown = fmt(value)
+        table.add_row(label, shown, *[fmt(r.get(key)) for r in refs.values()])
+    if "eval_s" in metrics:
+        table.caption = f"{metrics.get('protocol', {}).get('n_generated', '?')} generated vs MNIST test; evaluation took {metrics['eval_s']:.1f} s"
+    return table
+
+
+def print_metrics(metrics: dict[str, Any], references: dict[str, dict[str, Any]] | None, title: str) -> None:
+    """Print metrics beside the reference points."""
+    console.out.print(metrics_table(metrics, references, title))
 
 
 def print_architectures(rows: list[tuple[Any, Any, Any]]) -> None:
@@ -55,3 +95,181 @@ def print_architectures(rows: list[tuple[Any, Any, Any]]) -> None:
         else:
             table.add_row(entry.name, f"{entry.package} {entry.version}", f"{spec.image_size}x{spec.image_size}", spec.description)
     console.out.print(table)
+
+
+# Comparison tables: shared by `bench report` (Markdown, LaTeX) and the terminal ----------
+#
+# These work on the groups and rows of bench.report (duck-typed, so this module imports
+# nothing from it): a group has device, protocol, mixed, rows, fid_target, references and
+# by_hparams; a row has arch, hparams, status, params_g, params_d, flops_per_step,
+# step_ms_median, images_per_s, wall_s, metrics, ttq and best.
+
+_REFERENCES = (("train_vs_test", "train vs test"), ("noise_vs_test", "noise vs test"))
+#: Evaluation settings named in table headings (the digest covers all of them).
+_EVAL_HEADLINE = ("n_generated", "eval_seed", "feature_network_sha256", "feature_network.sha256")
+
+
+def setting_text(key: str, value: Any) -> str:
+    """Format one protocol setting's value for people."""
+    if key == "train_subset":
+        return "all" if value is None else fmt(value)
+    if isinstance(value, str) and len(value) > 16 and all(c in "0123456789abcdef" for c in value):
+        return value[:12]  # a SHA-256: the first 12 digits identify it well enough to read
+    return fmt(value)
+
+
+def describe_protocol(protocol: dict[str, Any]) -> str:
+    """Describe a (flat) protocol in one line, e.g. ``60 steps · batch 64 · all training images · fp32 · evaluation ...``."""
+    import hashlib
+    import json
+
+    parts = []
+    if "budget" in protocol:
+        parts.append(str(protocol["budget"]))
+    if "batch_size" in protocol:
+        parts.append(f"batch {setting_text('batch_size', protocol['batch_size'])}")
+    if "train_subset" in protocol:
+        subset = protocol["train_subset"]
+        parts.append("all training images" if subset is None else f"train subset {fmt(subset)}")
+    if "precision" in protocol:
+        parts.append(str(protocol["precision"]))
+    evaluation = {k[5:]: v for k, v in protocol.items() if k.startswith("eval.")}
+    if evaluation:
+        # The whole evaluation protocol is long; name it by a digest and show the settings people vary.
+        digest = hashlib.sha256(json.dumps(evaluation, sort_keys=True, default=str).encode()).hexdigest()[:8]
+        shown = [f"{k}={setting_text(k, evaluation[k])}" for k in _EVAL_HEADLINE if k in evaluation]
+        parts.append(f"evaluation {digest}" + (f" ({', '.join(shown)})" if shown else ""))
+    else:
+        parts.append("no evaluation protocol")
+    return " · ".join(parts)
+
+
+def comparison_title(index: int, group: Any) -> str:
+    """The heading of one comparison table: its number, device and protocol."""
+    return f"{index}. {group.device} · {describe_protocol(group.protocol)}"
+
+
+#: Columns the terminal leaves out to fit a screen (the report files keep them).
+TERSE_OMITS = frozenset({"params", "flops", "classifier_score", "ttq_s", "ttq_batches"})
+
+
+def comparison_columns(group: Any, terse: bool = False) -> list[tuple[str, str, bool]]:
+    """The columns of a comparison table as ``(key, header, numeric)``."""
+    target = fmt(float(group.fid_target))
+    cols = [("arch", "arch", False)]
+    if group.by_hparams:
+        cols.append(("hparams", "hparams", False))
+    cols += [
+        ("runs", "runs", True), ("status", "status", False), ("params", "params G/D (M)", True),
+        ("flops", "GFLOP/step", True), ("step_ms", "step ms", True), ("images_per_s", "img/s", True),
+        ("wall_s", "wall s", True), ("fid", "FID", True), ("kid", "KID×10³", True), ("precision", "prec.", True),
+        ("recall", "recall", True), ("modes", "modes", True), ("classifier_score", "class. score", True),
+        ("ttq_s", f"s to FID<{target}", True), ("ttq_batches", f"batches to FID<{target}", True),
+    ]
+    if not terse:
+        return cols
+    return [c for c in cols if c[0] not in TERSE_OMITS] + [("ttq", f"to FID<{target}", True)]
+
+
+def _pm(stat: Any, scale: float = 1.0) -> str:
+    if stat is None or stat.mean is None:
+        return "-"
+    return f"{fmt(stat.mean * scale)} ± {fmt(stat.std * scale, 2) if stat.std is not None else '-'}"
+
+
+def _mean(stat: Any) -> str:
+    return "-" if stat is None or stat.mean is None else fmt(stat.mean)
+
+
+def _millions(n: int | None) -> str:
+    return "-" if n is None else f"{n / 1e6:.3g}"
+
+
+def hparams_text(group: Any, row: Any) -> str:
+    """The row's hyperparameters that differ between the rows of its architecture, as ``k=v, ...``."""
+    rows = [r for r in group.rows if r.arch == row.arch]
+    keys = sorted({k for r in rows for k in (r.hparams or {})})
+    varying = [k for k in keys if len({repr((r.hparams or {}).get(k)) for r in rows}) > 1]
+    return ", ".join(f"{k}={fmt((row.hparams or {}).get(k))}" for k in varying) or "-"
+
+
+def comparison_cells(group: Any, row: Any, terse: bool = False) -> list[tuple[str, bool]]:
+    """The cells of one row as ``(text, highlighted)``, matching ``comparison_columns``; the best FID is highlighted."""
+    ttq = row.ttq
+    if ttq.runs == 0:
+        when = batches = both = "-"
+    elif ttq.reached == 0:
+        when = batches = both = "not reached"
+    else:
+        partial = f" ({ttq.reached}/{ttq.runs} reached)" if ttq.reached < ttq.runs else ""
+        when, batches = f"{fmt(ttq.wall_s)}{partial}", f"{fmt(ttq.step)}{partial}"
+        both = f"{fmt(ttq.wall_s)} s / {fmt(ttq.step)} batches{partial}"
+    m = row.metrics
+    text = {
+        "arch": row.arch,
+        "hparams": hparams_text(group, row) if group.by_hparams else "",
+        "runs": fmt(len(row.runs)),
+        "status": ", ".join(f"{n} {s}" for s, n in row.status.items()),
+        "params": f"{_millions(row.params_g)} / {_millions(row.params_d)}",
+        "flops": "-" if row.flops_per_step is None else fmt(row.flops_per_step / 1e9),
+        "step_ms": fmt(row.step_ms_median),
+        "images_per_s": _mean(row.images_per_s),
+        "wall_s": _mean(row.wall_s),
+        "fid": _pm(m.get("fid")),
+        "kid": _pm(m.get("kid"), 1e3),  # KID is small; shown in thousandths, as is usual
+        "precision": _mean(m.get("precision")),
+        "recall": _mean(m.get("recall")),
+        "modes": _mean(m.get("modes_covered")),
+        "classifier_score": _mean(m.get("classifier_score")),
+        "ttq_s": when,
+        "ttq_batches": batches,
+        "ttq": both,
+    }
+    return [(text[key], key == "fid" and row.best) for key, _, _ in comparison_columns(group, terse)]
+
+
+def comparison_notes(group: Any) -> list[str]:
+    """The lines printed under a comparison table: mixed settings, reference points, legend."""
+    notes = []
+    if group.mixed:
+        differ = "; ".join(f"{k}: {' | '.join(setting_text(k, v) for v in vals)}" for k, vals in group.mixed.items())
+        notes.append(f"mixed protocols in this table (--allow-mixed): {differ}")
+    for key, label in _REFERENCES:
+        ref = (group.references or {}).get(key)
+        if isinstance(ref, dict):
+            kid = ref.get("kid")
+            parts = [f"FID {fmt(ref.get('fid'))}", f"KID×10³ {fmt(kid * 1e3 if isinstance(kid, (int, float)) else None)}"]
+            parts += [f"{name} {fmt(ref.get(k))}" for k, name in (
+                ("precision", "precision"), ("recall", "recall"), ("modes_covered", "modes"),
+                ("classifier_score", "classifier score"))]
+            notes.append(f"reference {label}: {', '.join(parts)}")
+    notes.append(
+        f"FID and KID: mean ± sample std over seeds, on MNIST-classifier features; best FID highlighted. "
+        f"Time to quality: training seconds and batches until FID first fell below {fmt(float(group.fid_target))} "
+        f"(median over the seeds that reached it)."
+    )
+    return notes
+
+
+def print_comparison(groups: list[Any]) -> None:
+    """Print one comparison table per group, best FID in bold, reference points under it."""
+    from rich import box
+    from rich.text import Text
+
+    for index, group in enumerate(groups, 1):
+        table = Table(title=Text(comparison_title(index, group)), title_justify="left", box=box.SIMPLE_HEAD,
+                      pad_edge=False)
+        columns = comparison_columns(group, terse=True)
+        for key, header, numeric in columns:  # names, statuses and the scores stay whole
+            table.add_column(header, justify="right" if numeric else "left", overflow="fold",
+                             no_wrap=key in ("arch", "status", "fid", "kid"))
+        status = [key for key, _, _ in columns].index("status")
+        for row in group.rows:
+            cells = [Text(text, style="bold" if best else "") for text, best in comparison_cells(group, row, terse=True)]
+            if row.status.get("diverged"):
+                cells[status].stylize("red")
+            table.add_row(*cells)
+        console.out.print(table)
+        for line in comparison_notes(group):
+            console.out.print(Text(line), soft_wrap=True)
+        console.out.print()

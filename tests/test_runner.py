@@ -68,7 +68,7 @@ def test_cli_run_writes_every_result_file(tmp_path):
 
 def test_same_seed_same_run_and_other_seed_differs(tmp_path):
     def losses(seed):
-        run = Run(RunConfig("vanilla", steps=12, log_every=4, out=str(tmp_path), seed=seed), vanilla())
+        run = Run(RunConfig("vanilla", steps=12, log_every=4, out=str(tmp_path), seed=seed, eval=False), vanilla())
         run.train()
         return [(h["d_loss"], h["g_loss"]) for h in run.history], run.gan.generator.state_dict()
 
@@ -81,15 +81,18 @@ def test_same_seed_same_run_and_other_seed_differs(tmp_path):
 
 
 def test_time_budget_stops_at_a_batch_boundary_after_it(tmp_path):
-    run = Run(RunConfig("vanilla", time_budget=0.5, out=str(tmp_path), batch_size=16), vanilla())
+    run = Run(RunConfig("vanilla", time_budget=0.5, out=str(tmp_path), batch_size=16, eval=False), vanilla())
     record = run.train()
-    assert record["status"] == "completed" and record["steps"] > 1
-    assert record["timing"]["wall_s"] >= 0.5
+    assert record["status"] == "completed" and record["steps"] >= 1
+    wall = record["timing"]["wall_s"]
+    assert wall >= 0.5
+    # It stopped at the first boundary after the budget: before the last batch it was under it.
+    assert wall - run.timer.times_ms[-1] / 1e3 < 0.5 + 0.5  # slack for logging on a busy machine
     assert record["config"]["budget"] == {"kind": "time_budget", "value": 0.5}
 
 
 def test_epochs_budget_counts_the_partial_last_batch(tmp_path):
-    run = Run(RunConfig("vanilla", epochs=1, train_subset=100, batch_size=64, out=str(tmp_path)), vanilla())
+    run = Run(RunConfig("vanilla", epochs=1, train_subset=100, batch_size=64, out=str(tmp_path), eval=False), vanilla())
     record = run.train()
     assert record["steps"] == 2 and record["images_seen"] == 100
 
@@ -98,8 +101,8 @@ def test_epochs_budget_counts_the_partial_last_batch(tmp_path):
     "kwargs, message",
     [
         ({"steps": 10, "epochs": 1}, "--epochs and --steps given together"),
-        ({"steps": 0}, "--steps must be positive"),
-        ({"time_budget": -1.0}, "--time-budget must be positive"),
+        ({"steps": 0}, "--steps must be a positive number"),
+        ({"time_budget": -1.0}, "--time-budget must be a positive number"),
         ({"steps": 1, "batch_size": 0}, "--batch-size must be at least 1"),
         ({"steps": 1, "batch_size": 60001}, "larger than the training set"),
         ({"steps": 1, "train_subset": 0}, "--train-subset must be between 1 and 60000"),
@@ -109,13 +112,13 @@ def test_epochs_budget_counts_the_partial_last_batch(tmp_path):
 )
 def test_bad_settings_are_usage_errors(kwargs, message, tmp_path):
     with pytest.raises(UsageError, match=message):
-        Run(RunConfig("vanilla", out=str(tmp_path), **kwargs), vanilla())
+        Run(RunConfig("vanilla", out=str(tmp_path), eval=False, **kwargs), vanilla())
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message where CUDA is missing")
 def test_cuda_without_cuda_is_a_usage_error(tmp_path):
     with pytest.raises(UsageError, match="CUDA is not available"):
-        Run(RunConfig("vanilla", steps=1, device="cuda", out=str(tmp_path)), vanilla())
+        Run(RunConfig("vanilla", steps=1, device="cuda", out=str(tmp_path), eval=False), vanilla())
 
 
 @dataclass
@@ -154,7 +157,7 @@ TOY = ArchSpec("toy", "a toy", 28, ToyConfig, Toy)
 
 
 def test_divergence_stops_the_run_and_keeps_what_was_earned(tmp_path):
-    run = Run(RunConfig("toy", steps=100, log_every=5, out=str(tmp_path), hparams={"nan_at": 7}), TOY)
+    run = Run(RunConfig("toy", steps=100, log_every=5, out=str(tmp_path), eval=False, hparams={"nan_at": 7}), TOY)
     record = run.train()
     assert record["status"] == "diverged" and record["diverged_at_step"] == 7
     assert record["steps"] == 10  # stopped at the first log interval after it
@@ -165,7 +168,7 @@ def test_divergence_stops_the_run_and_keeps_what_was_earned(tmp_path):
 
 def test_contract_break_names_the_plugin(tmp_path):
     with pytest.raises(PluginError, match="architecture 'toy': train_step did not return g_loss"):
-        Run(RunConfig("toy", steps=3, out=str(tmp_path), hparams={"drop_g_loss": "true"}), TOY).train()
+        Run(RunConfig("toy", steps=3, out=str(tmp_path), eval=False, hparams={"drop_g_loss": "true"}), TOY).train()
 
 
 def test_run_dirs_are_unique_within_one_second(tmp_path):

@@ -1,0 +1,426 @@
+"""``bench report``: loading, grouping by protocol, aggregation over seeds, formats, figures."""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import io
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench.cli import Parser
+from bench.errors import UsageError
+from bench.report import (
+    DEFAULT_FID_TARGET, FORMATS, add_report_parser, best_per_arch, group_runs, load_runs, protocol_note, render,
+    time_to_quality, write_report,
+)
+from bench.results import SCHEMA_VERSION, write_csv, write_json
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+EVAL_PROTOCOL = {"version": 1, "n_generated": 10000, "eval_seed": 0, "feature_network": "MNIST classifier",
+                 "feature_network_sha256": "ab" * 32, "kid_subsets": 10}
+
+
+def metrics_of(fid: float) -> dict:
+    """Plausible final metrics around ``fid``."""
+    return {
+        "fid": fid, "kid": fid / 1000, "kid_std": 0.0005, "precision": 0.8, "recall": 0.6,
+        "classifier_score": 9.0, "modes_covered": 10, "mode_shares": [0.1] * 10, "mode_kl": 0.01, "eval_s": 1.5,
+        "protocol": copy.deepcopy(EVAL_PROTOCOL),
+    }
+
+
+def make_run(
+    root: Path,
+    arch: str = "vanilla",
+    seed: int = 0,
+    fid: float | None = 12.0,
+    evaluations: list[tuple[int, float, float]] | None = None,
+    status: str = "completed",
+    device: str = "Test CPU",
+    train_subset: int | None = None,
+    precision: str | None = None,
+    hparams: dict | None = None,
+    step_ms: float = 10.0,
+    images_per_s: float = 6400.0,
+    wall_s: float = 100.0,
+    name: str | None = None,
+) -> Path:
+    """Fabricate a run folder (run.json, metrics.csv, losses.csv, samples.png) with the given values.
+
+    ``evaluations`` are ``(step, train_wall_s, fid)``; by default one final evaluation at ``fid``.
+    ``fid=None`` makes an unevaluated run (metrics null, no evaluations, no references).
+    """
+    folder = root / (name or f"{arch}-s{seed}-{device.replace(' ', '_')}-{train_subset}")
+    folder.mkdir(parents=True)
+    if evaluations is None:
+        evaluations = [] if fid is None else [(600, wall_s, fid)]
+    evals = [
+        {"step": s, "train_wall_s": w, "fid": f, "kid": f / 1000, "precision": 0.8, "recall": 0.6,
+         "classifier_score": 9.0, "modes_covered": 10, "mode_kl": 0.01}
+        for s, w, f in evaluations
+    ]
+    config = {
+        "arch": arch, "epochs": None, "steps": 600, "time_budget": None, "batch_size": 64, "seed": seed,
+        "device": "cpu", "out": str(root), "sample_every": 400, "log_every": 200, "warmup_steps": 10,
+        "train_subset": train_subset, "data_dir": None, "budget": {"kind": "steps", "value": 600},
+        "image_size": 28, "sample_seed": 2024, "eval_every": 200,
+        "hparams": {"batch_size": 64, "latent_dim": 100, "lr": 2e-4, **(hparams or {})},
+    }
+    if precision is not None:
+        config["precision"] = precision
+    record = {
+        "schema_version": SCHEMA_VERSION, "arch": arch, "status": status,
+        "diverged_at_step": 300 if status == "diverged" else None, "config": config,
+        "params": {"generator": 1_510_032, "discriminator": 533_505}, "steps": 600, "images_seen": 600 * 64,
+        "timing": {"warmup_steps": 10, "measured_steps": 590, "step_ms_median": step_ms, "step_ms_p10": step_ms,
+                   "step_ms_p90": step_ms, "images_per_s": images_per_s, "wall_s": wall_s},
+        "losses": {"d": 0.5, "g": 0.7}, "discriminator": {"d_real": 0.6, "d_fake": 0.4},
+        "env": {"device": "cpu", "device_name": device},
+        "flops_per_step": 1_234_000_000,
+        "metrics": None if fid is None else metrics_of(fid),
+        "evaluations": evals,
+        "references": None if fid is None else {"train_vs_test": metrics_of(0.5), "noise_vs_test": metrics_of(400.0)},
+    }
+    write_json(folder / "run.json", record)
+    if evals:
+        write_csv(folder / "metrics.csv", list(evals[0]), [list(e.values()) for e in evals])
+    write_csv(folder / "losses.csv", ["step", "loss/D", "loss/G", "D(x)", "D(G(z))"],
+              [[s, 0.7 - s / 6000, 0.9 + s / 6000 + seed / 10, 0.6, 0.4] for s in (200, 400, 600)])
+    import matplotlib.image
+
+    matplotlib.image.imsave(folder / "samples.png", np.full((12, 12), seed / 10.0), cmap="gray", format="png")
+    return folder
+
+
+def groups_of(*paths, **kwargs):
+    return group_runs(load_runs(paths), **kwargs)
+
+
+def only_row(groups, arch):
+    (row,) = [row for g in groups for row in g.rows if row.arch == arch]
+    return row
+
+
+# Aggregation over seeds -----------------------------------------------------------------------
+
+
+def test_seeds_aggregate_mean_and_sample_std(tmp_path):
+    for seed, fid in enumerate((10.0, 12.0, 17.0)):
+        make_run(tmp_path, seed=seed, fid=fid, step_ms=10.0 + seed * 5, images_per_s=1000.0 * (seed + 1),
+                 wall_s=90.0 + seed * 10)
+    (group,) = groups_of(tmp_path)
+    (row,) = group.rows
+    assert row.arch == "vanilla" and sorted(row.seeds) == [0, 1, 2] and row.status == {"completed": 3}
+    fid = row.metrics["fid"]
+    assert fid.n == 3 and fid.mean == pytest.approx(13.0) and fid.std == pytest.approx(math.sqrt(13.0))
+    assert fid.std == pytest.approx(3.605551, abs=1e-6)
+    assert row.metrics["kid"].mean == pytest.approx(0.013) and row.metrics["kid"].std == pytest.approx(0.0036055, abs=1e-6)
+    assert row.step_ms_median == 15.0 and row.images_per_s.mean == 2000.0 and row.wall_s.mean == 100.0
+    assert row.params_g == 1_510_032 and row.flops_per_step == 1_234_000_000 and row.best
+
+    (doc,) = json.loads(render([group], "json"))
+    (r,) = doc["rows"]
+    assert r["fid"]["mean"] == pytest.approx(13.0) and r["fid"]["std"] == pytest.approx(3.6055513)
+    assert r["runs"] == 3 and r["status"] == {"completed": 3}
+    assert doc["references"]["train_vs_test"]["fid"] == 0.5
+
+
+def test_one_seed_has_no_std_and_best_fid_is_highlighted(tmp_path):
+    make_run(tmp_path, arch="vanilla", fid=30.0)
+    make_run(tmp_path, arch="dcgan", fid=8.0)
+    (group,) = groups_of(tmp_path)
+    assert [r.arch for r in group.rows] == ["dcgan", "vanilla"]
+    assert only_row([group], "dcgan").best and not only_row([group], "vanilla").best
+    assert only_row([group], "vanilla").metrics["fid"].std is None
+    md = render([group], "md")
+    assert "**8 ± -**" in md and "| 30 ± - |" in md
+    assert r"\textbf{8 $\pm$ -}" in render([group], "latex")
+
+
+def test_diverged_and_unevaluated_runs_join_their_seeds(tmp_path):
+    make_run(tmp_path, arch="wgan", seed=0, fid=20.0)
+    make_run(tmp_path, arch="wgan", seed=1, fid=None, status="diverged")  # no metrics, no eval protocol
+    make_run(tmp_path, arch="wgan", seed=2, fid=22.0, status="interrupted")
+    (group,) = groups_of(tmp_path)
+    (row,) = group.rows
+    assert row.status == {"completed": 1, "diverged": 1, "interrupted": 1} and row.diverged
+    assert row.metrics["fid"].n == 2 and row.metrics["fid"].mean == pytest.approx(21.0)
+    assert "1 completed, 1 diverged, 1 interrupted" in render([group], "md")
+
+
+# Time to quality ------------------------------------------------------------------------------
+
+
+def test_time_to_quality_is_the_first_evaluation_below_target():
+    log = [
+        {"step": 400, "train_wall_s": 40.0, "fid": 9.0},
+        {"step": 200, "train_wall_s": 20.0, "fid": 15.0},
+        {"step": 600, "train_wall_s": 60.0, "fid": 5.0},
+        {"step": 100, "train_wall_s": 10.0, "fid": float("nan")},
+    ]
+    assert time_to_quality(log, 10.0) == (400, 40.0)
+    assert time_to_quality(log, 15.0) == (400, 40.0)  # "below" is strict
+    assert time_to_quality(log, 20.0) == (200, 20.0)
+    assert time_to_quality(log, 1.0) is None
+    assert time_to_quality([], 10.0) is None
+
+
+def test_time_to_quality_aggregates_over_seeds(tmp_path):
+    make_run(tmp_path, arch="dcgan", seed=0, evaluations=[(200, 20.0, 12.0), (400, 40.0, 8.0)])
+    make_run(tmp_path, arch="dcgan", seed=1, evaluations=[(200, 22.0, 9.0), (400, 44.0, 7.0)])
+    make_run(tmp_path, arch="dcgan", seed=2, evaluations=[(200, 21.0, 11.0), (400, 42.0, 10.5)])
+    make_run(tmp_path, arch="vanilla", seed=0, evaluations=[(200, 10.0, 30.0), (400, 20.0, 25.0)])
+    make_run(tmp_path, arch="lsgan", seed=0, evaluations=[(200, 30.0, 9.5)])
+    make_run(tmp_path, arch="lsgan", seed=1, evaluations=[(200, 33.0, 8.5)])
+    groups = groups_of(tmp_path, fid_target=10.0)
+    dcgan, vanilla, lsgan = (only_row(groups, a).ttq for a in ("dcgan", "vanilla", "lsgan"))
+    assert (dcgan.reached, dcgan.runs, dcgan.step, dcgan.wall_s) == (2, 3, 300, 31.0)
+    assert (vanilla.reached, vanilla.runs, vanilla.step, vanilla.wall_s) == (0, 1, None, None)
+    assert (lsgan.reached, lsgan.runs, lsgan.step, lsgan.wall_s) == (2, 2, 200, 31.5)
+    md = render(groups, "md")
+    assert "31 (2/3 reached) | 300 (2/3 reached)" in md
+    assert "not reached | not reached" in md
+    assert "| 31.5 | 200 |" in md
+    rows = {r["arch"]: r for r in csv.DictReader(io.StringIO(render(groups, "csv")))}
+    assert rows["dcgan"]["ttq_reached"] == "2" and rows["dcgan"]["ttq_runs"] == "3"
+    assert rows["vanilla"]["ttq_step"] == "" and rows["lsgan"]["ttq_wall_s"] == "31.5"
+
+
+# Protocols and devices ------------------------------------------------------------------------
+
+
+def test_protocol_mismatch_is_separated_or_refused_in_strict_mode(tmp_path):
+    for arch in ("vanilla", "dcgan"):
+        make_run(tmp_path, arch=arch, train_subset=10_000)
+        make_run(tmp_path, arch=arch, train_subset=None)
+    groups = groups_of(tmp_path)
+    assert len(groups) == 2
+    assert sorted(g.protocol["train_subset"] or 60_000 for g in groups) == [10_000, 60_000]
+    assert all(len(g.rows) == 2 and all(len(r.runs) == 1 for r in g.rows) for g in groups)
+    assert "train_subset" in protocol_note(groups)
+
+    with pytest.raises(UsageError, match=r"train_subset: 10,000 \| all"):
+        groups_of(tmp_path, require_single_protocol=True)
+
+    (mixed,) = groups_of(tmp_path, allow_mixed=True)
+    assert [len(r.runs) for r in mixed.rows] == [2, 2] and set(mixed.mixed) == {"train_subset"}
+    assert "mixed protocols in this table" in render([mixed], "md")
+    with pytest.raises(UsageError, match="contradict"):
+        groups_of(tmp_path, allow_mixed=True, require_single_protocol=True)
+
+
+def test_precision_and_eval_protocol_are_part_of_the_protocol(tmp_path):
+    make_run(tmp_path, seed=0, precision=None)  # missing means fp32
+    make_run(tmp_path, seed=1, precision="fp32")
+    make_run(tmp_path, seed=2, precision="bf16")
+    groups = groups_of(tmp_path)
+    assert sorted(len(g.runs) for g in groups) == [1, 2]
+    assert sorted(g.protocol["precision"] for g in groups) == ["bf16", "fp32"]
+
+    other = make_run(tmp_path / "other", seed=3)
+    record = json.loads((other / "run.json").read_text())
+    record["metrics"]["protocol"]["n_generated"] = 5000
+    write_json(other / "run.json", record)
+    with pytest.raises(UsageError, match=r"eval\.n_generated: 5,000 \| 10,000"):
+        groups_of(tmp_path / "other", *[g.runs[0].path for g in groups if g.protocol["precision"] == "fp32"],
+                  require_single_protocol=True)
+
+
+def test_different_devices_are_separate_groups(tmp_path):
+    make_run(tmp_path, device="NVIDIA H100", fid=5.0)
+    make_run(tmp_path, device="Intel Xeon", fid=6.0)
+    for kwargs in ({}, {"allow_mixed": True}, {"require_single_protocol": True}):
+        groups = groups_of(tmp_path, **kwargs)
+        assert [g.device for g in groups] == ["Intel Xeon", "NVIDIA H100"]
+        assert all(r.best for g in groups for r in g.rows)  # each group has its own best
+    md = render(groups, "md")
+    assert "## 1. Intel Xeon ·" in md and "## 2. NVIDIA H100 ·" in md
+    assert "2 devices" in protocol_note(groups)
+
+
+# Output formats -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def three_archs(tmp_path):
+    for arch, fids in (("vanilla", (30.0, 32.0)), ("dcgan", (8.0, 9.0)), ("wgan_gp", (15.0, 16.0))):
+        for seed, fid in enumerate(fids):
+            make_run(tmp_path / "runs", arch=arch, seed=seed, fid=fid,
+                     evaluations=[(200, 20.0 + seed, fid * 2), (600, 60.0 + seed, fid)])
+    return tmp_path / "runs"
+
+
+def test_csv_has_one_row_per_architecture_and_group(three_archs, tmp_path):
+    make_run(tmp_path / "runs", arch="vanilla", train_subset=10_000)
+    rows = list(csv.DictReader(io.StringIO(render(groups_of(three_archs), "csv"))))
+    by_subset = {subset: sorted(r["arch"] for r in rows if r["train_subset"] == subset) for subset in ("", "10000")}
+    assert by_subset == {"": ["dcgan", "vanilla", "wgan_gp"], "10000": ["vanilla"]} and len(rows) == 4
+    assert len({r["group"] for r in rows}) == 2
+    dcgan = next(r for r in rows if r["arch"] == "dcgan")
+    assert float(dcgan["fid_mean"]) == pytest.approx(8.5) and dcgan["best_fid"] == "True"
+    assert dcgan["device"] == "Test CPU" and dcgan["budget"] == "600 steps" and dcgan["batch_size"] == "64"
+    assert json.loads(dcgan["eval_protocol"])["n_generated"] == 10000
+
+
+def test_json_parses_as_groups_with_rows(three_archs):
+    doc = json.loads(render(groups_of(three_archs), "json"))
+    assert isinstance(doc, list) and len(doc) == 1
+    assert [r["arch"] for r in doc[0]["rows"]] == ["dcgan", "vanilla", "wgan_gp"]
+    assert doc[0]["protocol"]["eval.feature_network_sha256"] == "ab" * 32
+    assert [r["best_fid"] for r in doc[0]["rows"]] == [True, False, False]
+
+
+def test_latex_has_one_row_per_architecture(three_archs):
+    tex = render(groups_of(three_archs), "latex")
+    assert tex.count(r"\begin{tabular}") == 1 and r"\toprule" in tex
+    body = tex.split(r"\midrule", 1)[1].split(r"\bottomrule", 1)[0]
+    assert body.count("\\\\") == 3
+    assert r"wgan\_gp" in body and "wgan_gp" not in body.replace(r"wgan\_gp", "")
+    assert r"\textbf{8.5 $\pm$ 0.71}" in body
+    assert r"KID$\times$10$^3$" in tex and "FID\\textless{}10" in tex
+
+
+def test_markdown_has_a_header_and_one_row_per_architecture(three_archs):
+    md = render(groups_of(three_archs), "md")
+    table = [line for line in md.splitlines() if line.startswith("|")]
+    assert table[0].startswith("| arch | runs | status |") and re.fullmatch(r"\|( -+:? \|)+", table[1])
+    assert len(table) == 2 + 3
+    assert "**8.5 ± 0.71**" in md and "reference train vs test: FID 0.5" in md
+    assert "## 1. Test CPU · 600 steps · batch 64 · all training images · fp32 · eval" in md
+
+
+def test_every_format_renders_an_older_run_without_metrics(tmp_path):
+    folder = make_run(tmp_path, fid=None)
+    record = json.loads((folder / "run.json").read_text())
+    for key in ("metrics", "evaluations", "references", "flops_per_step"):
+        del record[key]
+    write_json(folder / "run.json", record)
+    groups = groups_of(tmp_path)
+    for fmt in FORMATS:
+        assert "vanilla" in render(groups, fmt)
+    assert only_row(groups, "vanilla").ttq.runs == 0
+
+
+# Loading --------------------------------------------------------------------------------------
+
+
+def test_load_runs_finds_run_folders_recursively(tmp_path):
+    a = make_run(tmp_path / "sweep" / "lr1", seed=0)
+    b = make_run(tmp_path / "sweep" / "lr2" / "deeper", seed=1)
+    (a / "tb").mkdir()
+    assert [r.path for r in load_runs([tmp_path])] == [a, b]
+    assert [r.path for r in load_runs([a, b / "run.json", tmp_path])] == [a, b]  # no duplicates
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("{not json", "invalid JSON"),
+        ("[1, 2]", "expected a JSON object"),
+        ('{"schema_version": 1, "arch": "vanilla"}', "missing status, config.budget.kind"),
+        ('{"schema_version": 99}', "schema_version 99 is newer"),
+    ],
+)
+def test_damaged_run_json_is_a_usage_error_naming_the_file(tmp_path, text, message):
+    make_run(tmp_path, seed=0)
+    bad = make_run(tmp_path, seed=1)
+    (bad / "run.json").write_text(text)
+    with pytest.raises(UsageError, match=re.escape(message)) as info:
+        load_runs([tmp_path])
+    assert str(bad / "run.json") in str(info.value) and "\n" not in str(info.value)
+
+
+def test_no_runs_is_a_usage_error(tmp_path):
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    with pytest.raises(UsageError, match="no runs found in"):
+        load_runs([tmp_path / "empty"])
+    with pytest.raises(UsageError, match="no such file or folder"):
+        load_runs([tmp_path / "missing"])
+
+
+# Writing, figures and the command line ---------------------------------------------------------
+
+
+def test_write_report_writes_table_and_figures(three_archs, tmp_path):
+    (next(three_archs.glob("vanilla-s0-*")) / "samples.png").write_bytes(b"not a png")  # that panel is left out
+    out = tmp_path / "published" / "mnist.md"
+    report = write_report([three_archs], "md", out, fid_target=20.0, allow_mixed=False)
+    names = sorted(p.name for p in report.figures)
+    assert names == ["mnist-fid-vs-batches.png", "mnist-fid-vs-time.png", "mnist-losses.png", "mnist-samples.png"]
+    for path in report.figures:
+        assert path.parent == out.parent and path.read_bytes()[:8] == PNG_MAGIC
+    md = out.read_text()
+    assert "![Generator and discriminator losses (mean over seeds)](mnist-losses.png)" in md
+    assert "(mnist-samples.png)" in md and "batches to FID<20" in md
+    assert not list(out.parent.glob(".*tmp"))  # atomic writes leave no temporaries
+
+
+def test_write_report_refuses_a_folder_as_out(three_archs, tmp_path):
+    with pytest.raises(UsageError, match="is a folder"):
+        write_report([three_archs], "md", tmp_path)
+
+
+def test_write_report_without_out_prints_verbatim(three_archs, tmp_path, capsys):
+    report = write_report([three_archs], "csv", None)
+    assert report.figures == [] and report.out is None
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [r["arch"] for r in rows] == ["dcgan", "vanilla", "wgan_gp"]
+    assert not list(tmp_path.glob("*.png"))
+
+
+def report_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="python -m bench")
+    add_report_parser(parser.add_subparsers(dest="command", parser_class=Parser))
+    return parser
+
+
+def test_parser_defaults_and_options():
+    args = report_parser().parse_args(["report", "runs/"])
+    assert (args.paths, args.format, args.out, args.fid_target) == (["runs/"], "md", None, DEFAULT_FID_TARGET)
+    assert (args.allow_mixed, args.strict, args.figures) == (False, False, True)
+    args = report_parser().parse_args(["report", "a", "b", "--format", "latex", "--out", "t.tex", "--fid-target", "7.5",
+                                       "--allow-mixed", "--no-figures"])
+    assert (args.paths, args.format, args.out, args.fid_target, args.allow_mixed, args.figures) == (
+        ["a", "b"], "latex", "t.tex", 7.5, True, False)
+    for bad in (["--format", "html"], ["--fid-target", "-1"], ["--allow-mixed", "--strict"]):
+        with pytest.raises(SystemExit) as info:
+            report_parser().parse_args(["report", "runs/", *bad])
+        assert info.value.code == 2
+
+
+def test_report_command_writes_file_and_prints_table(three_archs, tmp_path, capsys):
+    out = tmp_path / "table.json"
+    args = report_parser().parse_args(["report", str(three_archs), "--format", "json", "--out", str(out), "--no-figures"])
+    assert args.func(args) == 0
+    assert [r["arch"] for r in json.loads(out.read_text())[0]["rows"]] == ["dcgan", "vanilla", "wgan_gp"]
+    printed = capsys.readouterr().out
+    assert "dcgan" in printed and f"report: {out}" in printed and not list(tmp_path.glob("*.png"))
+
+
+def test_report_command_notes_split_protocols(tmp_path, capsys):
+    make_run(tmp_path, train_subset=10_000)
+    make_run(tmp_path, train_subset=None)
+    args = report_parser().parse_args(["report", str(tmp_path), "--format", "csv"])
+    assert args.func(args) == 0
+    captured = capsys.readouterr()
+    assert len(list(csv.DictReader(io.StringIO(captured.out)))) == 2
+    assert "note: the runs differ in protocol (train_subset: 10,000 | all); shown as separate tables" in captured.err
+
+
+def test_best_per_arch_picks_the_lowest_mean_fid_point(tmp_path):
+    for lr, fids in ((1e-4, (20.0, 22.0)), (2e-4, (11.0, 13.0)), (4e-4, (40.0, 10.0))):
+        for seed, fid in enumerate(fids):
+            make_run(tmp_path, arch="dcgan", seed=seed, fid=fid, hparams={"lr": lr}, name=f"dcgan-{lr}-{seed}")
+    make_run(tmp_path, arch="vanilla", fid=30.0)
+    groups = groups_of(tmp_path, by_hparams=True)
+    assert len(groups[0].rows) == 4 and "lr=0.0002" in render(groups, "md")
+    (best,) = best_per_arch(groups)
+    assert [(r.arch, r.hparams["lr"] if r.arch == "dcgan" else None) for r in best.rows] == [("dcgan", 2e-4), ("vanilla", None)]
+    assert best.rows[0].metrics["fid"].mean == pytest.approx(12.0) and best.rows[0].best
