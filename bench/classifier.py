@@ -23,9 +23,9 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from rich.console import Console
 from torch import Tensor, nn
 
+from bench import console
 from bench.data import load_mnist, to_model_range
 from bench.errors import BenchError, UsageError
 
@@ -184,6 +184,7 @@ def save_weights(model: MNISTClassifier, path: Path | str = WEIGHTS_PATH) -> str
     try:
         with os.fdopen(fd, "wb") as fh:
             torch.save(state, fh)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; package data must be readable
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -258,41 +259,37 @@ test_accuracy.__test__ = False  # not a pytest test, despite its name
 
 def cli_train(args: argparse.Namespace) -> int:
     """`bench classifier train`: train, save the weights atomically, report hash and accuracy."""
-    out = Console(soft_wrap=True)
-    err = Console(stderr=True, soft_wrap=True)
+    out = console.out
     device = torch.device(getattr(args, "device", None) or "cpu")
     path = Path(getattr(args, "out", None) or WEIGHTS_PATH)
     seed = getattr(args, "seed", DEFAULT_SEED)
     epochs = getattr(args, "epochs", DEFAULT_EPOCHS)
-    out.print(f"training the MNIST classifier on {device}: seed {seed}, {epochs} epochs")
-    result = train_classifier(seed, epochs, device, getattr(args, "data_dir", None), log=out.print)
+    console.err.print(f"training the MNIST classifier on {device}: seed {seed}, {epochs} epochs")
+    result = train_classifier(seed, epochs, device, getattr(args, "data_dir", None), log=console.err.print)
     digest = save_weights(result.model, path)
     size_kb = path.stat().st_size / 1024
-    out.print(f"test accuracy {result.accuracy:.2%} after {result.train_s:.0f} s of training")
-    out.print(f"wrote {path} ({size_kb:.0f} KiB), SHA-256 {digest}")
+    out.print(f"test accuracy {result.accuracy:.2%} after {result.train_s:.0f} s of training", soft_wrap=True)
+    out.print(f"wrote {path} ({size_kb:.0f} KiB), SHA-256 {digest}", soft_wrap=True)
     if result.accuracy < MIN_ACCURACY:
-        err.print(f"[yellow]warning:[/] test accuracy {result.accuracy:.2%} is below {MIN_ACCURACY:.0%}")
+        console.warn(f"test accuracy {result.accuracy:.2%} is below {MIN_ACCURACY:.0%}")
     if digest != WEIGHTS_SHA256:
-        err.print(
-            "[yellow]warning:[/] these weights differ from the shipped ones (a different seed, epoch count, "
-            f"device or torch build); to use them, set WEIGHTS_SHA256 = \"{digest}\" in {__file__}"
+        console.warn(
+            "these weights differ from the shipped ones (another seed, epoch count, device, CPU or torch "
+            f'build); to use them, set WEIGHTS_SHA256 = "{digest}" in {__file__}'
         )
     return 0
 
 
 def cli_check(args: argparse.Namespace) -> int:
     """`bench classifier check`: verify the weights' hash and their test accuracy."""
-    out = Console(soft_wrap=True)
-    err = Console(stderr=True, soft_wrap=True)
     device = torch.device(getattr(args, "device", None) or "cpu")
-    path = WEIGHTS_PATH
-    model = load_classifier(device, path)
-    out.print(f"{path}: SHA-256 {WEIGHTS_SHA256} (as expected)")
+    model = load_classifier(device)
+    console.out.print(f"{WEIGHTS_PATH}: SHA-256 {WEIGHTS_SHA256}, as expected", soft_wrap=True)
     accuracy = test_accuracy(model, device, getattr(args, "data_dir", None))
     if accuracy < MIN_ACCURACY:
-        err.print(f"[red]error:[/] test accuracy {accuracy:.2%} is below {MIN_ACCURACY:.0%}")
+        console.error(f"test accuracy {accuracy:.2%} is below {MIN_ACCURACY:.0%}")
         return 1
-    out.print(f"test accuracy {accuracy:.2%} (at least {MIN_ACCURACY:.0%} required): ok")
+    console.out.print(f"test accuracy {accuracy:.2%} (at least {MIN_ACCURACY:.0%} required): ok")
     return 0
 
 

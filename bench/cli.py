@@ -203,7 +203,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except BenchError as exc:
-        console.error(str(exc))
+        if exc.__cause__ is not None:  # a plugin's own error: keep its traceback for its author
+            console.error(f"{exc} (traceback in {_crash_log(exc)})")
+        else:
+            console.error(str(exc))
         return exc.exit_code
     except KeyboardInterrupt:
         console.error("interrupted")

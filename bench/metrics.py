@@ -226,9 +226,7 @@ def _load_cache(path: Path, key: str) -> dict | None:
     """Return the cached dict at ``path`` if it is intact and made for ``key``, else None."""
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        return None
-    except Exception:  # truncated, corrupt or foreign file: recompute it
+    except Exception:  # missing, truncated, corrupt or foreign: recompute it
         return None
     if not isinstance(blob, dict) or blob.get("key") != key or not isinstance(blob.get("value"), dict):
         return None

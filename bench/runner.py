@@ -28,7 +28,7 @@ from torchvision.utils import make_grid, save_image
 from bench import console
 from bench.contract import DIAGNOSTICS, REQUIRED_LOSSES, ArchSpec, GAN, check_samples, check_step_output, count_parameters
 from bench.data import BatchSampler, SamplerState, training_images
-from bench.errors import UsageError
+from bench.errors import PluginError, UsageError
 from bench.results import (
     SCHEMA_VERSION, atomic_path, environment, make_run_dir, save_torch, utc_iso, write_csv, write_json,
 )
@@ -225,6 +225,7 @@ class Run:
         self.status = "running"
         self.stop_signal: int | None = None
         self.diverged_at: int | None = None
+        self.error: str | None = None
         self.history: list[dict[str, float]] = []
         self.evaluations: list[dict[str, Any]] = []
         self.metrics: dict[str, Any] | None = None
@@ -319,6 +320,29 @@ class Run:
             self.flops_per_step = measure_flops(self.gan, self.sampler.data[: self.hparams.batch_size])
         if not resumed:
             write_json(self.dir / "run.json", self.record())  # status "running": a crash leaves a trace
+        try:
+            self._loop()
+            if self.status == "running":
+                self.status = "completed"
+            if self.status == "interrupted":
+                self.save_checkpoint()
+            elif self.status == "completed" and self.evaluator is not None and (
+                not self.evaluations or self.evaluations[-1]["step"] != self.step
+            ):
+                self._evaluate()
+        except BaseException as exc:
+            # Keep what was earned: write the partial results, then let the error through.
+            self.status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            self.error = f"{type(exc).__name__}: {exc}"
+            self._pending.clear()
+            with contextlib.suppress(Exception):
+                self._finish()
+            raise
+        return self._finish()
+
+    def _loop(self) -> None:
+        """Train until the budget is spent, a signal arrives or the run diverges."""
+        cfg = self.cfg
         gan, sampler, timer = self.gan, self.sampler, self.timer
         time_budget = self.budget_value if self.total_steps is None else None
         with graceful_stop() as stop, console.TrainingProgress(self.spec.name, self.total_steps, time_budget) as progress:
@@ -330,8 +354,11 @@ class Run:
                     break
                 timer.start()
                 real = sampler.next()
-                with self._autocast():
-                    out = gan.train_step(real, self.step)
+                try:
+                    with self._autocast():
+                        out = gan.train_step(real, self.step)
+                except Exception as exc:
+                    raise PluginError(self.spec.name, f"train_step raised {type(exc).__name__} at step {self.step}: {exc}") from exc
                 timer.stop()
                 if not self.history and not self._pending:
                     check_step_output(self.spec.name, out)  # one sync, inside warm-up
@@ -356,17 +383,6 @@ class Run:
                 progress.update(self.step, self.train_wall_s)
             self._flush(progress)
             progress.line(self.step, self.train_wall_s, force=True)
-        if self.status == "running":
-            self.status = "completed"
-        if self.status == "interrupted":
-            self.save_checkpoint()
-        elif self.status == "completed" and self.evaluator is not None and (
-            not self.evaluations or self.evaluations[-1]["step"] != self.step
-        ):
-            self._evaluate()
-        if self.evaluations and self.evaluations[-1]["step"] == self.step:
-            self.metrics = self._last_metrics
-        return self._finish()
 
     def _evaluate(self) -> None:
         """Score the generator now; the time it takes is kept out of the training timing."""
@@ -421,6 +437,7 @@ class Run:
             "arch": self.spec.name,
             "status": self.status,
             "diverged_at_step": self.diverged_at,
+            "error": self.error,
             "stop_signal": signal.Signals(self.stop_signal).name if self.stop_signal else None,
             "started": self.started,
             "updated": utc_iso(),
@@ -442,8 +459,10 @@ class Run:
 
     def _finish(self) -> dict[str, Any]:
         gan, run_dir = self.gan, self.dir
+        if self.evaluations and self.evaluations[-1]["step"] == self.step:
+            self.metrics = self._last_metrics
         grid = sample_grid(gan, self.grid_z)
-        if self.status != "diverged":
+        if self.status in ("completed", "interrupted"):
             check_samples(self.spec.name, gan.generate(self.grid_z[:2]), 2, self.spec.image_size)
         self.tb.add_image("samples", grid, self.step)
         with atomic_path(run_dir / "samples.png") as tmp:

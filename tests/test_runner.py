@@ -125,6 +125,7 @@ def test_cuda_without_cuda_is_a_usage_error(tmp_path):
 class ToyConfig(GANConfig):
     batch_size: int = 8
     nan_at: int = -1
+    raise_at: int = -1
     drop_g_loss: bool = False
 
 
@@ -140,6 +141,8 @@ class Toy(GAN):
         self.opt_d = torch.optim.SGD(self.discriminator.parameters(), lr=0.01)
 
     def train_step(self, real, step):
+        if step == self.cfg.raise_at:
+            raise RuntimeError("the plugin's own bug")
         fake = self.generator(torch.randn(real.shape[0], self.latent_dim))
         d_loss = self.discriminator(fake.detach()).mean() - self.discriminator(real).mean()
         self.opt_d.zero_grad(); d_loss.backward(); self.opt_d.step()
@@ -169,6 +172,17 @@ def test_divergence_stops_the_run_and_keeps_what_was_earned(tmp_path):
 def test_contract_break_names_the_plugin(tmp_path):
     with pytest.raises(PluginError, match="architecture 'toy': train_step did not return g_loss"):
         Run(RunConfig("toy", steps=3, out=str(tmp_path), eval=False, hparams={"drop_g_loss": "true"}), TOY).train()
+
+
+def test_a_step_that_raises_keeps_the_results_earned_so_far(tmp_path):
+    run = Run(RunConfig("toy", steps=50, log_every=4, out=str(tmp_path), eval=False, hparams={"raise_at": 9}), TOY)
+    with pytest.raises(PluginError, match="architecture 'toy': train_step raised RuntimeError at step 9: the plugin's own bug"):
+        run.train()
+    saved = json.loads((run.dir / "run.json").read_text())
+    assert saved["status"] == "failed" and saved["steps"] == 9 and "RuntimeError" in saved["error"]
+    rows = list(csv.reader((run.dir / "losses.csv").open()))
+    assert [r[0] for r in rows[1:]] == ["4", "8"]
+    assert (run.dir / "generator.pt").is_file()
 
 
 def test_run_dirs_are_unique_within_one_second(tmp_path):
