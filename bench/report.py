@@ -25,7 +25,7 @@ from typing import Any, Iterable, Sequence
 
 from bench import console, tables
 from bench.errors import UsageError
-from bench.results import SCHEMA_VERSION, atomic_path, write_text
+from bench.results import atomic_path, read_record, write_text
 
 #: FID (MNIST-classifier features) a run must fall below to count as having reached
 #: quality. Chosen from measurements of the built-in architectures; to be recalibrated
@@ -34,12 +34,6 @@ DEFAULT_FID_TARGET = 10.0
 FORMATS = ("md", "csv", "json", "latex")
 #: Final-evaluation metrics aggregated over seeds (mean and sample std).
 METRICS = ("fid", "kid", "precision", "recall", "modes_covered", "classifier_score", "mode_kl")
-#: Keys every readable run.json has (dotted paths into nested objects).
-REQUIRED_KEYS = (
-    "schema_version", "arch", "status", "config.budget.kind", "config.budget.value", "config.batch_size",
-    "config.seed", "params", "timing.step_ms_median", "timing.images_per_s", "timing.wall_s", "env.device_name",
-)
-_MISSING = object()
 
 
 # Loading ------------------------------------------------------------------------------------
@@ -87,14 +81,6 @@ class RunRecord:
         return any(k.startswith("eval.") for k in self.protocol)
 
 
-def _get(data: Any, dotted: str) -> Any:
-    for part in dotted.split("."):
-        if not isinstance(data, dict) or part not in data:
-            return _MISSING
-        data = data[part]
-    return data
-
-
 def _flatten(data: dict[str, Any], prefix: str) -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for key in sorted(data):
@@ -132,32 +118,7 @@ def protocol_of(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def _load_one(folder: Path) -> RunRecord:
-    file = folder / "run.json"
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise UsageError(f"{file}: cannot be read ({exc.strerror or exc})") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"{file}: damaged run.json (not UTF-8 text)") from None
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"{file}: damaged run.json (invalid JSON: {exc.msg} at line {exc.lineno})") from None
-    if not isinstance(data, dict):
-        raise UsageError(f"{file}: damaged run.json (expected a JSON object, got {type(data).__name__})")
-    version = data.get("schema_version")
-    if isinstance(version, int) and not isinstance(version, bool) and version > SCHEMA_VERSION:
-        raise UsageError(
-            f"{file}: schema_version {version} is newer than this gan-bench reads ({SCHEMA_VERSION}); upgrade gan-bench"
-        )
-    missing = [key for key in REQUIRED_KEYS if _get(data, key) is _MISSING]
-    if missing:
-        raise UsageError(f"{file}: damaged run.json (missing {', '.join(missing)})")
-    if not isinstance(version, int) or isinstance(version, bool):
-        raise UsageError(f"{file}: damaged run.json (schema_version {version!r} is not an integer)")
-    for key, kinds in (("metrics", (dict, type(None))), ("evaluations", (list, type(None))), ("references", (dict, type(None)))):
-        if not isinstance(data.get(key), kinds):
-            raise UsageError(f"{file}: damaged run.json ({key} is a {type(data[key]).__name__})")
-    if not all(isinstance(e, dict) for e in data.get("evaluations") or []):
-        raise UsageError(f"{file}: damaged run.json (evaluations must be a list of objects)")
+    data = read_record(folder)
     return RunRecord(folder, data, protocol_of(data))
 
 

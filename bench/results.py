@@ -27,6 +27,14 @@ from bench.errors import UsageError
 #: Bumped when run.json changes in a way older readers cannot follow.
 SCHEMA_VERSION = 1
 
+#: Keys every readable run.json has (dotted paths into nested objects).
+REQUIRED_KEYS = (
+    "schema_version", "arch", "status", "config.budget.kind", "config.budget.value", "config.batch_size",
+    "config.seed", "config.hparams", "params", "timing.step_ms_median", "timing.images_per_s", "timing.wall_s",
+    "env.device_name",
+)
+_MISSING = object()
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -164,3 +172,45 @@ def environment(device: torch.device) -> dict[str, Any]:
         "git_commit": _git_commit(),
         "argv": sys.argv[1:],
     }
+
+
+def _get(data: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        if not isinstance(data, dict) or part not in data:
+            return _MISSING
+        data = data[part]
+    return data
+
+
+def read_record(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """Read a run folder's run.json, refusing damaged or incompatible ones with one clear line."""
+    folder = Path(run_dir)
+    file = folder / "run.json"
+    if not file.is_file():
+        raise UsageError(f"{folder} is not a run folder (no run.json)")
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UsageError(f"{file}: cannot be read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{file}: damaged run.json (not UTF-8 text)") from None
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{file}: damaged run.json (invalid JSON: {exc.msg} at line {exc.lineno})") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{file}: damaged run.json (expected a JSON object, got {type(data).__name__})")
+    version = data.get("schema_version")
+    if isinstance(version, int) and not isinstance(version, bool) and version != SCHEMA_VERSION:
+        newer = "newer than this gan-bench reads" if version > SCHEMA_VERSION else "older than this gan-bench reads"
+        fix = "upgrade gan-bench" if version > SCHEMA_VERSION else "rerun it, or read it with the gan-bench that wrote it"
+        raise UsageError(f"{file}: schema_version {version} is {newer} ({SCHEMA_VERSION}); {fix}")
+    missing = [key for key in REQUIRED_KEYS if _get(data, key) is _MISSING]
+    if missing:
+        raise UsageError(f"{file}: damaged run.json (missing {', '.join(missing)})")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise UsageError(f"{file}: damaged run.json (schema_version {version!r} is not an integer)")
+    for key, kinds in (("metrics", (dict, type(None))), ("evaluations", (list, type(None))), ("references", (dict, type(None)))):
+        if not isinstance(data.get(key), kinds):
+            raise UsageError(f"{file}: damaged run.json ({key} is a {type(data[key]).__name__})")
+    if not all(isinstance(e, dict) for e in data.get("evaluations") or []):
+        raise UsageError(f"{file}: damaged run.json (evaluations must be a list of objects)")
+    return data

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import json
 import math
 import resource
 import signal
@@ -30,7 +29,7 @@ from bench.contract import DIAGNOSTICS, REQUIRED_LOSSES, ArchSpec, GAN, check_sa
 from bench.data import BatchSampler, SamplerState, training_images
 from bench.errors import PluginError, UsageError
 from bench.results import (
-    SCHEMA_VERSION, atomic_path, environment, make_run_dir, save_torch, utc_iso, write_csv, write_json,
+    SCHEMA_VERSION, atomic_path, environment, make_run_dir, read_record, save_torch, utc_iso, write_csv, write_json,
 )
 from bench.timing import StepTimer, summarize
 
@@ -58,6 +57,7 @@ class RunConfig:
     seed: int = 0
     device: str = "auto"
     precision: str = "fp32"
+    threads: int | None = None
     out: str = "results/runs"
     sample_every: int = 400
     log_every: int = 50
@@ -84,7 +84,7 @@ class RunConfig:
     def validate(self) -> None:
         """Raise :class:`UsageError` for settings that cannot work, before anything is built."""
         self.budget()
-        positive = {"--log-every": self.log_every, "--eval-every": self.eval_every,
+        positive = {"--threads": self.threads, "--log-every": self.log_every, "--eval-every": self.eval_every,
                     "--checkpoint-every": self.checkpoint_every, "--eval-samples": self.eval_samples}
         for flag, value in positive.items():
             if value is not None and value < 1:
@@ -195,6 +195,8 @@ class Run:
         self.spec = spec
         self.budget_kind, self.budget_value = cfg.budget()
         self.device = resolve_device(cfg.device)
+        if cfg.threads is not None:
+            torch.set_num_threads(cfg.threads)
         self.autocast_dtype = PRECISIONS[cfg.precision]
         overrides = dict(cfg.hparams)
         if cfg.batch_size is not None:
@@ -508,23 +510,6 @@ class Run:
             hparams=dataclasses.asdict(self.hparams),
         )
         return cfg
-
-
-def read_record(run_dir: str | Path) -> dict[str, Any]:
-    """Read a run folder's run.json, refusing damaged or incompatible ones."""
-    path = Path(run_dir) / "run.json"
-    if not path.is_file():
-        raise UsageError(f"{run_dir} is not a run folder (no run.json)")
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UsageError(f"{path} is damaged: {exc}") from None
-    if not isinstance(record, dict) or "arch" not in record or "config" not in record:
-        raise UsageError(f"{path} is damaged: not a gan-bench run record")
-    version = record.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise UsageError(f"{path} has schema version {version}; this gan-bench reads version {SCHEMA_VERSION}")
-    return record
 
 
 def load_trained(run_dir: str | Path, spec_for: Any, device: torch.device) -> tuple[dict[str, Any], GAN]:

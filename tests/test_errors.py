@@ -1,0 +1,214 @@
+"""Bad input: one clear line on stderr, exit 2, no traceback; and the README's table says so.
+
+Run this file as a script to print the README's table rows from what the program prints:
+``python tests/test_errors.py``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+import shutil
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from bench.cli import main
+from bench.data import PACKAGED_DIR
+
+HERE = Path(__file__).resolve().parent
+README = HERE.parent / "README.md"
+
+
+def _data_copy(d: Path) -> Path:
+    d.mkdir()
+    for f in PACKAGED_DIR.glob("*.gz"):
+        shutil.copy(f, d / f.name)
+    return d
+
+
+def _missing(d: Path) -> Path:
+    d = _data_copy(d)
+    (d / "train-images-idx3-ubyte.gz").unlink()
+    return d
+
+
+def _truncated(d: Path) -> Path:
+    d = _data_copy(d)
+    f = d / "train-labels-idx1-ubyte.gz"
+    f.write_bytes(f.read_bytes()[:10000])
+    return d
+
+
+def _altered(d: Path) -> Path:
+    d = _data_copy(d)
+    f = d / "train-labels-idx1-ubyte.gz"
+    raw = bytearray(gzip.decompress(f.read_bytes()))
+    raw[-1] = (raw[-1] + 1) % 10
+    f.write_bytes(gzip.compress(bytes(raw), mtime=0))
+    return d
+
+
+def _file(d: Path) -> Path:
+    d.write_text("a file where a folder should be\n")
+    return d
+
+
+def _empty(d: Path) -> Path:
+    d.mkdir()
+    return d
+
+
+def _run_json(text: str):
+    def make(d: Path) -> Path:
+        d.mkdir()
+        (d / "run.json").write_text(text)
+        return d
+    return make
+
+
+BROKEN_PLUGINS = {
+    "broken_import": "raise ImportError('No module named gpu_only_lib')\n",
+    "broken_step": textwrap.dedent("""
+        import torch
+        from bench.contract import GAN, ArchSpec, GANConfig
+
+        class Bad(GAN):
+            def __init__(self, cfg, device):
+                self.latent_dim = cfg.latent_dim
+                self.generator = torch.nn.Sequential(torch.nn.Linear(cfg.latent_dim, 784), torch.nn.Tanh(), torch.nn.Unflatten(1, (1, 28, 28)))
+                self.discriminator = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 1))
+            def train_step(self, real, step):
+                return {"d_loss": self.discriminator(real).mean().detach()}
+
+        SPEC = ArchSpec("broken-step", "returns no g_loss", 28, GANConfig, Bad)
+    """),
+}
+
+
+def _plugins(d: Path) -> Path:
+    """Fake an installed distribution holding two broken plugins; put it on sys.path."""
+    d.mkdir()
+    info = d / "broken_plugins-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-plugins\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(
+        "[gan_bench.architectures]\nbroken-import = broken_import:SPEC\nbroken-step = broken_step:SPEC\n"
+    )
+    for name, source in BROKEN_PLUGINS.items():
+        (d / f"{name}.py").write_text(source)
+    return d
+
+
+# (id, the input as the README shows it, argv with DIR for the prepared path, how to prepare DIR)
+CASES = [
+    ("unknown architecture", "run --arch vanila", ["run", "--arch", "vanila"], None),
+    ("zero steps", "run --arch vanilla --steps 0", ["run", "--arch", "vanilla", "--steps", "0"], None),
+    ("negative budget", "run --arch vanilla --epochs -3", ["run", "--arch", "vanilla", "--epochs", "-3"], None),
+    ("two budgets", "run --arch vanilla --steps 100 --time-budget 5m",
+     ["run", "--arch", "vanilla", "--steps", "100", "--time-budget", "5m"], None),
+    ("malformed time budget", "run --arch vanilla --time-budget 10x",
+     ["run", "--arch", "vanilla", "--time-budget", "10x"], None),
+    ("batch size 0", "run --arch vanilla --batch-size 0", ["run", "--arch", "vanilla", "--batch-size", "0"], None),
+    ("batch size too large", "run --arch vanilla --batch-size 70000",
+     ["run", "--arch", "vanilla", "--batch-size", "70000"], None),
+    ("train subset out of range", "run --arch vanilla --train-subset 60001",
+     ["run", "--arch", "vanilla", "--train-subset", "60001"], None),
+    ("cuda without CUDA", "run --arch vanilla --device cuda", ["run", "--arch", "vanilla", "--device", "cuda"], None),
+    ("unknown precision", "run --arch vanilla --precision fp8", ["run", "--arch", "vanilla", "--precision", "fp8"], None),
+    ("unknown hyperparameter", "run --arch vanilla --set lrr=1e-4", ["run", "--arch", "vanilla", "--set", "lrr=1e-4"], None),
+    ("unwritable --out", "run --arch vanilla --steps 1 --out DIR/runs (DIR is a file)",
+     ["run", "--arch", "vanilla", "--steps", "1", "--no-eval", "--out", "DIR/runs"], _file),
+    ("data file missing", "run --arch vanilla --data-dir DIR (no train-images file)",
+     ["run", "--arch", "vanilla", "--data-dir", "DIR"], _missing),
+    ("data file truncated", "run --arch vanilla --data-dir DIR (train-labels cut short)",
+     ["run", "--arch", "vanilla", "--data-dir", "DIR"], _truncated),
+    ("data file altered", "run --arch vanilla --data-dir DIR (one label changed)",
+     ["run", "--arch", "vanilla", "--data-dir", "DIR"], _altered),
+    ("eval on a folder without a run", "eval DIR (empty folder)", ["eval", "DIR"], _empty),
+    ("eval on a damaged run.json", "eval DIR (run.json cut short)", ["eval", "DIR"], _run_json('{"arch": "vanil')),
+    ("eval on a run.json of another version", "eval DIR (schema_version 99)",
+     ["eval", "DIR"], _run_json(json.dumps({"schema_version": 99, "arch": "vanilla", "config": {}}))),
+    ("report on a folder without runs", "report DIR (empty folder)", ["report", "DIR"], _empty),
+    ("report on a damaged run.json", "report DIR (run.json cut short)", ["report", "DIR"], _run_json('{"arch": "vanil')),
+    ("resume a folder without a run", "run --resume DIR (empty folder)", ["run", "--resume", "DIR"], _empty),
+    ("plugin that raises on import", "run --arch broken-import (its module raises ImportError)",
+     ["run", "--arch", "broken-import"], _plugins),
+    ("plugin whose step breaks the contract", "run --arch broken-step (its step returns no g_loss)",
+     ["run", "--arch", "broken-step", "--steps", "5", "--no-eval", "--out", "DIR/runs"], _plugins),
+]
+
+
+def run_case(argv: list[str], prepare, tmp: Path, capsys) -> tuple[int, str]:
+    """Run one case in-process; return its exit status and stderr with the temp path as DIR."""
+    from bench.registry import default_registry
+
+    d = tmp / "case"
+    if prepare is not None:
+        prepare(d)
+    added = prepare is _plugins
+    if added:
+        sys.path.insert(0, str(d))
+        default_registry.cache_clear()
+    try:
+        argv = [a.replace("DIR", str(d)) for a in argv]
+        try:
+            code = main(argv)
+        except SystemExit as exc:  # argparse
+            code = exc.code
+    finally:
+        if added:
+            sys.path.remove(str(d))
+            default_registry.cache_clear()
+    err = capsys.readouterr().err
+    return code, err.replace(str(d), "DIR")
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_is_one_line_exit_2(case, tmp_path, capsys):
+    name, shown, argv, prepare = case
+    if name == "cuda without CUDA" and torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    code, err = run_case(argv, prepare, tmp_path, capsys)
+    lines = err.strip().splitlines()
+    assert code == 2, err
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert "Traceback" not in err
+    # The README's table of errors shows exactly this line.
+    message = lines[0].removeprefix("error: ")
+    message = re.sub(r" \(traceback in \S+\)$", " (traceback in a log file)", message)
+    assert f"| `{shown}` | {_md(message)} |" in README.read_text(), f"README row missing or stale for {name}: {message}"
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+if __name__ == "__main__":  # print the README rows from what the program prints
+    import tempfile
+
+    class _Cap:
+        def readouterr(self):
+            out = _Cap.buf.getvalue()
+            _Cap.buf.seek(0)
+            _Cap.buf.truncate()
+            return type("R", (), {"err": out})
+
+    import io
+
+    from rich.console import Console
+
+    import bench.console as bc
+
+    _Cap.buf = io.StringIO()
+    bc.err = Console(file=_Cap.buf, width=10_000, highlight=False)
+    for name, shown, argv, prepare in CASES:
+        with tempfile.TemporaryDirectory() as t:
+            code, err = run_case(argv, prepare, Path(t), _Cap())
+        line = err.strip().splitlines()[0].removeprefix("error: ") if err.strip() else "(nothing)"
+        line = re.sub(r" \(traceback in \S+\)$", " (traceback in a log file)", line)
+        print(f"| `{shown}` | {_md(line)} |")
