@@ -41,6 +41,13 @@ def parse_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
 
 
+def parse_every(text: str) -> tuple[str, float]:
+    """``500`` (batches) or ``30s`` / ``2m`` (training time)."""
+    if text.strip().lstrip("-").isdigit():
+        return "steps", int(text)
+    return "seconds", parse_duration(text)
+
+
 def parse_assignment(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep or not key:
@@ -69,7 +76,8 @@ def add_training_options(p: argparse.ArgumentParser, seed: bool = True) -> None:
     p.add_argument("--train-subset", type=parse_int, metavar="N", help="train on the first N images of a fixed shuffle")
     p.add_argument("--data-dir", help="a folder with the four MNIST IDX files (default: the copy shipped in the package)")
     ev = p.add_argument_group("evaluation (FID and friends on MNIST classifier features)")
-    ev.add_argument("--eval-every", type=parse_int, metavar="N", help="also evaluate every N batches (default: only at the end)")
+    ev.add_argument("--eval-every", type=parse_every, metavar="N|DURATION",
+                    help="also evaluate every N batches, or every DURATION of training time (e.g. 30s); default: only at the end")
     ev.add_argument("--eval-samples", type=parse_int, default=10_000, metavar="N",
                     help="generated images per evaluation (default 10000, the published protocol)")
     ev.add_argument("--no-eval", dest="eval", action="store_false", help="skip evaluation")
@@ -82,11 +90,14 @@ def run_config(args: argparse.Namespace, arch: str):
     """Build a RunConfig from parsed training options."""
     from bench.runner import RunConfig
 
+    every = args.eval_every
     return RunConfig(
         arch=arch, epochs=args.epochs, steps=args.steps, time_budget=args.time_budget,
         batch_size=args.batch_size, seed=getattr(args, "seed", 0), device=args.device, precision=args.precision, threads=args.threads, out=args.out,
         sample_every=args.sample_every, log_every=args.log_every, warmup_steps=args.warmup_steps,
-        train_subset=args.train_subset, data_dir=args.data_dir, eval=args.eval, eval_every=args.eval_every,
+        train_subset=args.train_subset, data_dir=args.data_dir, eval=args.eval,
+        eval_every=int(every[1]) if every and every[0] == "steps" else None,
+        eval_every_s=every[1] if every and every[0] == "seconds" else None,
         eval_samples=args.eval_samples, checkpoint_every=args.checkpoint_every, hparams=dict(args.hparams),
     )
 

@@ -13,13 +13,15 @@ import argparse
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from bench import console
 from bench.errors import BenchError, PluginError, UsageError
 from bench.results import make_run_dir, make_unique_dir, utc_iso, utc_stamp, write_json
 
 PLAN = "compare.json"
+#: Statuses after which a planned run is not started again.
+FINISHED = ("completed", "diverged", "failed")
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -53,7 +55,7 @@ class Comparison:
     @classmethod
     def create(cls, out: str, archs: list[str], seeds: list[int], settings: dict[str, Any]) -> "Comparison":
         folder = make_unique_dir(Path(out), f"compare-{utc_stamp()}")
-        runs = [{"arch": a, "seed": s, "status": "pending", "run_dir": None} for a in archs for s in seeds]
+        runs = [{"arch": a, "seed": s, "hparams": {}, "status": "pending", "run_dir": None} for a in archs for s in seeds]
         comparison = cls(folder, {"created": utc_iso(), "archs": archs, "seeds": seeds, "settings": settings, "runs": runs})
         comparison.save()
         return comparison
@@ -72,62 +74,93 @@ class Comparison:
         write_json(self.folder / PLAN, self.plan)
 
 
-def _run_config(settings: dict[str, Any], arch: str, seed: int, out: Path):
-    from bench.runner import RunConfig
+def execute(
+    settings: dict[str, Any],
+    entry: dict[str, Any],
+    folder: Path,
+    evaluator: Any = None,
+    on_start: Callable[[Path], None] | None = None,
+) -> dict[str, Any]:
+    """Run one planned (architecture, seed, hyperparameters) entry, or resume it from its checkpoint.
 
-    return RunConfig(**{**settings, "arch": arch, "seed": seed, "out": str(out)})
+    The run folder is written exactly as ``bench run`` writes it, inside ``folder``.
+    ``on_start(run_dir)`` is called once the folder exists, before training. Returns the
+    outcome: ``status``, ``run_dir``, ``error``, ``stop_signal``, ``diverged_at_step``.
+    A plugin error ends this run (status ``failed``) without raising.
+    """
+    from bench.registry import default_registry
+    from bench.runner import CHECKPOINT, Run, RunConfig
+
+    registry = default_registry()
+    previous = Path(entry["run_dir"]) if entry.get("run_dir") else None
+    run = None
+    try:
+        if previous is not None and (previous / CHECKPOINT).is_file():
+            run = Run.resume(previous, registry.load, evaluator)
+        else:
+            hparams = {**settings.get("hparams", {}), **entry.get("hparams", {})}
+            cfg = RunConfig(**{**settings, "arch": entry["arch"], "seed": entry["seed"], "out": str(folder), "hparams": hparams})
+            run = Run(cfg, registry.load(entry["arch"]), evaluator)
+            run.dir = make_run_dir(folder, entry["arch"], entry["seed"])
+        if on_start is not None:
+            on_start(run.dir)
+        record = run.train()
+    except PluginError as exc:
+        console.error(str(exc))
+        return {"status": "failed", "run_dir": str(run.dir) if run and run.dir else None, "error": str(exc),
+                "stop_signal": None, "diverged_at_step": None}
+    return {"status": record["status"], "run_dir": str(run.dir), "error": record.get("error"),
+            "stop_signal": run.stop_signal, "diverged_at_step": record.get("diverged_at_step")}
+
+
+def make_evaluator(settings: dict[str, Any]) -> Any:
+    """One evaluator for a whole comparison (same device, same protocol), or None with --no-eval."""
+    if not settings.get("eval", True):
+        return None
+    from bench.metrics import Evaluator
+    from bench.runner import resolve_device
+
+    return Evaluator(resolve_device(settings["device"]), n_samples=settings["eval_samples"],
+                     data_dir=settings.get("data_dir"))
 
 
 def run_comparison(comparison: Comparison) -> int:
-    """Run every pending or interrupted run of ``comparison``; return the exit status."""
+    """Run every unfinished entry of ``comparison`` one after another; return the exit status."""
     from bench.registry import default_registry
-    from bench.runner import Run, RunConfig
+    from bench.runner import RunConfig
 
-    registry = default_registry()
     settings = comparison.plan["settings"]
     entries = comparison.plan["runs"]
     # Fail fast on settings or names that cannot work, before hours of training.
     RunConfig(arch="-", **settings).validate()
-    for arch in comparison.plan["archs"]:
-        registry.entry(arch)
+    for arch in sorted({e["arch"] for e in entries}):
+        default_registry().entry(arch)
+    evaluator = make_evaluator(settings)
 
-    evaluator = None
-    if settings.get("eval", True):
-        from bench.metrics import Evaluator
-        from bench.runner import resolve_device
-
-        evaluator = Evaluator(resolve_device(settings["device"]), n_samples=settings["eval_samples"],
-                              data_dir=settings.get("data_dir"))
-
-    todo = [e for e in entries if e["status"] not in ("completed", "diverged", "failed")]
+    todo = [e for e in entries if e["status"] not in FINISHED]
     console.err.print(f"comparison {comparison.folder}: {len(entries)} runs, {len(todo)} to go", soft_wrap=True)
     for index, entry in enumerate(todo, 1):
-        left = len(todo) - index
-        console.err.rule(f"[{index}/{len(todo)}] {entry['arch']} seed {entry['seed']}  ({left} after this)")
-        try:
-            if entry["run_dir"] and (Path(entry["run_dir"]) / "checkpoint.pt").is_file():
-                run = Run.resume(entry["run_dir"], registry.load, evaluator)
-            else:
-                cfg = _run_config(settings, entry["arch"], entry["seed"], comparison.folder)
-                run = Run(cfg, registry.load(entry["arch"]), evaluator)
-            if run.dir is None:
-                run.dir = make_run_dir(comparison.folder, entry["arch"], entry["seed"])
-            entry.update(status="running", run_dir=str(run.dir))
+        console.err.rule(f"[{index}/{len(todo)}] {describe(entry)}  ({len(todo) - index} after this)")
+
+        def started(run_dir: Path, entry: dict[str, Any] = entry) -> None:
+            entry.update(status="running", run_dir=str(run_dir))
             comparison.save()
-            record = run.train()
-        except PluginError as exc:
-            console.error(str(exc))
-            entry.update(status="failed", error=str(exc))
-            comparison.save()
-            continue
-        entry["status"] = record["status"]
+
+        outcome = execute(settings, entry, comparison.folder, evaluator, started)
+        entry.update({k: v for k, v in outcome.items() if k in ("status", "run_dir", "error") and v is not None})
         comparison.save()
-        if record["status"] == "interrupted":
+        if outcome["status"] == "interrupted":
             console.err.print(f"interrupted; continue with: python -m bench compare --resume {comparison.folder}")
-            return 128 + (run.stop_signal or 2)
-        if record["status"] == "diverged":
-            console.warn(f"{entry['arch']} seed {entry['seed']} diverged at step {record['diverged_at_step']}; going on")
+            return 128 + (outcome["stop_signal"] or 2)
+        if outcome["status"] == "diverged":
+            console.warn(f"{describe(entry)} diverged at step {outcome['diverged_at_step']}; going on")
     return 1 if any(e["status"] == "failed" for e in entries) else 0
+
+
+def describe(entry: dict[str, Any]) -> str:
+    """``arch seed N [k=v ...]`` for one planned run."""
+    extra = " ".join(f"{k}={v}" for k, v in sorted(entry.get("hparams", {}).items()))
+    return f"{entry['arch']} seed {entry['seed']}" + (f" {extra}" if extra else "")
 
 
 def cmd_compare(args: argparse.Namespace) -> int:

@@ -66,6 +66,7 @@ class RunConfig:
     data_dir: str | None = None
     eval: bool = True
     eval_every: int | None = None
+    eval_every_s: float | None = None
     eval_samples: int = 10_000
     checkpoint_every: int | None = None
     hparams: dict[str, Any] = field(default_factory=dict)
@@ -94,8 +95,10 @@ class RunConfig:
                 raise UsageError(f"{flag} must be 0 or more, got {value}")
         if self.precision not in PRECISIONS:
             raise UsageError(f"unknown --precision {self.precision!r}; choose from: {', '.join(PRECISIONS)}")
-        if self.eval_every is not None and not self.eval:
+        if (self.eval_every is not None or self.eval_every_s is not None) and not self.eval:
             raise UsageError("--eval-every and --no-eval given together")
+        if self.eval_every_s is not None and not self.eval_every_s > 0:
+            raise UsageError(f"--eval-every must be positive, got {self.eval_every_s}s")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -347,6 +350,8 @@ class Run:
         cfg = self.cfg
         gan, sampler, timer = self.gan, self.sampler, self.timer
         time_budget = self.budget_value if self.total_steps is None else None
+        if cfg.eval_every_s:
+            self._next_eval_s = (self.train_wall_s // cfg.eval_every_s + 1) * cfg.eval_every_s
         with graceful_stop() as stop, console.TrainingProgress(self.spec.name, self.total_steps, time_budget) as progress:
             progress.update(self.step, self.train_wall_s)
             segment_start = time.perf_counter() - self.train_wall_s
@@ -372,7 +377,12 @@ class Run:
                 if cfg.sample_every and self.step % cfg.sample_every == 0:
                     self.tb.add_image("samples", sample_grid(gan, self.grid_z), self.step)
                 self.train_wall_s = time.perf_counter() - segment_start
-                if cfg.eval_every and self.step % cfg.eval_every == 0 and self.status == "running":
+                due = (cfg.eval_every and self.step % cfg.eval_every == 0) or (
+                    cfg.eval_every_s and self.train_wall_s >= self._next_eval_s
+                )
+                if due and self.status == "running":
+                    if cfg.eval_every_s:
+                        self._next_eval_s = (self.train_wall_s // cfg.eval_every_s + 1) * cfg.eval_every_s
                     paused = time.perf_counter()
                     self._evaluate()
                     segment_start += time.perf_counter() - paused

@@ -1,0 +1,63 @@
+"""bench compare: one protocol, every (arch, seed), a plan that survives interruption."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+
+from bench.compare import PLAN, Comparison, run_comparison
+
+from conftest import REPO, run_cli
+
+SMALL = ["--steps", "30", "--log-every", "10", "--sample-every", "0", "--eval-every", "15", "--eval-samples", "500"]
+
+
+def test_compare_then_report_end_to_end(tmp_path):
+    proc = run_cli("compare", "--arch", "vanilla,wgan", "--seeds", "2", *SMALL, "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    (folder,) = tmp_path.iterdir()
+    assert folder.name.startswith("compare-")
+    plan = json.loads((folder / PLAN).read_text())
+    assert [(r["arch"], r["seed"], r["status"]) for r in plan["runs"]] == [
+        ("vanilla", 0, "completed"), ("vanilla", 1, "completed"), ("wgan", 0, "completed"), ("wgan", 1, "completed")]
+    runs = sorted(p for p in folder.iterdir() if p.is_dir())
+    assert len(runs) == 4 and all((p / "tb").is_dir() for p in runs)
+    record = json.loads((runs[0] / "run.json").read_text())
+    assert [e["step"] for e in record["evaluations"]] == [15, 30]
+    assert record["metrics"]["protocol"]["n_generated"] == 500
+    assert "vanilla" in proc.stdout and "wgan" in proc.stdout and "reference train vs test" in proc.stdout
+
+    report = run_cli("report", str(folder), "--format", "csv")
+    assert report.returncode == 0, report.stderr
+    rows = list(csv.DictReader(io.StringIO(report.stdout)))
+    assert sorted(r["arch"] for r in rows) == ["vanilla", "wgan"]
+
+
+def test_resume_skips_finished_runs(tmp_path):
+    settings = {"steps": 12, "log_every": 4, "sample_every": 0, "eval": False, "batch_size": 16}
+    comparison = Comparison.create(str(tmp_path), ["vanilla"], [0, 1], settings)
+    comparison.plan["runs"][0]["status"] = "completed"  # as if it had finished before an interruption
+    comparison.save()
+    assert run_comparison(Comparison.load(str(comparison.folder))) == 0
+    plan = json.loads((comparison.folder / PLAN).read_text())
+    assert [r["status"] for r in plan["runs"]] == ["completed", "completed"]
+    assert plan["runs"][0]["run_dir"] is None  # never started again
+    assert len([p for p in comparison.folder.iterdir() if p.is_dir()]) == 1
+
+
+def test_two_compare_processes_on_one_folder_do_not_clobber(tmp_path):
+    args = [sys.executable, "-m", "bench", "compare", "--arch", "vanilla", "--steps", "5", "--no-eval",
+            "--sample-every", "0", "--out", str(tmp_path)]
+    procs = [subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    folders = sorted(tmp_path.iterdir())
+    assert len(folders) == 2
+    for folder in folders:
+        plan = json.loads((folder / PLAN).read_text())
+        assert [r["status"] for r in plan["runs"]] == ["completed"]
+        assert len([p for p in folder.iterdir() if p.is_dir()]) == 1
