@@ -157,6 +157,42 @@ def run_comparison(comparison: Comparison) -> int:
     return 1 if any(e["status"] == "failed" for e in entries) else 0
 
 
+def command_line(plan: dict[str, Any]) -> str:
+    """The ``bench compare`` command that makes ``plan``'s runs (non-default settings only)."""
+    from bench.runner import RunConfig
+
+    settings, default = plan["settings"], dataclasses.asdict(RunConfig(arch="-"))
+    seeds = plan["seeds"]
+    parts = ["python -m bench compare", f"--arch {','.join(plan['archs'])}",
+             f"--seeds {len(seeds)}" if seeds == list(range(len(seeds))) else f"--seeds {','.join(map(str, seeds))}"]
+    for key in ("epochs", "steps"):
+        if settings.get(key) is not None:
+            parts.append(f"--{key} {settings[key]}")
+    if settings.get("time_budget") is not None:
+        parts.append(f"--time-budget {_duration(settings['time_budget'])}")
+    if settings.get("eval_every_s"):
+        parts.append(f"--eval-every {_duration(settings['eval_every_s'])}")
+    flags = {"eval_every": "--eval-every", "batch_size": "--batch-size", "device": "--device", "precision": "--precision",
+             "threads": "--threads", "train_subset": "--train-subset", "eval_samples": "--eval-samples",
+             "log_every": "--log-every", "sample_every": "--sample-every", "warmup_steps": "--warmup-steps",
+             "checkpoint_every": "--checkpoint-every", "data_dir": "--data-dir"}
+    for key, flag in flags.items():
+        if settings.get(key, default[key]) != default[key]:
+            parts.append(f"{flag} {settings[key]}")
+    if not settings.get("eval", True):
+        parts.append("--no-eval")
+    parts += [f"--set {k}={v}" for k, v in sorted(settings.get("hparams", {}).items())]
+    return " ".join(parts)
+
+
+def _duration(seconds: float) -> str:
+    if seconds % 3600 == 0:
+        return f"{int(seconds // 3600)}h"
+    if seconds % 60 == 0:
+        return f"{int(seconds // 60)}m"
+    return f"{seconds:g}s"
+
+
 def describe(entry: dict[str, Any]) -> str:
     """``arch seed N [k=v ...]`` for one planned run."""
     extra = " ".join(f"{k}={v}" for k, v in sorted(entry.get("hparams", {}).items()))
