@@ -23,6 +23,8 @@ class LSGANConfig(GANConfig):
 class LSGAN(GAN):
     """Generator step first, then the discriminator on the same fake batch, detached (as vanilla)."""
 
+    graph_safe = True  # the same kernels every step, whatever its index
+
     def __init__(self, cfg: LSGANConfig, device: torch.device):
         self.latent_dim = cfg.latent_dim
         self.generator = MLPGenerator(cfg.latent_dim, 28, cfg.bn_eps).to(device)

@@ -23,6 +23,8 @@ class SNGANConfig(GANConfig):
 class SNGAN(GAN):
     """dcgan's step order (G first, then D on the same fake batch), so the two differ only in D and loss."""
 
+    graph_safe = True  # the same kernels every step, whatever its index
+
     def __init__(self, cfg: SNGANConfig, device: torch.device):
         self.latent_dim = cfg.latent_dim
         self.generator = ConvGenerator(cfg.latent_dim, 32, cfg.bn_eps).to(device)

@@ -67,6 +67,8 @@ def add_training_options(p: argparse.ArgumentParser, seed: bool = True) -> None:
         p.add_argument("--seed", type=parse_int, default=0, help="training seed; the same seed gives the same run on CPU (default 0)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     p.add_argument("--precision", default="fp32", help="fp32 (default) or bf16 (autocast, fp32 master weights)")
+    p.add_argument("--cuda-graphs", action="store_true",
+                   help="on CUDA, replay each training step as one CUDA graph (architectures that declare graph_safe)")
     p.add_argument("--threads", type=parse_int, metavar="N",
                    help="CPU threads for torch (default: torch's choice, one per core); 1 is faster on a busy machine")
     p.add_argument("--out", default="results/runs", help="folder for run folders (default results/runs)")
@@ -93,7 +95,7 @@ def run_config(args: argparse.Namespace, arch: str):
     every = args.eval_every
     return RunConfig(
         arch=arch, epochs=args.epochs, steps=args.steps, time_budget=args.time_budget,
-        batch_size=args.batch_size, seed=getattr(args, "seed", 0), device=args.device, precision=args.precision, threads=args.threads, out=args.out,
+        batch_size=args.batch_size, seed=getattr(args, "seed", 0), device=args.device, precision=args.precision, threads=args.threads, cuda_graphs=args.cuda_graphs, out=args.out,
         sample_every=args.sample_every, log_every=args.log_every, warmup_steps=args.warmup_steps,
         train_subset=args.train_subset, data_dir=args.data_dir, eval=args.eval,
         eval_every=int(every[1]) if every and every[0] == "steps" else None,

@@ -70,6 +70,9 @@ class GAN(abc.ABC):
     #: Batches in one epoch of the training data; set by the runner before the first step,
     #: for schedules that count batches within an epoch (as the study's WGAN did).
     batches_per_epoch: int | None = None
+    #: True when train_step neither branches on ``step`` nor on host-side state, so the
+    #: runner may capture it as one CUDA graph (``--cuda-graphs``).
+    graph_safe: bool = False
 
     def batch_in_epoch(self, step: int) -> int:
         """The index of global batch ``step`` within its epoch (``step`` if the epoch length is unknown)."""
