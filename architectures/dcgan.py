@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
+from architectures.losses import probability_bce
 from architectures.nets import ConvDiscriminator, ConvGenerator, dcgan_init
 from bench.contract import GAN, ArchSpec, GANConfig
 
@@ -22,7 +22,19 @@ class DCGANConfig(GANConfig):
 
 
 class DCGAN(GAN):
-    """Generator step first, then the discriminator on the same fake batch, detached."""
+    """Generator step first, then the discriminator on the same fake batch, detached.
+
+    The study's step, computed with less work (``bench.perf.study_step`` is the study's
+    code written out; ``tests/test_perf.py`` checks the two agree): the generator's
+    Upsample + Conv2d pairs run as one transposed convolution (``nets.upsample_conv``),
+    both networks and their activations are channels_last (the layout oneDNN's
+    convolutions run fastest in), the generator loss is backpropagated into G's parameters
+    only (the study also filled D's gradients, then zeroed them), and Adam is fused. Unlike
+    vanilla, D's three passes stay separate: its BatchNorm couples the rows of a batch and
+    its Dropout2d draws new masks on every pass, in the study's order.
+    """
+
+    graph_safe = True  # the same kernels every step, whatever its index
 
     def __init__(self, cfg: DCGANConfig, device: torch.device):
         self.latent_dim = cfg.latent_dim
@@ -32,9 +44,13 @@ class DCGAN(GAN):
         # keeping it keeps the random stream of a seeded run the same.
         self.generator.apply(dcgan_init)
         self.discriminator.apply(dcgan_init)
+        # In place (the parameters stay the same objects); values and state-dict keys are
+        # unchanged. The networks then take and produce channels_last activations themselves.
+        self.generator.to(memory_format=torch.channels_last)
+        self.discriminator.to(memory_format=torch.channels_last)
         betas = (cfg.b1, cfg.b2)
-        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=cfg.lr, betas=betas)
-        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=cfg.lr, betas=betas)
+        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=cfg.lr, betas=betas, fused=True)
+        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=cfg.lr, betas=betas, fused=True)
 
     def train_step(self, real: Tensor, step: int) -> dict[str, Tensor]:
         n = real.shape[0]
@@ -44,14 +60,14 @@ class DCGAN(GAN):
 
         self.opt_g.zero_grad(set_to_none=True)
         fake = self.generator(z)
-        g_loss = F.binary_cross_entropy(self.discriminator(fake), valid)
-        g_loss.backward()
+        g_loss = probability_bce(self.discriminator(fake), valid)
+        g_loss.backward(inputs=list(self.generator.parameters()))
         self.opt_g.step()
 
         self.opt_d.zero_grad(set_to_none=True)
         d_real = self.discriminator(real)
         d_fake = self.discriminator(fake.detach())
-        d_loss = (F.binary_cross_entropy(d_real, valid) + F.binary_cross_entropy(d_fake, fake_label)) / 2
+        d_loss = (probability_bce(d_real, valid) + probability_bce(d_fake, fake_label)) / 2
         d_loss.backward()
         self.opt_d.step()
 

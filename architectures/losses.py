@@ -62,3 +62,16 @@ def hinge_discriminator_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor
 def hinge_generator_loss(fake_logits: Tensor) -> Tensor:
     """Return ``-mean(D(fake))``."""
     return -fake_logits.mean()
+
+
+def probability_bce(probs: Tensor, target: Tensor) -> Tensor:
+    """The study's ``BCELoss`` on Sigmoid outputs, never in reduced precision.
+
+    Autocast refuses ``binary_cross_entropy`` on CUDA (it is unsafe in half precision), so
+    under ``--precision bf16`` the loss is computed outside autocast; in fp32 it is exactly
+    ``F.binary_cross_entropy``.
+    """
+    if probs.dtype in (torch.float16, torch.bfloat16):
+        probs = probs.float()
+    with torch.autocast(probs.device.type, enabled=False):
+        return F.binary_cross_entropy(probs, target.to(probs.dtype))

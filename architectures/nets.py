@@ -2,8 +2,75 @@
 
 from __future__ import annotations
 
+import itertools
+
+import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
+
+
+def _at_least_fp32(x: Tensor) -> Tensor:
+    """``x`` in float32 if it is in a lower precision (bf16/fp16 under autocast), else unchanged."""
+    return x.float() if x.is_floating_point() and x.element_size() < 4 else x
+
+
+def _run_with_fp32_head(layers: nn.Sequential, head: int, x: Tensor) -> Tensor:
+    """Run ``layers``; from index ``head`` on (the output layer and any Sigmoid) in at least
+    float32, with autocast off.
+
+    At float32 this is exactly running ``layers``. Under bf16 autocast it keeps the score in
+    float32: a bf16 probability above 1 - 2**-9 rounds to 1, and the study's
+    ``binary_cross_entropy`` then saturates its log(1 - p) at the clamp. It is also faster:
+    a 1-wide output layer is dominated by the low-precision kernels' per-call cost.
+    """
+    remaining = iter(layers)  # not layers[:head]: slicing builds a new Sequential every call
+    for layer in itertools.islice(remaining, head):
+        x = layer(x)
+    with torch.autocast(x.device.type, enabled=False):
+        x = _at_least_fp32(x)
+        for layer in remaining:
+            x = layer(x)
+    return x
+
+
+def upsample_conv(x: Tensor, conv: nn.Conv2d) -> Tensor:
+    """``conv(Upsample(scale_factor=2, mode="nearest")(x))`` for a 3x3, stride-1, padding-1 ``conv``.
+
+    The same function computed without the upsampled tensor: each output pixel of a
+    nearest x2 upsample followed by a 3x3 convolution sees a 2x2 patch of ``x`` through
+    sums of the 3x3 weights (rows/columns [W2, W1+W2, W0+W1, W0] over the four output
+    phases), which is a stride-2 transposed convolution with a 4x4 kernel built from
+    ``conv.weight``. 16 multiply-adds per input pixel instead of 36, and the 4x larger
+    upsampled activation is never written. Gradients flow to ``conv.weight`` through the
+    kernel's construction, so parameters, state-dict keys and the math stay the study's;
+    only the float summation order changes.
+    """
+    w = F.pad(conv.weight, (1, 1, 1, 1))            # (out, in, 5, 5): zero rows/cols around W
+    w = w[..., :-1, :] + w[..., 1:, :]              # rows [W0, W0+W1, W1+W2, W2]
+    w = w[..., :-1] + w[..., 1:]                    # cols likewise
+    kernel = w.flip(-2, -1).transpose(0, 1)         # (in, out, 4, 4), transposed-conv layout
+    return F.conv_transpose2d(x, kernel, conv.bias, stride=2, padding=1)
+
+
+def _fusable(up: nn.Module, conv: nn.Module) -> bool:
+    """Whether ``up`` then ``conv`` is the nearest x2 upsample + 3x3 same conv of :func:`upsample_conv`."""
+    return (
+        isinstance(up, nn.Upsample) and up.mode == "nearest" and up.size is None
+        and up.scale_factor in (2, 2.0, (2, 2), (2.0, 2.0))
+        and type(conv) is nn.Conv2d and not parametrize.is_parametrized(conv)
+        and conv.kernel_size == (3, 3) and conv.stride == (1, 1) and conv.padding == (1, 1)
+        and conv.dilation == (1, 1) and conv.groups == 1 and conv.padding_mode == "zeros"
+    )
+
+
+def _memory_format(conv: nn.Conv2d) -> torch.memory_format:
+    """channels_last if ``conv`` was converted with ``.to(memory_format=torch.channels_last)``."""
+    # The stored weight: reading a spectral-normalized ``conv.weight`` would run a power iteration.
+    weight = conv.parametrizations.weight.original if parametrize.is_parametrized(conv, "weight") else conv.weight
+    if not weight.is_contiguous() and weight.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format
 
 
 class MLPGenerator(nn.Module):
@@ -54,12 +121,13 @@ class MLPDiscriminator(nn.Module):
             nn.LeakyReLU(0.2, inplace=True),
             nn.Linear(256, 1),
         ]
+        self._head = len(layers) - 1  # the output Linear (and the Sigmoid) run in float32
         if sigmoid:
             layers.append(nn.Sigmoid())
         self.model = nn.Sequential(*layers)
 
     def forward(self, img: Tensor) -> Tensor:
-        return self.model(img)
+        return _run_with_fp32_head(self.model, self._head, img)
 
 
 
@@ -68,11 +136,17 @@ class ConvGenerator(nn.Module):
 
     The first BatchNorm2d has the default eps; the two after the convolutions are built as
     ``BatchNorm2d(n, 0.8)`` in the study (eps=0.8), kept by ``bn_eps``.
+
+    ``conv_blocks`` holds the study's layers in the study's order; ``forward`` runs each
+    Upsample + Conv2d pair as one :func:`upsample_conv` (same function, fewer operations)
+    unless ``fuse_upsample`` is False. Convert with ``.to(memory_format=torch.channels_last)``
+    and the activations follow.
     """
 
-    def __init__(self, latent_dim: int = 100, image_size: int = 32, bn_eps: float = 0.8):
+    def __init__(self, latent_dim: int = 100, image_size: int = 32, bn_eps: float = 0.8, fuse_upsample: bool = True):
         super().__init__()
         self.init_size = image_size // 4
+        self.fuse_upsample = fuse_upsample
         self.l1 = nn.Sequential(nn.Linear(latent_dim, 128 * self.init_size**2))
         self.conv_blocks = nn.Sequential(
             nn.BatchNorm2d(128),
@@ -90,7 +164,16 @@ class ConvGenerator(nn.Module):
 
     def forward(self, z: Tensor) -> Tensor:
         out = self.l1(z).view(z.shape[0], 128, self.init_size, self.init_size)
-        return self.conv_blocks(out)
+        out = out.contiguous(memory_format=_memory_format(self.conv_blocks[2]))
+        if not self.fuse_upsample:
+            return self.conv_blocks(out)
+        layers, i = self.conv_blocks, 0
+        while i < len(layers):
+            if i + 1 < len(layers) and _fusable(layers[i], layers[i + 1]):
+                out, i = upsample_conv(out, layers[i + 1]), i + 2
+            else:
+                out, i = layers[i](out), i + 1
+        return out
 
 
 class ConvDiscriminator(nn.Module):
@@ -138,7 +221,8 @@ class ConvDiscriminator(nn.Module):
         self.adv_layer = nn.Sequential(*head)
 
     def forward(self, img: Tensor) -> Tensor:
-        return self.adv_layer(self.model(img).flatten(1))
+        img = img.contiguous(memory_format=_memory_format(self.model[0]))
+        return _run_with_fp32_head(self.adv_layer, 0, self.model(img).flatten(1))
 
 
 def dcgan_init(module: nn.Module) -> None:
