@@ -551,14 +551,16 @@ def _md_cell(text: str) -> str:
 def _provenance(groups: list[Group], command: str | None) -> list[str]:
     """The commands that made these runs (from their comparison plans) and this report."""
     from bench.compare import PLAN, command_line
+    from bench.sweep import command_line as sweep_command_line
 
     commands = []
     for folder in sorted({run.path.parent for group in groups for run in group.runs}):
         plan = folder / PLAN
         if plan.is_file():
             try:
-                commands.append(command_line(json.loads(plan.read_text(encoding="utf-8"))))
-            except (OSError, ValueError, KeyError, TypeError):
+                data = json.loads(plan.read_text(encoding="utf-8"))
+                commands.append((sweep_command_line if data.get("kind") == "sweep" else command_line)(data))
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
                 continue  # a damaged plan only costs the provenance line
     if command:
         commands.append(command)
@@ -797,16 +799,27 @@ def write_report(
     *,
     strict: bool = False,
     command: str | None = None,
+    by_hparams: bool | None = None,
+    best: bool = False,
 ) -> Report:
     """Load, group and render the runs in ``paths``; write the table atomically to ``out`` (stdout if None).
 
-    Figures are written beside ``out`` when ``figures`` is on and ``out`` is given.
+    Figures are written beside ``out`` when ``figures`` is on and ``out`` is given. ``by_hparams``
+    gives each hyperparameter point its own row (None: only when a path is a sweep folder);
+    ``best`` keeps the point with the lowest mean FID per architecture.
     """
     if fmt not in FORMATS:
         raise UsageError(f"unknown report format {fmt!r}; choose from: {', '.join(FORMATS)}")
     if not (_finite(fid_target) and fid_target > 0):
         raise UsageError(f"--fid-target must be a positive number, got {fid_target}")
-    groups = group_runs(load_runs(paths), fid_target, allow_mixed=allow_mixed, require_single_protocol=strict)
+    if by_hparams is None:
+        by_hparams = best or any(_is_sweep(Path(p)) for p in paths)
+    elif best and not by_hparams:
+        raise UsageError("--best picks one hyperparameter point per architecture; drop --no-by-hparams")
+    groups = group_runs(load_runs(paths), fid_target, allow_mixed=allow_mixed, require_single_protocol=strict,
+                        by_hparams=by_hparams)
+    if best:
+        groups = best_per_arch(groups)
     if out is None:
         console.out.file.write(render(groups, fmt))  # verbatim: the text may be piped into a parser
         console.out.file.flush()
@@ -826,6 +839,22 @@ def write_report(
 _SUFFIX = {"md": "md", "csv": "csv", "json": "json", "latex": "tex"}
 
 
+def _plan_of(folder: Path) -> dict[str, Any] | None:
+    from bench.compare import PLAN
+
+    try:
+        plan = json.loads((folder / PLAN).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return plan if isinstance(plan, dict) else None
+
+
+def _is_sweep(path: Path) -> bool:
+    """Whether ``path`` is a sweep folder (``bench sweep``'s plan), whose rows are hyperparameter points."""
+    plan = _plan_of(path) if path.is_dir() else None
+    return bool(plan and plan.get("kind") == "sweep")
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -840,7 +869,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     """``bench report``: write the table (and figures); show it in the terminal when it went to a file."""
     command = "python -m bench " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["report"] else None
     report = write_report(args.paths, args.format, args.out, args.fid_target, args.allow_mixed, args.figures,
-                          strict=args.strict, command=command)
+                          strict=args.strict, command=command, by_hparams=args.by_hparams, best=args.best)
     note = protocol_note(report.groups)
     if note:
         console.err.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
@@ -871,5 +900,9 @@ def add_report_parser(subparsers: Any) -> argparse.ArgumentParser:
                         help="put runs of different protocols in one table per device (the table says so)")
     mixing.add_argument("--strict", action="store_true", help="refuse runs of more than one protocol")
     p.add_argument("--no-figures", dest="figures", action="store_false", help="write no figures")
+    p.add_argument("--by-hparams", action=argparse.BooleanOptionalAction, default=None,
+                   help="one row per architecture and hyperparameter point (default: on for a sweep folder)")
+    p.add_argument("--best", action="store_true",
+                   help="keep only the hyperparameter point with the lowest mean FID over seeds, per architecture")
     p.set_defaults(func=cmd_report)
     return p

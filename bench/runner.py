@@ -267,18 +267,19 @@ class Run:
         else:
             self.total_steps = None
 
-        torch.manual_seed(cfg.seed)
-        self.gan = spec.build(self.hparams, self.device)
-        self.gan.batches_per_epoch = self.sampler.batches_per_epoch
-        self.graphs = StepGraph(self.gan, spec.name) if cfg.cuda_graphs else None
-        self.grid_z = self.gan.sample_latent(GRID_SIDE**2, torch.Generator().manual_seed(SAMPLE_SEED))
-        self.params = {name: count_parameters(m) for name, m in self.gan.networks().items()}
+        # Before seeding: loading the classifier must not shift the training RNG.
         self.evaluator = evaluator
         if cfg.eval and evaluator is None:
             from bench.metrics import Evaluator
 
             self.evaluator = Evaluator(self.device, n_samples=cfg.eval_samples, data_dir=cfg.data_dir)
 
+        torch.manual_seed(cfg.seed)
+        self.gan = spec.build(self.hparams, self.device)
+        self.gan.batches_per_epoch = self.sampler.batches_per_epoch
+        self.graphs = StepGraph(self.gan, spec.name) if cfg.cuda_graphs else None
+        self.grid_z = self.gan.sample_latent(GRID_SIDE**2, torch.Generator().manual_seed(SAMPLE_SEED))
+        self.params = {name: count_parameters(m) for name, m in self.gan.networks().items()}
         self.step = 0
         self.status = "running"
         self.stop_signal: int | None = None
