@@ -569,9 +569,9 @@ def _provenance(groups: list[Group], command: str | None) -> list[str]:
     return commands
 
 
-def _render_md(groups: list[Group], figures: Sequence[str] = (), command: str | None = None) -> str:
+def _render_md(groups: list[Group], figures: Sequence[str] = (), command: str | None = None, intro: str | None = None) -> str:
     runs = sum(len(g.runs) for g in groups)
-    lines = ["# GAN architectures on MNIST", "",
+    lines = ["# GAN architectures on MNIST", ""] + ([intro, ""] if intro else []) + [
              f"{runs} run(s) in {len(groups)} table(s), one per device and protocol; rows aggregate seeds.", ""]
     for index, group in enumerate(groups, 1):
         columns = tables.comparison_columns(group)
@@ -628,14 +628,15 @@ def _render_latex(groups: list[Group]) -> str:
     return "\n".join(out)
 
 
-def render(groups: list[Group], fmt: str, figures: Sequence[str] = (), command: str | None = None) -> str:
+def render(groups: list[Group], fmt: str, figures: Sequence[str] = (), command: str | None = None,
+           intro: str | None = None) -> str:
     """Render the groups as ``md``, ``csv``, ``json`` or ``latex`` text.
 
     ``figures`` (paths relative to the output file) are linked from Markdown, which also
     lists the commands that made the runs and, given ``command``, the report itself.
     """
     if fmt == "md":
-        return _render_md(groups, figures, command)
+        return _render_md(groups, figures, command, intro)
     if fmt == "csv":
         return _render_csv(groups)
     if fmt == "json":
@@ -801,6 +802,7 @@ def write_report(
     *,
     strict: bool = False,
     command: str | None = None,
+    intro: str | None = None,
     by_hparams: bool | None = None,
     best: bool = False,
 ) -> Report:
@@ -834,7 +836,7 @@ def write_report(
     except OSError as exc:
         raise UsageError(f"--out {out}: cannot create {out.parent} ({exc.strerror or exc})") from None
     drawn = write_figures(groups, out) if figures else []
-    write_text(out, render(groups, fmt, [p.name for p in drawn], command))
+    write_text(out, render(groups, fmt, [p.name for p in drawn], command, intro))
     return Report(groups, out, drawn)
 
 
@@ -871,7 +873,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     """``bench report``: write the table (and figures); show it in the terminal when it went to a file."""
     command = "python -m bench " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["report"] else None
     report = write_report(args.paths, args.format, args.out, args.fid_target, args.allow_mixed, args.figures,
-                          strict=args.strict, command=command, by_hparams=args.by_hparams, best=args.best)
+                          strict=args.strict, command=command, intro=args.intro, by_hparams=args.by_hparams, best=args.best)
     note = protocol_note(report.groups)
     if note:
         console.err.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
@@ -902,6 +904,7 @@ def add_report_parser(subparsers: Any) -> argparse.ArgumentParser:
                         help="put runs of different protocols in one table per device (the table says so)")
     mixing.add_argument("--strict", action="store_true", help="refuse runs of more than one protocol")
     p.add_argument("--no-figures", dest="figures", action="store_false", help="write no figures")
+    p.add_argument("--intro", metavar="TEXT", help="a paragraph for the top of a Markdown report (what was run, and why)")
     p.add_argument("--by-hparams", action=argparse.BooleanOptionalAction, default=None,
                    help="one row per architecture and hyperparameter point (default: on for a sweep folder)")
     p.add_argument("--best", action="store_true",
