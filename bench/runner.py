@@ -371,8 +371,10 @@ class Run:
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.autocast_dtype is None:
             return contextlib.nullcontext()
-        # CUDA graphs replay fixed memory: autocast's cast cache would hold stale copies.
-        return torch.autocast(self.device.type, dtype=self.autocast_dtype, cache_enabled=self.graphs is None)
+        # No cast cache: it keeps each weight's low-precision copy for the whole step, so a
+        # network used again after an in-place update (wgan's critic after its step and
+        # clipping) would run on stale weights; CUDA graphs would also replay stale copies.
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype, cache_enabled=False)
 
     def train(self) -> dict[str, Any]:
         """Train to the budget, evaluate, write every result file and return the run record."""

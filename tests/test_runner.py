@@ -216,3 +216,16 @@ def test_every_architecture_runs_through_the_runner(name, tmp_path):
     record = run.train()
     assert record["status"] == "completed" and record["steps"] == 3
     assert (run.dir / "samples.png").is_file() and (run.dir / "generator.pt").is_file()
+
+
+def test_bf16_autocast_sees_in_place_weight_updates(tmp_path):
+    """wgan reuses its critic after updating and clipping it in place within one step."""
+    run = Run(RunConfig("wgan", steps=1, precision="bf16", eval=False, out=str(tmp_path)), default_registry().load("wgan"))
+    layer = torch.nn.Linear(4, 1)
+    x = torch.ones(2, 4)
+    with run._autocast():
+        before = layer(x)
+        with torch.no_grad():
+            layer.weight.add_(1.0)
+        after = layer(x)
+    assert not torch.allclose(before.float(), after.float())
