@@ -41,7 +41,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from bench import console
 from bench.data import FILES, PACKAGED_DIR, SUBSET_SEED, BatchSampler, _read_verified, training_images
 from bench.errors import UsageError
-from bench.results import atomic_path, environment, write_json
+from bench.results import atomic_path, environment, tune_allocator, write_json
 
 #: Where the study's torchvision loader finds MNIST: ``<root>/MNIST/raw/`` (uncompressed).
 DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "gan-bench" / "mnist-raw"
@@ -296,7 +296,8 @@ def count_flops(step: Callable[[], Any]) -> int:
 
 
 def _autocast(precision: str, device: torch.device = torch.device("cpu")) -> Any:
-    return torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
+    # As the runner: no cast cache (see ``Run._autocast``).
+    return torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=False) if precision == "bf16" else nullcontext()
 
 
 @dataclass
@@ -446,6 +447,8 @@ def measure(cfg: PerfConfig) -> dict[str, Any]:
     names = ["study"] + [f"runner_{p}" for p in precisions] + [f"bare_{p}" for p in precisions]
     timings: dict[str, list[Timing]] = {k: [] for k in names}
     peaks: dict[str, list[float]] = {p: [] for p in precisions}
+    # Process-wide, so before the first contender: the study's loop runs on the same allocator.
+    tune_allocator()
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="gan-bench-perf-") as tmp:
         c = Contenders(cfg, Path(tmp))
@@ -555,7 +558,7 @@ def print_perf(record: dict[str, Any]) -> None:
         f"runner's time per batch vs the bare loop (median batch times, alternating): {over}\n"
         f"matmul peak ({PEAK_SIZE}x{PEAK_SIZE}, measured here): {peaks}; "
         f"{env['cpu_model']}, {env['torch_threads']} threads, torch {env['torch']}; "
-        f"load average {load['before']:.1f} before, {load['after']:.1f} after"
+        f"allocator (every contender): {env.get('allocator', 'default')}; load average {load['before']:.1f} before, {load['after']:.1f} after"
     )
     console.out.print(table)
     # The load after includes this process's own threads.

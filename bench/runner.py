@@ -29,7 +29,8 @@ from bench.contract import DIAGNOSTICS, REQUIRED_LOSSES, ArchSpec, GAN, check_sa
 from bench.data import BatchSampler, SamplerState, training_images
 from bench.errors import PluginError, UsageError
 from bench.results import (
-    SCHEMA_VERSION, atomic_path, environment, make_run_dir, read_record, save_torch, utc_iso, write_csv, write_json,
+    SCHEMA_VERSION, atomic_path, environment, make_run_dir, read_record, save_torch, tune_allocator, utc_iso, write_csv,
+    write_json,
 )
 from bench.timing import StepTimer, summarize
 
@@ -257,6 +258,7 @@ class Run:
             raise UsageError(f"--cuda-graphs needs a CUDA device, but the run is on {self.device}")
         if cfg.threads is not None:
             torch.set_num_threads(cfg.threads)
+        tune_allocator()
         self.autocast_dtype = PRECISIONS[cfg.precision]
         overrides = dict(cfg.hparams)
         if cfg.batch_size is not None:
