@@ -9,7 +9,8 @@ from torch import Tensor
 
 from architectures.losses import probability_bce
 from architectures.nets import ConvDiscriminator, ConvGenerator, dcgan_init
-from bench.contract import GAN, ArchSpec, GANConfig
+from architectures.steps import GeneratorFirstGAN, adam_pair
+from bench.contract import ArchSpec, GANConfig
 
 
 @dataclass
@@ -21,20 +22,13 @@ class DCGANConfig(GANConfig):
     dropout: float = 0.25
 
 
-class DCGAN(GAN):
-    """Generator step first, then the discriminator on the same fake batch, detached.
-
-    The study's step, computed with less work (``bench.perf.study_step`` is the study's
-    code written out; ``tests/test_perf.py`` checks the two agree): the generator's
-    Upsample + Conv2d pairs run as one transposed convolution (``nets.upsample_conv``),
-    both networks and their activations are channels_last (the layout oneDNN's
-    convolutions run fastest in), the generator loss is backpropagated into G's parameters
-    only (the study also filled D's gradients, then zeroed them), and Adam is fused. Unlike
-    vanilla, D's three passes stay separate: its BatchNorm couples the rows of a batch and
-    its Dropout2d draws new masks on every pass, in the study's order.
+class DCGAN(GeneratorFirstGAN):
+    """The study's step (``architectures.steps``), with the generator's Upsample + Conv2d
+    pairs run as one transposed convolution (``nets.upsample_conv``) and both networks and
+    their activations channels_last (the layout oneDNN's convolutions run fastest in).
+    Unlike vanilla, D's three passes stay separate: its BatchNorm couples the rows of a
+    batch and its Dropout2d draws new masks on every pass, in the study's order.
     """
-
-    graph_safe = True  # the same kernels every step, whatever its index
 
     def __init__(self, cfg: DCGANConfig, device: torch.device):
         self.latent_dim = cfg.latent_dim
@@ -48,35 +42,13 @@ class DCGAN(GAN):
         # unchanged. The networks then take and produce channels_last activations themselves.
         self.generator.to(memory_format=torch.channels_last)
         self.discriminator.to(memory_format=torch.channels_last)
-        betas = (cfg.b1, cfg.b2)
-        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=cfg.lr, betas=betas, fused=True)
-        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=cfg.lr, betas=betas, fused=True)
+        self.opt_g, self.opt_d = adam_pair(self, cfg.lr, (cfg.b1, cfg.b2))
 
-    def train_step(self, real: Tensor, step: int) -> dict[str, Tensor]:
-        n = real.shape[0]
-        valid = torch.ones(n, 1, device=real.device)
-        fake_label = torch.zeros(n, 1, device=real.device)
-        z = torch.randn(n, self.latent_dim, device=real.device)
+    def generator_loss(self, d_fake: Tensor) -> Tensor:
+        return probability_bce(d_fake, torch.ones_like(d_fake))
 
-        self.opt_g.zero_grad(set_to_none=True)
-        fake = self.generator(z)
-        g_loss = probability_bce(self.discriminator(fake), valid)
-        g_loss.backward(inputs=list(self.generator.parameters()))
-        self.opt_g.step()
-
-        self.opt_d.zero_grad(set_to_none=True)
-        d_real = self.discriminator(real)
-        d_fake = self.discriminator(fake.detach())
-        d_loss = (probability_bce(d_real, valid) + probability_bce(d_fake, fake_label)) / 2
-        d_loss.backward()
-        self.opt_d.step()
-
-        return {
-            "d_loss": d_loss.detach(),
-            "g_loss": g_loss.detach(),
-            "d_real": d_real.detach().mean(),
-            "d_fake": d_fake.detach().mean(),
-        }
+    def discriminator_loss(self, d_real: Tensor, d_fake: Tensor) -> Tensor:
+        return (probability_bce(d_real, torch.ones_like(d_real)) + probability_bce(d_fake, torch.zeros_like(d_fake))) / 2
 
 
 SPEC = ArchSpec(

@@ -9,7 +9,8 @@ from torch import Tensor
 
 from architectures.losses import least_squares_discriminator_loss, least_squares_generator_loss
 from architectures.nets import MLPDiscriminator, MLPGenerator
-from bench.contract import GAN, ArchSpec, GANConfig
+from architectures.steps import GeneratorFirstGAN, adam_pair
+from bench.contract import ArchSpec, GANConfig
 
 
 @dataclass
@@ -20,41 +21,23 @@ class LSGANConfig(GANConfig):
     bn_eps: float = 0.8
 
 
-class LSGAN(GAN):
-    """Generator step first, then the discriminator on the same fake batch, detached (as vanilla)."""
+class LSGAN(GeneratorFirstGAN):
+    """Vanilla's networks and step (one discriminator pass: D has no BatchNorm and no
+    dropout), with least-squares losses on D's raw outputs."""
 
-    graph_safe = True  # the same kernels every step, whatever its index
+    one_discriminator_pass = True
 
     def __init__(self, cfg: LSGANConfig, device: torch.device):
         self.latent_dim = cfg.latent_dim
         self.generator = MLPGenerator(cfg.latent_dim, 28, cfg.bn_eps).to(device)
         self.discriminator = MLPDiscriminator(28, sigmoid=False).to(device)
-        betas = (cfg.b1, cfg.b2)
-        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=cfg.lr, betas=betas)
-        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=cfg.lr, betas=betas)
+        self.opt_g, self.opt_d = adam_pair(self, cfg.lr, (cfg.b1, cfg.b2))
 
-    def train_step(self, real: Tensor, step: int) -> dict[str, Tensor]:
-        z = torch.randn(real.shape[0], self.latent_dim, device=real.device)
+    def generator_loss(self, d_fake: Tensor) -> Tensor:
+        return least_squares_generator_loss(d_fake)
 
-        self.opt_g.zero_grad(set_to_none=True)
-        fake = self.generator(z)
-        g_loss = least_squares_generator_loss(self.discriminator(fake))
-        g_loss.backward()
-        self.opt_g.step()
-
-        self.opt_d.zero_grad(set_to_none=True)
-        d_real = self.discriminator(real)
-        d_fake = self.discriminator(fake.detach())
-        d_loss = least_squares_discriminator_loss(d_real, d_fake)
-        d_loss.backward()
-        self.opt_d.step()
-
-        return {
-            "d_loss": d_loss.detach(),
-            "g_loss": g_loss.detach(),
-            "d_real": d_real.detach().mean(),
-            "d_fake": d_fake.detach().mean(),
-        }
+    def discriminator_loss(self, d_real: Tensor, d_fake: Tensor) -> Tensor:
+        return least_squares_discriminator_loss(d_real, d_fake)
 
 
 SPEC = ArchSpec(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -23,20 +24,38 @@ class WGANConfig(GANConfig):
 
 class WGAN(GAN):
     """A critic step and clip every batch; a generator step when the batch index *within the
-    epoch* is a multiple of ``n_critic`` (the study's ``i % n_critic == 0``, ``i`` restarting each epoch)."""
+    epoch* is a multiple of ``n_critic`` (the study's ``i % n_critic == 0``, ``i`` restarting each epoch).
 
-    def __init__(self, cfg: WGANConfig, device: torch.device):
+    Variants of the critic (wgan-gp) override :meth:`make_optimizers`, :meth:`critic_loss`
+    and :meth:`constrain_critic`; the schedule and the carried generator loss stay here.
+    """
+
+    def __init__(self, cfg: Any, device: torch.device):
         if cfg.n_critic < 1:
             raise UsageError(f"n_critic must be at least 1, got {cfg.n_critic}")
+        self.cfg = cfg
         self.latent_dim = cfg.latent_dim
         self.n_critic = cfg.n_critic
-        self.clip_value = cfg.clip_value
         self.generator = MLPGenerator(cfg.latent_dim, 28, cfg.bn_eps).to(device)
         self.discriminator = MLPDiscriminator(28, sigmoid=False).to(device)
-        self.opt_g = torch.optim.RMSprop(self.generator.parameters(), lr=cfg.lr)
-        self.opt_d = torch.optim.RMSprop(self.discriminator.parameters(), lr=cfg.lr)
+        self.opt_g, self.opt_d = self.make_optimizers(cfg)
         # The latest generator loss, returned on batches without a generator step.
         self._g_loss: Tensor | None = None
+
+    def make_optimizers(self, cfg: WGANConfig) -> tuple[torch.optim.Optimizer, torch.optim.Optimizer]:
+        """The study's RMSprop for both networks."""
+        return (torch.optim.RMSprop(self.generator.parameters(), lr=cfg.lr),
+                torch.optim.RMSprop(self.discriminator.parameters(), lr=cfg.lr))
+
+    def critic_loss(self, real: Tensor, fake: Tensor, d_real: Tensor, d_fake: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """The critic's loss, and any extra (detached) outputs of the step."""
+        return wasserstein_critic_loss(d_real, d_fake), {}
+
+    def constrain_critic(self) -> None:
+        """After each critic update: the study's weight clipping."""
+        with torch.no_grad():
+            for p in self.discriminator.parameters():
+                p.clamp_(-self.cfg.clip_value, self.cfg.clip_value)
 
     def train_step(self, real: Tensor, step: int) -> dict[str, Tensor]:
         z = torch.randn(real.shape[0], self.latent_dim, device=real.device)
@@ -47,12 +66,10 @@ class WGAN(GAN):
             fake = self.generator(z)
         d_real = self.discriminator(real)
         d_fake = self.discriminator(fake)
-        d_loss = wasserstein_critic_loss(d_real, d_fake)
+        d_loss, extras = self.critic_loss(real, fake, d_real, d_fake)
         d_loss.backward()
         self.opt_d.step()
-        with torch.no_grad():
-            for p in self.discriminator.parameters():
-                p.clamp_(-self.clip_value, self.clip_value)
+        self.constrain_critic()
 
         if self.batch_in_epoch(step) % self.n_critic == 0:
             self.opt_g.zero_grad(set_to_none=True)
@@ -72,8 +89,8 @@ class WGAN(GAN):
             "g_loss": self._g_loss,
             "d_real": d_real.detach().mean(),
             "d_fake": d_fake.detach().mean(),
+            **extras,
         }
-
 
     def extra_state(self) -> dict[str, Tensor]:
         return {} if self._g_loss is None else {"g_loss": self._g_loss}
