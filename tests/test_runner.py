@@ -15,7 +15,7 @@ from bench.contract import GAN, ArchSpec, GANConfig
 from bench.errors import PluginError, UsageError
 from bench.registry import default_registry
 from bench.results import atomic_path, make_run_dir, write_json
-from bench.runner import Run, RunConfig
+from bench.runner import Run, RunConfig, weights_finite
 
 from conftest import run_cli
 
@@ -229,3 +229,12 @@ def test_bf16_autocast_sees_in_place_weight_updates(tmp_path):
             layer.weight.add_(1.0)
         after = layer(x)
     assert not torch.allclose(before.float(), after.float())
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_weights_finite_finds_one_bad_value_in_any_parameter(bad):
+    nets = [torch.nn.Linear(50, 40), torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))]
+    assert weights_finite(nets)
+    with torch.no_grad():
+        nets[1][0].weight[1, 2] = bad
+    assert not weights_finite(nets)
