@@ -6,6 +6,7 @@ import argparse
 import json
 import math
 import os
+import platform
 import subprocess
 import sys
 
@@ -254,7 +255,7 @@ print(json.dumps({"setting": setting, "env": environment(torch.device("cpu"))["a
 """
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the allocator setting is glibc's")
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the allocator setting is glibc's")
 def test_tuned_allocator_stops_the_page_faults_of_every_step():
     """With glibc's defaults each bf16 vanilla step faults in its fresh weight casts and
     gradients again (hundreds of minor faults per step); with freed memory kept, almost none."""
