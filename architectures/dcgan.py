@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor
 
-from architectures.losses import probability_bce
+from architectures.losses import bce_discriminator_loss, bce_generator_loss
 from architectures.nets import ConvDiscriminator, ConvGenerator, dcgan_init
 from architectures.steps import GeneratorFirstGAN, adam_pair
 from bench.contract import ArchSpec, GANConfig
@@ -30,6 +29,9 @@ class DCGAN(GeneratorFirstGAN):
     batch and its Dropout2d draws new masks on every pass, in the study's order.
     """
 
+    generator_loss = staticmethod(bce_generator_loss)
+    discriminator_loss = staticmethod(bce_discriminator_loss)
+
     def __init__(self, cfg: DCGANConfig, device: torch.device):
         self.latent_dim = cfg.latent_dim
         self.generator = ConvGenerator(cfg.latent_dim, 32, cfg.bn_eps).to(device)
@@ -43,12 +45,6 @@ class DCGAN(GeneratorFirstGAN):
         self.generator.to(memory_format=torch.channels_last)
         self.discriminator.to(memory_format=torch.channels_last)
         self.opt_g, self.opt_d = adam_pair(self, cfg.lr, (cfg.b1, cfg.b2))
-
-    def generator_loss(self, d_fake: Tensor) -> Tensor:
-        return probability_bce(d_fake, torch.ones_like(d_fake))
-
-    def discriminator_loss(self, d_real: Tensor, d_fake: Tensor) -> Tensor:
-        return (probability_bce(d_real, torch.ones_like(d_real)) + probability_bce(d_fake, torch.zeros_like(d_fake))) / 2
 
 
 SPEC = ArchSpec(

@@ -75,3 +75,14 @@ def probability_bce(probs: Tensor, target: Tensor) -> Tensor:
         probs = probs.float()
     with torch.autocast(probs.device.type, enabled=False):
         return F.binary_cross_entropy(probs, target.to(probs.dtype))
+
+
+def bce_discriminator_loss(real_probs: Tensor, fake_probs: Tensor) -> Tensor:
+    """The study's ``(BCE(D(real), 1) + BCE(D(fake), 0)) / 2`` on Sigmoid outputs."""
+    return (probability_bce(real_probs, torch.ones_like(real_probs))
+            + probability_bce(fake_probs, torch.zeros_like(fake_probs))) / 2
+
+
+def bce_generator_loss(fake_probs: Tensor) -> Tensor:
+    """The study's ``BCE(D(G(z)), 1)`` on Sigmoid outputs."""
+    return probability_bce(fake_probs, torch.ones_like(fake_probs))

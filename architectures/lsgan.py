@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor
 
 from architectures.losses import least_squares_discriminator_loss, least_squares_generator_loss
 from architectures.nets import MLPDiscriminator, MLPGenerator
@@ -27,17 +26,14 @@ class LSGAN(GeneratorFirstGAN):
 
     one_discriminator_pass = True
 
+    generator_loss = staticmethod(least_squares_generator_loss)
+    discriminator_loss = staticmethod(least_squares_discriminator_loss)
+
     def __init__(self, cfg: LSGANConfig, device: torch.device):
         self.latent_dim = cfg.latent_dim
         self.generator = MLPGenerator(cfg.latent_dim, 28, cfg.bn_eps).to(device)
         self.discriminator = MLPDiscriminator(28, sigmoid=False).to(device)
         self.opt_g, self.opt_d = adam_pair(self, cfg.lr, (cfg.b1, cfg.b2))
-
-    def generator_loss(self, d_fake: Tensor) -> Tensor:
-        return least_squares_generator_loss(d_fake)
-
-    def discriminator_loss(self, d_real: Tensor, d_fake: Tensor) -> Tensor:
-        return least_squares_discriminator_loss(d_real, d_fake)
 
 
 SPEC = ArchSpec(

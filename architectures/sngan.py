@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor
 
 from architectures.losses import hinge_discriminator_loss, hinge_generator_loss
 from architectures.nets import ConvDiscriminator, ConvGenerator, dcgan_init
@@ -26,6 +25,9 @@ class SNGAN(GeneratorFirstGAN):
     passes stay separate: each runs a power iteration of the spectral norm, as three
     separate passes would in a plain implementation."""
 
+    generator_loss = staticmethod(hinge_generator_loss)
+    discriminator_loss = staticmethod(hinge_discriminator_loss)
+
     def __init__(self, cfg: SNGANConfig, device: torch.device):
         self.latent_dim = cfg.latent_dim
         self.generator = ConvGenerator(cfg.latent_dim, 32, cfg.bn_eps).to(device)
@@ -41,12 +43,6 @@ class SNGAN(GeneratorFirstGAN):
         self.generator.to(memory_format=torch.channels_last)
         self.discriminator.to(memory_format=torch.channels_last)
         self.opt_g, self.opt_d = adam_pair(self, cfg.lr, (cfg.b1, cfg.b2))
-
-    def generator_loss(self, d_fake: Tensor) -> Tensor:
-        return hinge_generator_loss(d_fake)
-
-    def discriminator_loss(self, d_real: Tensor, d_fake: Tensor) -> Tensor:
-        return hinge_discriminator_loss(d_real, d_fake)
 
 
 SPEC = ArchSpec(

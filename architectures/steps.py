@@ -30,7 +30,8 @@ class GeneratorFirstGAN(GAN):
     """A generator step, then a discriminator step on the same fake batch.
 
     Subclasses build ``generator``, ``discriminator``, ``opt_g`` and ``opt_d`` and define the
-    two losses; the scores they receive are D's outputs as the network returns them.
+    two losses (methods, or loss functions from ``architectures.losses`` bound with
+    ``staticmethod``); the scores they receive are D's outputs as the network returns them.
     """
 
     opt_g: torch.optim.Optimizer

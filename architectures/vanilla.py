@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor
 
-from architectures.losses import probability_bce
+from architectures.losses import bce_discriminator_loss, bce_generator_loss
 from architectures.nets import MLPDiscriminator, MLPGenerator
 from architectures.steps import GeneratorFirstGAN, adam_pair
 from bench.contract import ArchSpec, GANConfig
@@ -27,17 +26,14 @@ class Vanilla(GeneratorFirstGAN):
 
     one_discriminator_pass = True
 
+    generator_loss = staticmethod(bce_generator_loss)
+    discriminator_loss = staticmethod(bce_discriminator_loss)
+
     def __init__(self, cfg: VanillaConfig, device: torch.device):
         self.latent_dim = cfg.latent_dim
         self.generator = MLPGenerator(cfg.latent_dim, 28, cfg.bn_eps).to(device)
         self.discriminator = MLPDiscriminator(28, sigmoid=True).to(device)
         self.opt_g, self.opt_d = adam_pair(self, cfg.lr, (cfg.b1, cfg.b2))
-
-    def generator_loss(self, d_fake: Tensor) -> Tensor:
-        return probability_bce(d_fake, torch.ones_like(d_fake))
-
-    def discriminator_loss(self, d_real: Tensor, d_fake: Tensor) -> Tensor:
-        return (probability_bce(d_real, torch.ones_like(d_real)) + probability_bce(d_fake, torch.zeros_like(d_fake))) / 2
 
 
 SPEC = ArchSpec(
