@@ -124,17 +124,25 @@ def make_evaluator(settings: dict[str, Any]) -> Any:
                      data_dir=settings.get("data_dir"))
 
 
-def run_comparison(comparison: Comparison) -> int:
-    """Run every unfinished entry of ``comparison`` one after another; return the exit status."""
+def check_plan(plan: dict[str, Any]) -> None:
+    """Fail fast on settings, names or hyperparameters that cannot work, before hours of training."""
     from bench.registry import default_registry
     from bench.runner import RunConfig
 
+    settings = plan["settings"]
+    RunConfig(arch="-", **settings).validate()
+    registry = default_registry()
+    for arch in sorted({e["arch"] for e in plan["runs"]}):
+        spec = registry.load(arch)
+        for point in {json.dumps(e["hparams"], sort_keys=True) for e in plan["runs"] if e["arch"] == arch}:
+            spec.make_config({**settings.get("hparams", {}), **json.loads(point)})
+
+
+def run_comparison(comparison: Comparison) -> int:
+    """Run every unfinished entry of ``comparison`` one after another; return the exit status."""
+    check_plan(comparison.plan)
     settings = comparison.plan["settings"]
     entries = comparison.plan["runs"]
-    # Fail fast on settings or names that cannot work, before hours of training.
-    RunConfig(arch="-", **settings).validate()
-    for arch in sorted({e["arch"] for e in entries}):
-        default_registry().entry(arch)
     evaluator = make_evaluator(settings)
 
     todo = [e for e in entries if e["status"] not in FINISHED]

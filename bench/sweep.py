@@ -226,7 +226,8 @@ class LocalBackend:
     """Runs the planned entries one after another in this process, sharing one evaluator."""
 
     name = "local"
-    live = False  # each run shows its own progress bar
+    #: Whether the sweep's live table may take the terminal: no, each run shows its own progress bar.
+    live = False
 
     def __init__(self) -> None:
         self.queue: deque[tuple[int, int]] = deque()
@@ -399,11 +400,11 @@ class RayBackend:
     """
 
     name = "ray"
+    live = True  # the runs train elsewhere and print nothing here
 
     def __init__(self, address: str | None = None, cpus: int = 1, gpus: float = 0, shared: bool = True):
         self.ray = import_ray()
         self.address, self.cpus, self.gpus, self.shared = address, cpus, gpus, shared
-        self.live = console.err.is_terminal
         self.inflight: dict[Any, tuple[int, int]] = {}
         self._remote: Any = None
         self._tracker: Any = None
@@ -578,7 +579,8 @@ class SweepDriver:
 
     def _adopt(self, entry: dict[str, Any]) -> bool:
         """Settle an unfinished entry's old run folder: keep it to resume, take its result, or remove it."""
-        from bench.runner import CHECKPOINT, read_record
+        from bench.results import read_record
+        from bench.runner import CHECKPOINT
 
         run_dir = Path(entry["run_dir"]) if entry.get("run_dir") else None
         if run_dir is None or not run_dir.is_dir():
@@ -628,8 +630,8 @@ class SweepDriver:
         if node:
             self.nodes[index] = node
         self.sweep.save()
-        self.view.event(f"started {describe(entry)}" + (f" (attempt {attempt})" if attempt > 1 else "")
-                        + (f" on {node}" if node else ""), index)
+        self.view.started(f"{describe(entry)}" + (f" (attempt {attempt})" if attempt > 1 else "")
+                          + (f" on {node}" if node else ""), index)
 
     def finished(self, index: int, attempt: int, outcome: dict[str, Any]) -> None:
         """A backend returns the outcome of attempt ``attempt`` of entry ``index``: record it, or retry."""
@@ -707,11 +709,16 @@ class SweepView:
         if self._live is not None:
             self._live.update(self._table())
 
+    def started(self, text: str, index: int) -> None:
+        """Entry ``index`` began training: a rule above its own progress bar when it trains
+        in this process, else an event line."""
+        if self.driver.backend.live:
+            self.event(f"started {text}", index)
+        else:
+            console.err.rule(f"[{index + 1}/{len(self.driver.entries)}] {text}", style="dim")
+
     def event(self, text: str, index: int) -> None:
         """Report one change; on a terminal under Ray the table shows it too."""
-        if self._live is None and self.driver.backend.name == "local" and text.startswith("started"):
-            console.err.rule(f"[{index + 1}/{len(self.driver.entries)}] {text[len('started '):]}", style="dim")
-            return
         console.err.print(f"{text}  [{self.summary()}]", soft_wrap=True, markup=False, highlight=False)
         self.update()
 
@@ -747,28 +754,11 @@ class SweepView:
 
 
 def check_plan(plan: dict[str, Any], backend: Any) -> None:
-    """Fail fast on settings or names that cannot work, before hours of training."""
-    from bench.registry import default_registry
-    from bench.runner import RunConfig
+    """Fail fast on the plan (``bench.compare.check_plan``) and on what the backend cannot give it."""
+    from bench.compare import check_plan as check_settings
 
-    settings = plan["settings"]
-    RunConfig(arch="-", **settings).validate()
-    registry = default_registry()
-    for arch in sorted({e["arch"] for e in plan["runs"]}):
-        spec = registry.load(arch)
-        for point in {json.dumps(e["hparams"], sort_keys=True) for e in plan["runs"] if e["arch"] == arch}:
-            spec.make_config({**settings.get("hparams", {}), **json.loads(point)})
-    backend.check(settings)
-
-
-def run_sweep(sweep: Any, backend: Any, retries: int = 1) -> int:
-    """Run the unfinished entries of ``sweep`` on ``backend``; return the exit status."""
-    check_plan(sweep.plan, backend)
-    backend.start()
-    try:
-        return SweepDriver(sweep, backend, retries).run()
-    finally:
-        backend.stop()
+    check_settings(plan)
+    backend.check(plan["settings"])
 
 
 def make_backend(args: argparse.Namespace) -> Any:
