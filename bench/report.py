@@ -314,10 +314,6 @@ def _value_order(value: Any) -> tuple[int, Any]:
     return (2, "") if value is None else (1, str(value))
 
 
-def _differences_text(diff: dict[str, list[Any]]) -> str:
-    return "; ".join(f"{k}: {' | '.join(tables.setting_text(k, v) for v in vals)}" for k, vals in diff.items())
-
-
 def _buckets(runs: list[RunRecord]) -> dict[tuple[str, str], tuple[dict[str, Any], list[RunRecord]]]:
     """Split runs by device and protocol; a run without an evaluation protocol joins the one
     group of its device whose training protocol matches (its evaluated seeds), if there is one."""
@@ -356,7 +352,7 @@ def group_runs(
         diff = _differences([p for p, _ in buckets.values()])
         if diff:
             raise UsageError(
-                f"the runs differ in protocol ({_differences_text(diff)}); "
+                f"the runs differ in protocol ({tables.differences_text(diff)}); "
                 "report runs of one protocol, or pass --allow-mixed to put them in one table"
             )
     if allow_mixed:
@@ -437,12 +433,12 @@ def protocol_note(groups: list[Group]) -> str | None:
     diff = _differences([g.protocol for g in split])
     if diff:
         notes.append(
-            f"the runs differ in protocol ({_differences_text(diff)}); shown as separate tables "
+            f"the runs differ in protocol ({tables.differences_text(diff)}); shown as separate tables "
             "(--allow-mixed puts them in one, --strict refuses)"
         )
     mixed = [g for g in groups if g.mixed]
     if mixed:
-        notes.append(f"{len(mixed)} table(s) mix protocols (--allow-mixed): {_differences_text(mixed[0].mixed)}")
+        notes.append(f"{len(mixed)} table(s) mix protocols (--allow-mixed): {tables.differences_text(mixed[0].mixed)}")
     return "; ".join(notes) or None
 
 
@@ -552,17 +548,16 @@ def _md_cell(text: str) -> str:
 
 def _provenance(groups: list[Group], command: str | None) -> list[str]:
     """The commands that made these runs (from their comparison plans) and this report."""
-    from bench.compare import PLAN, command_line
+    from bench.compare import command_line
     from bench.sweep import command_line as sweep_command_line
 
     commands = []
     for folder in sorted({run.path.parent for group in groups for run in group.runs}):
-        plan = folder / PLAN
-        if plan.is_file():
+        data = _plan_of(folder)
+        if data is not None:
             try:
-                data = json.loads(plan.read_text(encoding="utf-8"))
                 commands.append((sweep_command_line if data.get("kind") == "sweep" else command_line)(data))
-            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            except (KeyError, TypeError, AttributeError):
                 continue  # a damaged plan only costs the provenance line
     if command:
         commands.append(command)

@@ -228,12 +228,16 @@ def comparison_cells(group: Any, row: Any, terse: bool = False) -> list[tuple[st
     return [(text[key], key == "fid" and row.best) for key, _, _ in comparison_columns(group, terse)]
 
 
+def differences_text(diff: dict[str, list[Any]]) -> str:
+    """``setting: value | value; ...`` for settings whose values differ between runs."""
+    return "; ".join(f"{k}: {' | '.join(setting_text(k, v) for v in vals)}" for k, vals in diff.items())
+
+
 def comparison_notes(group: Any) -> list[str]:
     """The lines printed under a comparison table: mixed settings, reference points, legend."""
     notes = []
     if group.mixed:
-        differ = "; ".join(f"{k}: {' | '.join(setting_text(k, v) for v in vals)}" for k, vals in group.mixed.items())
-        notes.append(f"mixed protocols in this table (--allow-mixed): {differ}")
+        notes.append(f"mixed protocols in this table (--allow-mixed): {differences_text(group.mixed)}")
     for key, label in _REFERENCES:
         ref = (group.references or {}).get(key)
         if isinstance(ref, dict):
@@ -266,7 +270,7 @@ def print_comparison(groups: list[Any]) -> None:
         status = [key for key, _, _ in columns].index("status")
         for row in group.rows:
             cells = [Text(text, style="bold" if best else "") for text, best in comparison_cells(group, row, terse=True)]
-            if row.status.get("diverged"):
+            if row.diverged:
                 cells[status].stylize("red")
             table.add_row(*cells)
         console.out.print(table)
