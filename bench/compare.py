@@ -107,8 +107,7 @@ def execute(
         record = run.train()
     except PluginError as exc:
         console.error(str(exc))
-        return {"status": "failed", "run_dir": str(run.dir) if run and run.dir else None, "error": str(exc),
-                "stop_signal": None, "diverged_at_step": None}
+        return failed_outcome(str(exc), str(run.dir) if run and run.dir else None)
     return {"status": record["status"], "run_dir": str(run.dir), "error": record.get("error"),
             "stop_signal": run.stop_signal, "diverged_at_step": record.get("diverged_at_step")}
 
@@ -122,6 +121,11 @@ def make_evaluator(settings: dict[str, Any]) -> Any:
 
     return Evaluator(resolve_device(settings["device"]), n_samples=settings["eval_samples"],
                      data_dir=settings.get("data_dir"))
+
+
+def failed_outcome(error: str, run_dir: str | None = None) -> dict[str, Any]:
+    """What :func:`execute` returns for a run that failed before or outside its own record."""
+    return {"status": "failed", "run_dir": run_dir, "error": error, "stop_signal": None, "diverged_at_step": None}
 
 
 def check_plan(plan: dict[str, Any]) -> None:

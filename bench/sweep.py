@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from bench import console
+from bench.compare import failed_outcome as _failed
 from bench.errors import BenchError, UsageError
 
 INSTALL_HINT = 'pip install -e ".[ray]" (or: pip install "ray>=2.9")'
@@ -211,10 +212,6 @@ def import_ray() -> Any:
         raise UsageError(f"--backend ray needs Ray, which is not installed here; install it with: {INSTALL_HINT}") \
             from None
     return ray
-
-
-def _failed(error: str, run_dir: str | None = None) -> dict[str, Any]:
-    return {"status": "failed", "run_dir": run_dir, "error": error, "stop_signal": None, "diverged_at_step": None}
 
 
 def _error_text(exc: BaseException) -> str:
