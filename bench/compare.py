@@ -12,12 +12,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 from typing import Any, Callable
 
 from bench import console
 from bench.errors import BenchError, PluginError, UsageError
-from bench.results import make_run_dir, make_unique_dir, utc_iso, utc_stamp, write_json
+from bench.results import make_run_dir, make_unique_dir, read_record, utc_iso, utc_stamp, write_json
 
 PLAN = "compare.json"
 #: Statuses after which a planned run is not started again.
@@ -123,6 +124,38 @@ def make_evaluator(settings: dict[str, Any]) -> Any:
                      data_dir=settings.get("data_dir"))
 
 
+def adopt(entry: dict[str, Any], folder: Path) -> bool:
+    """Settle an unfinished entry's old run folder before (re)starting it: keep it to resume,
+    take its result (it finished, but the plan never heard: True), or remove it."""
+    from bench.runner import CHECKPOINT
+
+    run_dir = Path(entry["run_dir"]) if entry.get("run_dir") else None
+    if run_dir is None or not run_dir.is_dir():
+        entry["run_dir"] = None
+        return False
+    if (run_dir / CHECKPOINT).is_file():
+        return False  # execute() resumes it
+    try:
+        status = read_record(run_dir)["status"]
+    except BenchError:
+        status = None
+    if status in ("completed", "diverged"):
+        entry["status"] = status
+        return True
+    discard(entry, folder)
+    return False
+
+
+def discard(entry: dict[str, Any], folder: Path) -> None:
+    """Remove an entry's unfinished run folder that cannot be resumed (a new attempt starts afresh)."""
+    run_dir = Path(entry["run_dir"]) if entry.get("run_dir") else None
+    entry["run_dir"] = None
+    if run_dir is None or not run_dir.is_dir():
+        return
+    if run_dir.resolve().parent == folder.resolve():  # never anything outside the plan's folder
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
 def failed_outcome(error: str, run_dir: str | None = None) -> dict[str, Any]:
     """What :func:`execute` returns for a run that failed before or outside its own record."""
     return {"status": "failed", "run_dir": run_dir, "error": error, "stop_signal": None, "diverged_at_step": None}
@@ -149,7 +182,8 @@ def run_comparison(comparison: Comparison) -> int:
     entries = comparison.plan["runs"]
     evaluator = make_evaluator(settings)
 
-    todo = [e for e in entries if e["status"] not in FINISHED]
+    todo = [e for e in entries if e["status"] not in FINISHED and not adopt(e, comparison.folder)]
+    comparison.save()
     console.err.print(f"comparison {comparison.folder}: {len(entries)} runs, {len(todo)} to go", soft_wrap=True)
     for index, entry in enumerate(todo, 1):
         console.err.rule(f"[{index}/{len(todo)}] {describe(entry)}  ({len(todo) - index} after this)")

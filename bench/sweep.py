@@ -20,7 +20,6 @@ import dataclasses
 import itertools
 import json
 import os
-import shutil
 import signal
 import socket
 import tempfile
@@ -31,7 +30,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from bench import console
-from bench.compare import failed_outcome as _failed
+from bench.compare import adopt, discard, failed_outcome as _failed
 from bench.errors import BenchError, UsageError
 
 INSTALL_HINT = 'pip install -e ".[ray]" (or: pip install "ray>=2.9")'
@@ -555,7 +554,7 @@ class SweepDriver:
         """Run every unfinished entry; return the exit status (1 if a run failed, 128+N if interrupted)."""
         from bench.compare import FINISHED
 
-        todo = [i for i, e in enumerate(self.entries) if e["status"] not in FINISHED and not self._adopt(e)]
+        todo = [i for i, e in enumerate(self.entries) if e["status"] not in FINISHED and not adopt(e, self.folder)]
         self.sweep.save()
         console.err.print(f"sweep {self.folder}: {len(self.entries)} runs, {len(todo)} to go, "
                           f"{self.backend.describe()}", soft_wrap=True, markup=False, highlight=False)
@@ -573,36 +572,6 @@ class SweepDriver:
 
     def running_dir(self, index: int) -> str | None:
         return self.entries[index].get("run_dir")
-
-    def _adopt(self, entry: dict[str, Any]) -> bool:
-        """Settle an unfinished entry's old run folder: keep it to resume, take its result, or remove it."""
-        from bench.results import read_record
-        from bench.runner import CHECKPOINT
-
-        run_dir = Path(entry["run_dir"]) if entry.get("run_dir") else None
-        if run_dir is None or not run_dir.is_dir():
-            entry["run_dir"] = None
-            return False
-        if (run_dir / CHECKPOINT).is_file():
-            return False  # execute() resumes it
-        try:
-            status = read_record(run_dir)["status"]
-        except BenchError:
-            status = None
-        if status in ("completed", "diverged"):  # it finished, but the plan never heard
-            entry["status"] = status
-            return True
-        self._discard(entry)
-        return False
-
-    def _discard(self, entry: dict[str, Any]) -> None:
-        """Remove an entry's unfinished run folder that cannot be resumed (a retry starts afresh)."""
-        run_dir = Path(entry["run_dir"]) if entry.get("run_dir") else None
-        entry["run_dir"] = None
-        if run_dir is None or not run_dir.is_dir():
-            return
-        if run_dir.resolve().parent == self.folder.resolve():  # never anything outside the sweep
-            shutil.rmtree(run_dir, ignore_errors=True)
 
     def _queue(self, index: int, attempt: int) -> None:
         entry = self.entries[index]
@@ -653,7 +622,7 @@ class SweepDriver:
             self.view.event(f"{status} {describe(entry)}{took}: {entry['error']}; retrying "
                             f"(attempt {attempt + 1} of {self.retries + 1})", index)
             if not (entry["run_dir"] and Path(entry["run_dir"], "checkpoint.pt").is_file()):
-                self._discard(entry)  # nothing to resume: the retry starts afresh
+                discard(entry, self.folder)  # nothing to resume: the retry starts afresh
             self._queue(index, attempt + 1)
             return
         self.sweep.save()

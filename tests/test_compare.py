@@ -7,6 +7,7 @@ import io
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 from bench.compare import PLAN, Comparison, run_comparison
 
@@ -61,3 +62,25 @@ def test_two_compare_processes_on_one_folder_do_not_clobber(tmp_path):
         plan = json.loads((folder / PLAN).read_text())
         assert [r["status"] for r in plan["runs"]] == ["completed"]
         assert len([p for p in folder.iterdir() if p.is_dir()]) == 1
+
+
+def test_resume_adopts_a_finished_run_the_plan_never_heard_of_and_restarts_a_broken_one(tmp_path):
+    settings = {"steps": 12, "log_every": 4, "sample_every": 0, "eval": False, "batch_size": 16}
+    comparison = Comparison.create(str(tmp_path), ["vanilla"], [0, 1], settings)
+    assert run_comparison(comparison) == 0
+    plan = json.loads((comparison.folder / PLAN).read_text())
+    finished, broken = (Path(r["run_dir"]) for r in plan["runs"])
+    # As if the process had died after run 0 finished (before the plan heard) and during run 1.
+    for entry in plan["runs"]:
+        entry["status"] = "running"
+    (broken / "run.json").write_text("{damaged")
+    (comparison.folder / PLAN).write_text(json.dumps(plan))
+
+    assert run_comparison(Comparison.load(str(comparison.folder))) == 0
+    plan = json.loads((comparison.folder / PLAN).read_text())
+    assert [r["status"] for r in plan["runs"]] == ["completed", "completed"]
+    assert Path(plan["runs"][0]["run_dir"]) == finished  # adopted, not trained again
+    # The damaged folder was removed and the run trained afresh (its new folder may reuse the name).
+    rerun = json.loads((Path(plan["runs"][1]["run_dir"]) / "run.json").read_text())
+    assert rerun["status"] == "completed" and rerun["steps"] == 12
+    assert len([p for p in comparison.folder.iterdir() if p.is_dir()]) == 2
