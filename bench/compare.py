@@ -54,10 +54,16 @@ class Comparison:
         self.plan = plan
 
     @classmethod
-    def create(cls, out: str, archs: list[str], seeds: list[int], settings: dict[str, Any]) -> "Comparison":
-        folder = make_unique_dir(Path(out), f"compare-{utc_stamp()}")
-        runs = [{"arch": a, "seed": s, "hparams": {}, "status": "pending", "run_dir": None} for a in archs for s in seeds]
-        comparison = cls(folder, {"created": utc_iso(), "archs": archs, "seeds": seeds, "settings": settings, "runs": runs})
+    def create(cls, out: str, archs: list[str], seeds: list[int], settings: dict[str, Any],
+               points: dict[str, list[dict[str, Any]]] | None = None, prefix: str = "compare", **extra: Any) -> "Comparison":
+        """Create the folder ``<out>/<prefix>-<UTC stamp>`` and its plan: one entry per
+        (architecture, hyperparameter point, seed). Without ``points`` each architecture has one
+        point, its defaults; ``extra`` keys go into the plan (a sweep's ``kind`` and ``grid``)."""
+        folder = make_unique_dir(Path(out), f"{prefix}-{utc_stamp()}")
+        runs = [{"arch": a, "seed": s, "hparams": p, "status": "pending", "run_dir": None, "attempts": 0, "error": None}
+                for a in archs for p in (points[a] if points else [{}]) for s in seeds]
+        plan = {**extra, "created": utc_iso(), "archs": archs, "seeds": seeds, "settings": settings, "runs": runs}
+        comparison = cls(folder, plan)
         comparison.save()
         return comparison
 

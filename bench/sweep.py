@@ -174,17 +174,9 @@ def create_sweep(out: str, archs: list[str], seeds: list[int], grid: Grid, point
                  settings: dict[str, Any]) -> Any:
     """Create the sweep folder and its plan: one entry per (architecture, point, seed)."""
     from bench.compare import Comparison
-    from bench.results import make_unique_dir, utc_iso, utc_stamp
 
-    folder = make_unique_dir(Path(out), f"sweep-{utc_stamp()}")
-    runs = [{"arch": a, "seed": s, "hparams": p, "status": "pending", "run_dir": None, "attempts": 0, "error": None}
-            for a in archs for p in points[a] for s in seeds]
-    plan = {"kind": "sweep", "created": utc_iso(), "archs": archs, "seeds": seeds,
-            "grid": {"common": grid.common, "per_arch": grid.per_arch, "file": grid.file},
-            "settings": settings, "runs": runs}
-    sweep = Comparison(folder, plan)
-    sweep.save()
-    return sweep
+    return Comparison.create(out, archs, seeds, settings, points=points, prefix="sweep", kind="sweep",
+                             grid={"common": grid.common, "per_arch": grid.per_arch, "file": grid.file})
 
 
 def command_line(plan: dict[str, Any]) -> str:
