@@ -251,20 +251,29 @@ def describe(entry: dict[str, Any]) -> str:
     return f"{entry['arch']} seed {entry['seed']}" + (f" {extra}" if extra else "")
 
 
-def cmd_compare(args: argparse.Namespace) -> int:
+def plan_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The run settings a plan shares across its entries (everything but arch, seed and out),
+    from ``bench compare`` or ``bench sweep`` options, validated."""
     from bench.cli import run_config
+
+    if not args.arch:
+        raise UsageError("--arch NAME[,NAME...] is required (see: python -m bench list)")
+    cfg = run_config(args, "-")
+    cfg.validate()
+    settings = dataclasses.asdict(cfg)
+    for key in ("arch", "seed", "out"):
+        settings.pop(key)
+    return settings
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
     from bench.report import group_runs, load_runs
     from bench.tables import print_comparison
 
     if args.resume:
         comparison = Comparison.load(args.resume)
     else:
-        if not args.arch:
-            raise UsageError("--arch NAME[,NAME...] is required (see: python -m bench list)")
-        settings = dataclasses.asdict(run_config(args, "-"))
-        for key in ("arch", "seed", "out"):
-            settings.pop(key)
-        comparison = Comparison.create(args.out, args.arch, args.seeds, settings)
+        comparison = Comparison.create(args.out, args.arch, args.seeds, plan_settings(args))
     status = run_comparison(comparison)
     try:
         groups = group_runs(load_runs([comparison.folder]), args.fid_target)

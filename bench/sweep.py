@@ -739,16 +739,10 @@ def make_backend(args: argparse.Namespace) -> Any:
 
 def plan_sweep(args: argparse.Namespace) -> dict[str, Any]:
     """Validate the options and expand the grid: the arguments of :func:`create_sweep`."""
-    from bench.cli import run_config
+    from bench.compare import plan_settings
     from bench.registry import default_registry
 
-    if not args.arch:
-        raise UsageError("--arch NAME[,NAME...] is required (see: python -m bench list)")
-    cfg = run_config(args, "-")
-    cfg.validate()
-    settings = dataclasses.asdict(cfg)
-    for key in ("arch", "seed", "out"):
-        settings.pop(key)
+    settings = plan_settings(args)
     registry = default_registry()
     for arch in args.arch:
         registry.entry(arch)
