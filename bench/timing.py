@@ -7,8 +7,11 @@ of events brackets each batch and the elapsed times are read only when the calle
 
 from __future__ import annotations
 
+import math
+import statistics
 import time
 from dataclasses import dataclass
+from typing import Any, Iterable
 
 import numpy as np
 import torch
@@ -48,6 +51,46 @@ class StepTimer:
         return self.times_ms
 
 
+@dataclass(frozen=True)
+class Stats:
+    """Summary statistics of a sample, computed once; every table only renders them.
+
+    Only finite numbers count (a missing metric, a NaN loss). ``std`` is the sample standard
+    deviation (n - 1); it and everything else is None where the sample is too small.
+    """
+
+    n: int
+    mean: float | None = None
+    std: float | None = None
+    median: float | None = None
+    min: float | None = None
+    max: float | None = None
+    p10: float | None = None
+    p90: float | None = None
+
+    @classmethod
+    def of(cls, values: Iterable[Any]) -> Stats:
+        xs = [float(v) for v in values if _finite(v)]
+        if not xs:
+            return cls(0)
+        p10, p90 = (float(p) for p in np.percentile(np.asarray(xs, dtype=np.float64), [10, 90]))
+        return cls(
+            n=len(xs), mean=statistics.fmean(xs), std=statistics.stdev(xs) if len(xs) > 1 else None,
+            median=statistics.median(xs), min=min(xs), max=max(xs), p10=p10, p90=p90,
+        )
+
+    @property
+    def spread(self) -> float:
+        """p90 / p10: 1.0 is perfectly steady."""
+        if self.p10 is None or self.p90 is None:
+            return float("nan")
+        return self.p90 / self.p10 if self.p10 > 0 else float("inf")
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
 @dataclass
 class TimingSummary:
     """Batch-time statistics, warm-up excluded."""
@@ -71,19 +114,19 @@ def summarize(times_ms: list[float], batch_sizes: list[int], warmup: int, wall_s
     """Summarize batch times, leaving the first ``warmup`` batches out when enough remain."""
     if len(times_ms) <= warmup:
         warmup = 0  # too short a run to set any aside; the numbers then include warm-up
-    t = np.asarray(times_ms[warmup:], dtype=np.float64)
-    images = float(sum(batch_sizes[warmup:]))
-    if t.size == 0:
+    measured = times_ms[warmup:]
+    stats = Stats.of(measured)
+    if stats.n == 0:
         nan = float("nan")
         return TimingSummary(warmup, 0, nan, nan, nan, nan, nan, wall_s)
-    p10, p50, p90 = np.percentile(t, [10, 50, 90])
+    images = float(sum(batch_sizes[warmup:]))
     return TimingSummary(
         warmup_steps=warmup,
-        measured_steps=int(t.size),
-        step_ms_median=float(p50),
-        step_ms_p10=float(p10),
-        step_ms_p90=float(p90),
-        step_ms_mean=float(t.mean()),
-        images_per_s=images / (t.sum() / 1e3),
+        measured_steps=stats.n,
+        step_ms_median=stats.median,
+        step_ms_p10=stats.p10,
+        step_ms_p90=stats.p90,
+        step_ms_mean=stats.mean,
+        images_per_s=images / (sum(measured) / 1e3),
         wall_s=wall_s,
     )

@@ -1,0 +1,187 @@
+"""The bottom of the command line: the parser class, option types and the options commands share.
+
+Every command module imports from here and never from another command. No torch: building
+the parser stays fast, and a typo is refused before anything heavy is imported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import re
+from typing import Any, NoReturn
+
+from bench import console
+from bench.config import DEFAULT_FID_TARGET, RunConfig
+from bench.errors import UsageError
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line on stderr and exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        console.error(f"{message} (see: {self.prog} --help)")
+        raise SystemExit(2)
+
+
+# Option types ----------------------------------------------------------------------------------
+
+_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?")
+
+
+def parse_duration(text: str) -> float:
+    """Parse ``90s``, ``10m``, ``1h``, ``1h30m`` or plain seconds into seconds."""
+    m = _DURATION.fullmatch(text.strip())
+    if not text.strip() or m is None or not any(m.groups()):
+        raise argparse.ArgumentTypeError(f"invalid time budget {text!r}; use e.g. 90s, 10m, 1h or 1h30m")
+    h, mi, s = (float(g) if g else 0.0 for g in m.groups())
+    return h * 3600 + mi * 60 + s
+
+
+def duration_text(seconds: float) -> str:
+    """The shortest of ``2h``, ``10m`` or ``90s`` that :func:`parse_duration` reads back as ``seconds``."""
+    if seconds % 3600 == 0:
+        return f"{int(seconds // 3600)}h"
+    if seconds % 60 == 0:
+        return f"{int(seconds // 60)}m"
+    return f"{seconds:g}s"
+
+
+def parse_int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+
+
+def parse_number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+
+
+def positive_float(text: str) -> float:
+    value = parse_number(text)
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def parse_every(text: str) -> tuple[str, float]:
+    """``500`` (batches) or ``30s`` / ``2m`` (training time)."""
+    if text.strip().lstrip("-").isdigit():
+        return "steps", int(text)
+    return "seconds", parse_duration(text)
+
+
+def parse_assignment(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
+    return key.strip(), value.strip()
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``3`` means seeds 0, 1, 2; ``0,5,7`` means those seeds."""
+    try:
+        if "," in text:
+            seeds = [int(s) for s in text.split(",") if s.strip()]
+        else:
+            seeds = list(range(int(text)))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds takes a count (3) or a list (0,5,7), got {text!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"--seeds needs at least one seed and no repeats, got {text!r}")
+    return seeds
+
+
+def parse_archs(text: str) -> list[str]:
+    archs = [a.strip() for a in text.split(",") if a.strip()]
+    if not archs or len(set(archs)) != len(archs):
+        raise argparse.ArgumentTypeError(f"--arch takes a comma-separated list without repeats, got {text!r}")
+    return archs
+
+
+# Shared options --------------------------------------------------------------------------------
+
+
+def add_training_options(p: argparse.ArgumentParser, seed: bool = True) -> None:
+    """The options every training command shares (run, compare, sweep)."""
+    budget = p.add_argument_group("budget (exactly one; default --epochs 5)")
+    budget.add_argument("--epochs", type=parse_int, help="passes over the training set")
+    budget.add_argument("--steps", type=parse_int, help="training batches")
+    budget.add_argument("--time-budget", type=parse_duration, metavar="DURATION",
+                        help="wall-clock training time, e.g. 90s, 10m, 1h; stops at the first batch boundary after it")
+    p.add_argument("--batch-size", type=parse_int, help="default: the architecture's (64 for the study's)")
+    if seed:
+        p.add_argument("--seed", type=parse_int, default=0,
+                       help="training seed; the same seed gives the same run on CPU (default 0)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    p.add_argument("--precision", default="fp32", help="fp32 (default) or bf16 (autocast, fp32 master weights)")
+    p.add_argument("--cuda-graphs", action="store_true",
+                   help="on CUDA, replay each training step as one CUDA graph (architectures that declare graph_safe)")
+    p.add_argument("--threads", type=parse_int, metavar="N",
+                   help="CPU threads for torch (default: torch's choice, one per core); 1 is faster on a busy machine")
+    p.add_argument("--out", default="results/runs", help="folder for run folders (default results/runs)")
+    p.add_argument("--sample-every", type=parse_int, default=400, metavar="N",
+                   help="log a sample grid every N batches (default 400, 0 = only at the end)")
+    p.add_argument("--log-every", type=parse_int, default=50, metavar="N",
+                   help="pull losses to the host every N batches (default 50)")
+    p.add_argument("--warmup-steps", type=parse_int, default=10, metavar="N",
+                   help="batches left out of the timing statistics (default 10)")
+    p.add_argument("--train-subset", type=parse_int, metavar="N", help="train on the first N images of a fixed shuffle")
+    p.add_argument("--data-dir",
+                   help="a folder with the four MNIST IDX files (default: the copy shipped in the package)")
+    ev = p.add_argument_group("evaluation (FID and friends on MNIST classifier features)")
+    ev.add_argument("--eval-every", type=parse_every, metavar="N|DURATION",
+                    help="also evaluate every N batches, or every DURATION of training time (e.g. 30s); "
+                         "default: only at the end")
+    ev.add_argument("--eval-samples", type=parse_int, default=10_000, metavar="N",
+                    help="generated images per evaluation (default 10000, the published protocol)")
+    ev.add_argument("--no-eval", dest="eval", action="store_false", help="skip evaluation")
+    p.add_argument("--checkpoint-every", type=parse_int, metavar="N", help="also write a checkpoint every N batches")
+    p.add_argument("--set", dest="hparams", action="append", type=parse_assignment, default=[], metavar="KEY=VALUE",
+                   help="override an architecture hyperparameter, e.g. --set lr=1e-4 (repeatable)")
+
+
+def add_plan_options(p: argparse.ArgumentParser, example: str) -> None:
+    """The options of the commands that run a plan of several runs (compare, sweep)."""
+    p.add_argument("--arch", type=parse_archs, help=f"comma-separated architectures, e.g. {example}")
+    p.add_argument("--seeds", type=parse_seeds, default=[0], metavar="N|LIST",
+                   help="a count (3 = seeds 0,1,2) or a list (0,5,7); default 1")
+    add_fid_target(p)
+
+
+def add_fid_target(p: argparse.ArgumentParser, help: str = "FID for time-to-quality") -> None:
+    p.add_argument("--fid-target", type=positive_float, default=DEFAULT_FID_TARGET, metavar="FID",
+                   help=f"{help} (default {DEFAULT_FID_TARGET:g})")
+
+
+def run_config(args: argparse.Namespace, arch: str) -> RunConfig:
+    """Build a RunConfig from parsed training options."""
+    every = args.eval_every
+    return RunConfig(
+        arch=arch, epochs=args.epochs, steps=args.steps, time_budget=args.time_budget,
+        batch_size=args.batch_size, seed=getattr(args, "seed", 0), device=args.device, precision=args.precision,
+        threads=args.threads, cuda_graphs=args.cuda_graphs, out=args.out,
+        sample_every=args.sample_every, log_every=args.log_every, warmup_steps=args.warmup_steps,
+        train_subset=args.train_subset, data_dir=args.data_dir, eval=args.eval,
+        eval_every=int(every[1]) if every and every[0] == "steps" else None,
+        eval_every_s=every[1] if every and every[0] == "seconds" else None,
+        eval_samples=args.eval_samples, checkpoint_every=args.checkpoint_every, hparams=dict(args.hparams),
+    )
+
+
+def plan_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The run settings a plan shares across its entries (everything but arch, seed and out),
+    from ``bench compare`` or ``bench sweep`` options, validated."""
+    if not args.arch:
+        raise UsageError("--arch NAME[,NAME...] is required (see: python -m bench list)")
+    cfg = run_config(args, "-")
+    cfg.validate()
+    settings = dataclasses.asdict(cfg)
+    for key in ("arch", "seed", "out"):
+        settings.pop(key)
+    return settings

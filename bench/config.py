@@ -1,0 +1,139 @@
+"""Settings as data: a run's settings, its budget, and hyperparameter overrides. No torch."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from bench.errors import UsageError
+
+#: Training precisions: fp32, or bf16 autocast with fp32 master weights.
+PRECISIONS = ("fp32", "bf16")
+#: FID (MNIST-classifier features) a run must fall below to count as having reached quality.
+#: On this scale MNIST train vs test is 2.5 and uniform noise 2676; results/README.md says why
+#: this level. Give a lower --fid-target for longer budgets.
+DEFAULT_FID_TARGET = 1000.0
+#: The budget when none is given.
+DEFAULT_EPOCHS = 5
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How long a run trains: ``epochs``, ``steps`` (batches) or ``time_budget`` (training seconds)."""
+
+    kind: str
+    value: float
+
+    def text(self) -> str:
+        """For people: ``600 steps``, ``5 epochs``, ``90 s time budget``."""
+        if self.kind == "time_budget":
+            return f"{self.value:g} s time budget"
+        if self.kind == "steps":
+            return f"{int(self.value):,} steps"
+        return f"{self.value:g} {self.kind}"
+
+
+@dataclass
+class RunConfig:
+    """Every setting of a run; ``None`` means "resolve from the architecture or default"."""
+
+    arch: str
+    epochs: int | None = None
+    steps: int | None = None
+    time_budget: float | None = None
+    batch_size: int | None = None
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "fp32"
+    threads: int | None = None
+    cuda_graphs: bool = False
+    out: str = "results/runs"
+    sample_every: int = 400
+    log_every: int = 50
+    warmup_steps: int = 10
+    train_subset: int | None = None
+    data_dir: str | None = None
+    eval: bool = True
+    eval_every: int | None = None
+    eval_every_s: float | None = None
+    eval_samples: int = 10_000
+    checkpoint_every: int | None = None
+    hparams: dict[str, Any] = field(default_factory=dict)
+
+    def budget(self) -> Budget:
+        """Return the one budget that applies, ``epochs=5`` when none was given."""
+        given = [(k, v) for k, v in (("epochs", self.epochs), ("steps", self.steps), ("time_budget", self.time_budget))
+                 if v is not None]
+        if len(given) > 1:
+            names = " and ".join("--" + k.replace("_", "-") for k, _ in given)
+            raise UsageError(f"{names} given together; choose exactly one budget")
+        kind, value = given[0] if given else ("epochs", DEFAULT_EPOCHS)
+        if not value > 0 or math.isinf(value):
+            raise UsageError(f"--{kind.replace('_', '-')} must be a positive number, got {value}")
+        return Budget(kind, value)
+
+    def validate(self) -> None:
+        """Raise :class:`UsageError` for settings that cannot work, before anything is built."""
+        self.budget()
+        positive = {"--threads": self.threads, "--log-every": self.log_every, "--eval-every": self.eval_every,
+                    "--checkpoint-every": self.checkpoint_every, "--eval-samples": self.eval_samples}
+        for flag, value in positive.items():
+            if value is not None and value < 1:
+                raise UsageError(f"{flag} must be at least 1, got {value}")
+        for flag, value in {"--sample-every": self.sample_every, "--warmup-steps": self.warmup_steps}.items():
+            if value < 0:
+                raise UsageError(f"{flag} must be 0 or more, got {value}")
+        if self.precision not in PRECISIONS:
+            raise UsageError(f"unknown --precision {self.precision!r}; choose from: {', '.join(PRECISIONS)}")
+        if (self.eval_every is not None or self.eval_every_s is not None) and not self.eval:
+            raise UsageError("--eval-every and --no-eval given together")
+        if self.eval_every_s is not None and not self.eval_every_s > 0:
+            raise UsageError(f"--eval-every must be positive, got {self.eval_every_s}s")
+
+    @classmethod
+    def field_names(cls) -> frozenset[str]:
+        return frozenset(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any], **given: Any) -> RunConfig:
+        """A config from recorded settings (run.json's config, a plan's settings); keys it does not
+        have (``budget``, ``image_size``, ... in run.json) are left out."""
+        known = cls.field_names()
+        return cls(**{**{k: v for k, v in settings.items() if k in known}, **given})
+
+
+def apply_overrides(config: Any, overrides: Mapping[str, Any]) -> Any:
+    """Return the dataclass ``config`` with ``overrides`` applied, coercing strings to the field types."""
+    fields = {f.name: f for f in dataclasses.fields(config)}
+    changes = {}
+    for key, value in overrides.items():
+        if key not in fields:
+            raise UsageError(f"unknown hyperparameter {key!r}; choose from: {', '.join(sorted(fields))}")
+        current = getattr(config, key)
+        if isinstance(value, str):
+            value = _coerce(key, value, current)
+        elif isinstance(current, tuple) and isinstance(value, list):
+            value = tuple(value)  # tuples come back from JSON as lists
+        changes[key] = value
+    return dataclasses.replace(config, **changes)
+
+
+def _coerce(key: str, text: str, current: Any) -> Any:
+    kind = type(current)
+    try:
+        if kind is bool:
+            if text.lower() in ("1", "true", "yes", "on"):
+                return True
+            if text.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(text)
+        if kind is tuple:
+            items = [s for s in text.strip("()[] ").split(",") if s.strip()]
+            return tuple(type(c)(s) for c, s in zip(current, items, strict=True))
+        if kind in (int, float, str):
+            return kind(text)
+    except ValueError:
+        raise UsageError(f"hyperparameter {key}={text!r} is not a valid {kind.__name__}") from None
+    raise UsageError(f"hyperparameter {key} of type {kind.__name__} cannot be set from the command line")
