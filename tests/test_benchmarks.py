@@ -11,7 +11,7 @@ import torch
 from bench.data import BatchSampler, training_images
 from bench.registry import default_registry
 
-from conftest import architecture_names
+from helpers import architecture_names
 
 CPU = torch.device("cpu")
 WEIGHTS = Path(__file__).resolve().parent.parent / "bench" / "weights" / "mnist_classifier.pt"

@@ -14,7 +14,7 @@ import torch
 from bench.registry import default_registry
 from bench.runner import CHECKPOINT, Run, RunConfig
 
-from conftest import REPO
+from helpers import REPO
 
 
 def _interrupting(spec, at_step: int, signum: int = signal.SIGINT):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from bench.compare import PLAN, Comparison, run_comparison
 
-from conftest import REPO, run_cli
+from helpers import REPO, run_cli
 
 SMALL = ["--steps", "30", "--log-every", "10", "--sample-every", "0", "--eval-every", "15", "--eval-samples", "500"]
 

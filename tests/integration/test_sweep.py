@@ -23,7 +23,7 @@ from bench.errors import UsageError
 from bench.registry import default_registry
 from bench.sweep import grid_points, import_ray, make_grid, read_grid_file
 
-from test_registry import GOOD_MODULE, make_dist
+from helpers import GOOD_MODULE, make_dist
 
 #: Short, deterministic runs: one torch thread everywhere, so every backend computes alike.
 SMALL = ["--steps", "16", "--log-every", "4", "--sample-every", "0", "--threads", "1"]
@@ -143,12 +143,13 @@ def test_local_sweep_resume_skips_finished_points_and_report_picks_the_best(tmp_
     plan["runs"][1]["status"] = "running"
     (second / "run.json").write_text(json.dumps({**json.loads((second / "run.json").read_text()), "status": "running"}))
     (folder / PLAN).write_text(json.dumps(plan))
+    (second / "stale").touch()  # the replacement may reuse the folder's name within the same second
     kept = (first / "run.json").stat().st_mtime_ns
     assert main(["sweep", "--resume", str(folder)]) == 0
     plan = plan_of(folder)
     assert [r["status"] for r in plan["runs"]] == ["completed", "completed"]
     assert Path(plan["runs"][0]["run_dir"]) == first and (first / "run.json").stat().st_mtime_ns == kept
-    assert not second.exists() and Path(plan["runs"][1]["run_dir"]).is_dir()  # the stale folder was replaced
+    assert not (second / "stale").exists() and Path(plan["runs"][1]["run_dir"]).is_dir()  # the stale folder was replaced
     assert len([p for p in folder.iterdir() if p.is_dir()]) == 2
     assert "2 runs, 1 to go" in capsys.readouterr().err
 

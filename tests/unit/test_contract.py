@@ -11,7 +11,7 @@ from bench.contract import GAN, GANConfig, check_samples, check_step_output, cou
 from bench.errors import PluginError, UsageError
 from bench.registry import default_registry
 
-from conftest import architecture_names
+from helpers import architecture_names
 
 
 @pytest.mark.parametrize("name", architecture_names())

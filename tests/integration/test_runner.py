@@ -17,7 +17,7 @@ from bench.registry import default_registry
 from bench.results import atomic_path, make_run_dir, write_json
 from bench.runner import Run, RunConfig, weights_finite
 
-from conftest import run_cli
+from helpers import run_cli
 
 
 def vanilla():

@@ -20,7 +20,7 @@ from architectures.steps import GeneratorFirstGAN
 from bench.contract import GAN, check_samples, check_step_output, count_parameters
 from bench.registry import GROUP, Registry, default_registry, discover
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 PLUGIN_SRC = REPO / "examples" / "plugin" / "src"
 CPU = torch.device("cpu")
 

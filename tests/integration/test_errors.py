@@ -20,7 +20,7 @@ import torch
 from bench.cli import main
 from bench.data import PACKAGED_DIR
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[1]
 README = HERE.parent / "README.md"
 
 

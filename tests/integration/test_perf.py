@@ -21,7 +21,7 @@ from bench.errors import UsageError
 from bench.perf import STUDY_REFERENCES, study_model, study_step
 from bench.registry import default_registry
 
-from conftest import architecture_names
+from helpers import architecture_names
 
 CPU = torch.device("cpu")
 

@@ -1,0 +1,65 @@
+"""Discovery through entry points, with fake installed distributions in tmp_path."""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import textwrap
+
+import pytest
+
+from bench.errors import PluginError, RegistryError
+from bench.registry import Registry, discover
+
+from helpers import GOOD_MODULE, make_dist
+
+def test_discovery_reads_without_importing_and_sorts(tmp_path):
+    make_dist(tmp_path, "pkg-b", {"zeta": "never_imported_z:SPEC", "alpha": "never_imported_a:SPEC"})
+    entries = discover(md.distributions(path=[str(tmp_path)]))
+    assert [e.name for e in entries] == ["alpha", "zeta"]
+    assert entries[0].package == "pkg-b" and entries[0].value == "never_imported_a:SPEC"
+    assert "never_imported_a" not in __import__("sys").modules
+
+
+def test_duplicate_name_names_both_packages(tmp_path):
+    make_dist(tmp_path, "first-pkg", {"same": "a:SPEC"})
+    make_dist(tmp_path, "second-pkg", {"same": "b:SPEC"})
+    with pytest.raises(RegistryError, match="'same'.*first-pkg and second-pkg"):
+        discover(md.distributions(path=[str(tmp_path)]))
+
+
+def test_same_distribution_seen_twice_is_not_a_duplicate(tmp_path):
+    make_dist(tmp_path, "pkg", {"one": "m:SPEC"})
+    dists = list(md.distributions(path=[str(tmp_path)]))
+    assert [e.name for e in discover(dists + dists)] == ["one"]
+
+
+def test_broken_plugin_is_reported_and_others_still_load(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    make_dist(
+        tmp_path, "plugins",
+        {"good": "good_arch:SPEC", "broken": "broken_arch:SPEC", "wrong": "wrong_arch:SPEC"},
+        {"good_arch": GOOD_MODULE.replace("{name}", "good"),
+         "broken_arch": "raise ImportError('needs a library that is not installed')\n",
+         "wrong_arch": "SPEC = 42\n"},
+    )
+    registry = Registry(discover(md.distributions(path=[str(tmp_path)])))
+    with pytest.raises(PluginError, match="'broken'.*plugins.*ImportError: needs a library"):
+        registry.load("broken")
+    with pytest.raises(PluginError, match="'wrong'.*not a bench.contract.ArchSpec"):
+        registry.load("wrong")
+    assert registry.load("good").name == "good"
+    rows = registry.load_all()
+    assert [(e.name, spec is not None) for e, spec, _ in rows] == [("broken", False), ("good", True), ("wrong", False)]
+
+
+def test_unknown_name_lists_known_and_closest(tmp_path):
+    make_dist(tmp_path, "pkg", {"vanilla": "v:SPEC", "dcgan": "d:SPEC"})
+    registry = Registry(discover(md.distributions(path=[str(tmp_path)])))
+    with pytest.raises(RegistryError, match=r"unknown architecture 'vanila' \(did you mean 'vanilla'\?\); known: dcgan, vanilla"):
+        registry.entry("vanila")
+
+
+def test_builtin_vanilla_is_an_entry_point_of_this_project():
+    entries = {e.name: e for e in discover()}
+    assert entries["vanilla"].package == "gan-bench"
+    assert entries["vanilla"].value == "architectures.vanilla:SPEC"
