@@ -104,6 +104,15 @@ class RunConfig:
         return cls(**{**{k: v for k, v in settings.items() if k in known}, **given})
 
 
+def duration_text(seconds: float) -> str:
+    """The shortest of ``2h``, ``10m`` or ``90s`` for ``seconds``, as ``--time-budget`` reads it."""
+    if seconds % 3600 == 0:
+        return f"{int(seconds // 3600)}h"
+    if seconds % 60 == 0:
+        return f"{int(seconds // 60)}m"
+    return f"{seconds:g}s"
+
+
 def apply_overrides(config: Any, overrides: Mapping[str, Any]) -> Any:
     """Return the dataclass ``config`` with ``overrides`` applied, coercing strings to the field types."""
     fields = {f.name: f for f in dataclasses.fields(config)}

@@ -8,28 +8,22 @@ so a file with more than this version knows still reads.
 
 from __future__ import annotations
 
-import dataclasses
-import enum
 import json
 import os
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar
 
 from bench.config import Budget, RunConfig
 from bench.errors import UsageError
 from bench.layout import RUN_JSON, Status
+from bench.schema import OMIT_NONE, SchemaError, from_plain, json_type, missing_keys, to_plain
 from bench.storage import write_json
 
 #: Bumped when run.json changes in a way older readers cannot follow.
 SCHEMA_VERSION = 1
 #: The final-evaluation metrics every table and CSV shows, in this order.
 METRIC_NAMES = ("fid", "kid", "precision", "recall", "classifier_score", "modes_covered", "mode_kl")
-
-#: Field metadata: leave the key out of the file when its value is None.
-OMIT_NONE = {"omit_none": True}
 
 
 @dataclass(kw_only=True)
@@ -181,7 +175,7 @@ class RunRecord:
 
     def to_dict(self) -> dict[str, Any]:
         """The record as plain JSON data, keys in the order of the file."""
-        return _to_plain(self)
+        return to_plain(self)
 
     def write(self, run_dir: str | os.PathLike) -> None:
         """Write ``run_dir/run.json`` atomically."""
@@ -191,20 +185,20 @@ class RunRecord:
     def from_dict(cls, data: Any, where: str = RUN_JSON) -> RunRecord:
         """Validate plain JSON data against the schema; a :class:`UsageError` names what is wrong."""
         if not isinstance(data, dict):
-            raise UsageError(f"{where}: damaged run.json (expected a JSON object, got {_json_type(data)})")
+            raise UsageError(f"{where}: damaged run.json (expected a JSON object, got {json_type(data)})")
         version = data.get("schema_version")
         if isinstance(version, int) and not isinstance(version, bool) and version != SCHEMA_VERSION:
             newer = "newer than this gan-bench reads" if version > SCHEMA_VERSION else "older than this gan-bench reads"
             fix = "upgrade gan-bench" if version > SCHEMA_VERSION else "rerun it, or read it with the gan-bench that wrote it"
             raise UsageError(f"{where}: schema_version {version} is {newer} ({SCHEMA_VERSION}); {fix}")
-        missing = _missing(cls, data, "")
+        missing = missing_keys(cls, data)
         if missing:
             raise UsageError(f"{where}: damaged run.json (missing {', '.join(missing)})")
         if isinstance(data.get("config"), dict) and "arch" not in data["config"]:
             data = {**data, "config": {**data["config"], "arch": data.get("arch")}}
         try:
-            return _convert(cls, data, "")
-        except _Mismatch as exc:
+            return from_plain(cls, data)
+        except SchemaError as exc:
             raise UsageError(f"{where}: damaged run.json ({exc})") from None
 
 
@@ -225,131 +219,3 @@ def read_record(run_dir: str | os.PathLike) -> RunRecord:
     except RecursionError:
         raise UsageError(f"{file}: damaged run.json (nested too deeply)") from None
     return RunRecord.from_dict(data, str(file))
-
-
-# Plain data <-> dataclasses ------------------------------------------------------------------
-
-
-class _Mismatch(Exception):
-    """A value of the wrong type at a dotted key."""
-
-
-def _required(cls: type) -> tuple[str, ...]:
-    declared = cls.__dict__.get("_required")
-    if declared is not None:
-        return declared
-    return tuple(f.name for f in dataclasses.fields(cls)
-                 if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
-
-
-def _dataclass_of(tp: Any) -> type | None:
-    """The dataclass in ``tp`` (``X`` or ``X | None``), if any."""
-    for candidate in (tp, *typing.get_args(tp)):
-        if isinstance(candidate, type) and dataclasses.is_dataclass(candidate):
-            return candidate
-    return None
-
-
-def _missing(cls: type, data: dict[str, Any], prefix: str) -> list[str]:
-    """The dotted keys a readable file must have and ``data`` lacks, in the schema's order."""
-    hints = typing.get_type_hints(cls)
-    out = []
-    required = _required(cls)
-    for name in [*required, *(f.name for f in dataclasses.fields(cls) if f.name not in required)]:
-        nested = _dataclass_of(hints[name])
-        if name not in data:
-            if name in required:
-                out += _missing(nested, {}, f"{prefix}{name}.") if nested else [prefix + name]
-        elif nested and isinstance(data[name], dict):
-            out += _missing(nested, data[name], f"{prefix}{name}.")
-    return out
-
-
-def _json_type(value: Any) -> str:
-    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number",
-             float: "a number", type(None): "null"}
-    return names.get(type(value), type(value).__name__)
-
-
-def _type_text(tp: Any) -> str:
-    if tp is int:
-        return "an integer"
-    if tp is float:
-        return "a number"
-    if tp is str or (isinstance(tp, type) and issubclass(tp, enum.Enum)):
-        return "a string"
-    if tp is bool:
-        return "true or false"
-    origin = typing.get_origin(tp)
-    if origin is list:
-        return "a list"
-    if origin is dict or (isinstance(tp, type) and dataclasses.is_dataclass(tp)):
-        return "an object"
-    args = [a for a in typing.get_args(tp) if a is not type(None)]
-    return " or ".join(_type_text(a) for a in args) + (" or null" if type(None) in typing.get_args(tp) else "")
-
-
-def _convert(tp: Any, value: Any, where: str) -> Any:
-    """``value`` checked against the type ``tp`` (dataclasses built from objects)."""
-    origin = typing.get_origin(tp)
-    wrong = _Mismatch(f"{where or 'the file'} is {_json_type(value)}, expected {_type_text(tp)}")
-    if tp is Any:
-        return value
-    if origin in (Union, types.UnionType):
-        if value is None:
-            if type(None) in typing.get_args(tp):
-                return None
-            raise wrong
-        for option in (a for a in typing.get_args(tp) if a is not type(None)):
-            try:
-                return _convert(option, value, where)
-            except _Mismatch:
-                continue
-        raise wrong
-    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise wrong
-        hints = typing.get_type_hints(tp)
-        prefix = f"{where}." if where else ""
-        known = {f.name for f in dataclasses.fields(tp) if f.init}
-        return tp(**{k: _convert(hints[k], v, prefix + k) for k, v in value.items() if k in known})
-    if origin is list:
-        if not isinstance(value, list):
-            raise wrong
-        (item,) = typing.get_args(tp)
-        return [_convert(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise wrong
-        _, item = typing.get_args(tp)
-        return {k: _convert(item, v, f"{where}.{k}") for k, v in value.items()}
-    if isinstance(tp, type) and issubclass(tp, enum.Enum):
-        try:
-            return tp(value)
-        except ValueError:
-            choices = ", ".join(m.value for m in tp)
-            raise _Mismatch(f"{where} is {value!r}, expected one of: {choices}") from None
-    ok = {
-        bool: isinstance(value, bool),
-        int: isinstance(value, int) and not isinstance(value, bool),
-        float: isinstance(value, (int, float)) and not isinstance(value, bool),
-        str: isinstance(value, str),
-    }.get(tp)
-    if ok is None:
-        raise TypeError(f"run.json schema: unsupported type {tp!r} at {where}")
-    if not ok:
-        raise wrong
-    return value
-
-
-def _to_plain(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)
-                if not (f.metadata.get("omit_none") and getattr(value, f.name) is None)}
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, dict):
-        return {k: _to_plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_to_plain(v) for v in value]
-    return value

@@ -39,15 +39,6 @@ def parse_duration(text: str) -> float:
     return h * 3600 + mi * 60 + s
 
 
-def duration_text(seconds: float) -> str:
-    """The shortest of ``2h``, ``10m`` or ``90s`` that :func:`parse_duration` reads back as ``seconds``."""
-    if seconds % 3600 == 0:
-        return f"{int(seconds // 3600)}h"
-    if seconds % 60 == 0:
-        return f"{int(seconds // 60)}m"
-    return f"{seconds:g}s"
-
-
 def parse_int(text: str) -> int:
     try:
         return int(text)
