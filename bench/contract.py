@@ -10,7 +10,6 @@ the same way for every architecture, so that timings are comparable.
 from __future__ import annotations
 
 import abc
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
@@ -18,7 +17,8 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import Tensor, nn
 
-from bench.errors import PluginError, UsageError
+from bench.config import apply_overrides
+from bench.errors import PluginError
 
 #: Keys every training step must return (detached scalar tensors).
 REQUIRED_LOSSES = ("d_loss", "g_loss")
@@ -149,41 +149,6 @@ class GAN(abc.ABC):
 def count_parameters(module: nn.Module) -> int:
     """Return the number of trainable parameters of ``module``."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
-
-
-def apply_overrides(config: Any, overrides: Mapping[str, Any]) -> Any:
-    """Return ``config`` with ``overrides`` applied, coercing strings to the field types."""
-    fields = {f.name: f for f in dataclasses.fields(config)}
-    changes = {}
-    for key, value in overrides.items():
-        if key not in fields:
-            raise UsageError(f"unknown hyperparameter {key!r}; choose from: {', '.join(sorted(fields))}")
-        current = getattr(config, key)
-        if isinstance(value, str):
-            value = _coerce(key, value, current)
-        elif isinstance(current, tuple) and isinstance(value, list):
-            value = tuple(value)  # tuples come back from JSON as lists
-        changes[key] = value
-    return dataclasses.replace(config, **changes)
-
-
-def _coerce(key: str, text: str, current: Any) -> Any:
-    kind = type(current)
-    try:
-        if kind is bool:
-            if text.lower() in ("1", "true", "yes", "on"):
-                return True
-            if text.lower() in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(text)
-        if kind is tuple:
-            items = [s for s in text.strip("()[] ").split(",") if s.strip()]
-            return tuple(type(c)(s) for c, s in zip(current, items, strict=True))
-        if kind in (int, float, str):
-            return kind(text)
-    except ValueError:
-        raise UsageError(f"hyperparameter {key}={text!r} is not a valid {kind.__name__}") from None
-    raise UsageError(f"hyperparameter {key} of type {kind.__name__} cannot be set from the command line")
 
 
 def check_step_output(name: str, out: Any) -> None:

@@ -145,7 +145,12 @@ def _from_union(tp: Any, value: Any, where: str) -> Any:
         raise _wrong(tp, value, where)
     options = [a for a in typing.get_args(tp) if a is not type(None)]
     if len(options) == 1:  # X | None: X's own message names the key inside it that is wrong
-        return from_plain(options[0], value, where)
+        try:
+            return from_plain(options[0], value, where)
+        except SchemaError as exc:
+            if str(exc).startswith(f"{where or 'the file'} is "):
+                raise _wrong(tp, value, where) from None
+            raise
     for option in options:
         try:
             return from_plain(option, value, where)

@@ -277,3 +277,21 @@ def print_comparison(groups: list[Any]) -> None:
         for line in comparison_notes(group):
             console.out.print(Text(line), soft_wrap=True)
         console.out.print()
+
+
+# A plan's live table (bench sweep on Ray) ------------------------------------------------------
+
+_PLAN_COLUMNS = (("#", "right"), ("run", "left"), ("status", "left"), ("attempt", "right"), ("time", "right"),
+                 ("where", "left"))
+
+
+def plan_table(title: str, rows: list[tuple[tuple[str, ...], str | None]], hidden: int = 0) -> Table:
+    """Where a plan's runs stand: one row of cells (and a style) per shown run."""
+    table = Table(title=title, title_justify="left")
+    for name, justify in _PLAN_COLUMNS:
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for cells, style in rows:
+        table.add_row(*cells, style=style)
+    if hidden:
+        table.caption = f"{hidden} more not shown"
+    return table

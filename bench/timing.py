@@ -18,14 +18,14 @@ import torch
 
 
 class StepTimer:
-    """Time every batch on ``device``; read the times lazily with :meth:`collect`."""
+    """Time every batch on ``device``; read the times lazily with :meth:`drain`."""
 
     def __init__(self, device: torch.device):
         self.cuda = device.type == "cuda"
-        self.times_ms: list[float] = []
+        self._done: list[float] = []
         self._pending: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []
         self._t0 = 0.0
-        self._start_event = None
+        self._start_event: torch.cuda.Event | None = None
 
     def start(self) -> None:
         if self.cuda:
@@ -40,15 +40,16 @@ class StepTimer:
             end.record()
             self._pending.append((self._start_event, end))
         else:
-            self.times_ms.append((time.perf_counter() - self._t0) * 1e3)
+            self._done.append((time.perf_counter() - self._t0) * 1e3)
 
-    def collect(self) -> list[float]:
-        """Resolve pending CUDA events (one sync) and return every batch time so far, in ms."""
+    def drain(self) -> list[float]:
+        """Resolve pending CUDA events (one sync); return the batch times since the last drain, in ms."""
         if self._pending:
             self._pending[-1][1].synchronize()
-            self.times_ms.extend(start.elapsed_time(end) for start, end in self._pending)
+            self._done.extend(start.elapsed_time(end) for start, end in self._pending)
             self._pending.clear()
-        return self.times_ms
+        done, self._done = self._done, []
+        return done
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench.compare import PLAN, Comparison, run_comparison
+from bench.layout import PLAN
+from bench.plans.backends import LocalBackend
+from bench.plans.driver import Driver
+from bench.plans.plan import Plan, PlanKind
 
 from helpers import REPO, run_cli
 
@@ -37,12 +40,19 @@ def test_compare_then_report_end_to_end(tmp_path):
     assert sorted(r["arch"] for r in rows) == ["vanilla", "wgan"]
 
 
+SETTINGS = {"steps": 12, "log_every": 4, "sample_every": 0, "eval": False, "batch_size": 16}
+
+
+def run_plan(folder: Path) -> int:
+    return Driver(Plan.load(folder), LocalBackend()).run()
+
+
 def test_resume_skips_finished_runs(tmp_path):
-    settings = {"steps": 12, "log_every": 4, "sample_every": 0, "eval": False, "batch_size": 16}
-    comparison = Comparison.create(str(tmp_path), ["vanilla"], [0, 1], settings)
-    comparison.plan["runs"][0]["status"] = "completed"  # as if it had finished before an interruption
-    comparison.save()
-    assert run_comparison(Comparison.load(str(comparison.folder))) == 0
+    comparison = Plan.create(tmp_path, PlanKind.COMPARE, ["vanilla"], [0, 1], SETTINGS)
+    plan = json.loads((comparison.folder / PLAN).read_text())
+    plan["runs"][0]["status"] = "completed"  # as if it had finished before an interruption
+    (comparison.folder / PLAN).write_text(json.dumps(plan))
+    assert run_plan(comparison.folder) == 0
     plan = json.loads((comparison.folder / PLAN).read_text())
     assert [r["status"] for r in plan["runs"]] == ["completed", "completed"]
     assert plan["runs"][0]["run_dir"] is None  # never started again
@@ -65,22 +75,21 @@ def test_two_compare_processes_on_one_folder_do_not_clobber(tmp_path):
 
 
 def test_resume_adopts_a_finished_run_the_plan_never_heard_of_and_restarts_a_broken_one(tmp_path):
-    settings = {"steps": 12, "log_every": 4, "sample_every": 0, "eval": False, "batch_size": 16}
-    comparison = Comparison.create(str(tmp_path), ["vanilla"], [0, 1], settings)
-    assert run_comparison(comparison) == 0
+    comparison = Plan.create(tmp_path, PlanKind.COMPARE, ["vanilla"], [0, 1], SETTINGS)
+    assert run_plan(comparison.folder) == 0
     plan = json.loads((comparison.folder / PLAN).read_text())
-    finished, broken = (Path(r["run_dir"]) for r in plan["runs"])
+    finished, broken = (comparison.folder / r["run_dir"] for r in plan["runs"])
     # As if the process had died after run 0 finished (before the plan heard) and during run 1.
     for entry in plan["runs"]:
         entry["status"] = "running"
     (broken / "run.json").write_text("{damaged")
     (comparison.folder / PLAN).write_text(json.dumps(plan))
 
-    assert run_comparison(Comparison.load(str(comparison.folder))) == 0
+    assert run_plan(comparison.folder) == 0
     plan = json.loads((comparison.folder / PLAN).read_text())
     assert [r["status"] for r in plan["runs"]] == ["completed", "completed"]
-    assert Path(plan["runs"][0]["run_dir"]) == finished  # adopted, not trained again
+    assert comparison.folder / plan["runs"][0]["run_dir"] == finished  # adopted, not trained again
     # The damaged folder was removed and the run trained afresh (its new folder may reuse the name).
-    rerun = json.loads((Path(plan["runs"][1]["run_dir"]) / "run.json").read_text())
+    rerun = json.loads((comparison.folder / plan["runs"][1]["run_dir"] / "run.json").read_text())
     assert rerun["status"] == "completed" and rerun["steps"] == 12
     assert len([p for p in comparison.folder.iterdir() if p.is_dir()]) == 2

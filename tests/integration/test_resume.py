@@ -11,8 +11,10 @@ import time
 
 import torch
 
+from bench.config import RunConfig
+from bench.layout import CHECKPOINT, Status
 from bench.registry import default_registry
-from bench.runner import CHECKPOINT, Run, RunConfig
+from bench.training.runner import Runner
 
 from helpers import REPO
 
@@ -35,34 +37,35 @@ def _interrupting(spec, at_step: int, signum: int = signal.SIGINT):
     return replace(spec, build=build)
 
 
-def _weights(run):
-    return {k: v.clone() for k, v in run.gan.generator.state_dict().items()}
+def _weights(runner):
+    return {k: v.clone() for k, v in runner.gan.generator.state_dict().items()}
 
 
 def test_signal_checkpoints_and_resume_equals_uninterrupted(tmp_path):
     spec = default_registry().load("vanilla")
     cfg = dict(arch="vanilla", steps=23, log_every=5, eval=False, sample_every=0, batch_size=32)
 
-    whole = Run(RunConfig(out=str(tmp_path / "a"), **cfg), spec)
+    whole = Runner(RunConfig(out=str(tmp_path / "a"), **cfg), spec)
     whole.train()
 
-    first = Run(RunConfig(out=str(tmp_path / "b"), **cfg), _interrupting(spec, at_step=11, signum=signal.SIGTERM))
+    first = Runner(RunConfig(out=str(tmp_path / "b"), **cfg), _interrupting(spec, at_step=11, signum=signal.SIGTERM))
     record = first.train()
-    assert record["status"] == "interrupted" and record["stop_signal"] == "SIGTERM"
-    assert record["steps"] == 12  # the batch in flight finished; none started after
-    assert (first.dir / CHECKPOINT).is_file()
-    assert json.loads((first.dir / "run.json").read_text())["status"] == "interrupted"
+    assert record.status is Status.INTERRUPTED and record.stop_signal == "SIGTERM"
+    assert record.steps == 12  # the batch in flight finished; none started after
+    run_dir = first.run.dir
+    assert (run_dir / CHECKPOINT).is_file()
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "interrupted"
 
-    resumed = Run.resume(first.dir, default_registry().load)
-    assert resumed.step == 12
+    resumed = Runner.resume(run_dir, default_registry().load)
+    assert resumed.run.state.step == 12
     final = resumed.train()
-    assert final["status"] == "completed" and final["steps"] == 23
-    assert [h["d_loss"] for h in resumed.history] == [h["d_loss"] for h in whole.history]
-    assert [h["g_loss"] for h in resumed.history] == [h["g_loss"] for h in whole.history]
+    assert final.status is Status.COMPLETED and final.steps == 23
+    assert [h["d_loss"] for h in resumed.run.state.history] == [h["d_loss"] for h in whole.run.state.history]
+    assert [h["g_loss"] for h in resumed.run.state.history] == [h["g_loss"] for h in whole.run.state.history]
     a, b = _weights(whole), _weights(resumed)
     assert all(torch.equal(a[k], b[k]) for k in a)
-    assert not (first.dir / CHECKPOINT).exists(), "a completed run keeps no checkpoint"
-    assert len(final["timing"]) and final["images_seen"] == whole.record()["images_seen"]
+    assert not (run_dir / CHECKPOINT).exists(), "a completed run keeps no checkpoint"
+    assert final.images_seen == whole.run.record().images_seen
 
 
 def test_sigint_to_a_real_process_then_resume(tmp_path):
@@ -91,7 +94,8 @@ def test_sigint_to_a_real_process_then_resume(tmp_path):
     assert done["status"] == "completed" and done["steps"] == 150
 
     spec = default_registry().load("vanilla")
-    whole = Run(RunConfig("vanilla", steps=150, eval=False, log_every=10, sample_every=0, out=str(tmp_path / "w")), spec)
+    whole = Runner(RunConfig("vanilla", steps=150, eval=False, log_every=10, sample_every=0, out=str(tmp_path / "w")),
+                   spec)
     whole.train()
     saved = torch.load(run_dir / "generator.pt", weights_only=True)
     assert all(torch.equal(saved[k], v) for k, v in whole.gan.generator.state_dict().items())

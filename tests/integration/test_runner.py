@@ -11,11 +11,12 @@ import torch
 from PIL import Image
 
 from architectures.nets import MLPGenerator
+from bench.config import RunConfig
 from bench.contract import GAN, ArchSpec, GANConfig
 from bench.errors import PluginError, UsageError
+from bench.layout import Status
 from bench.registry import default_registry
-from bench.results import atomic_path, make_run_dir, write_json
-from bench.runner import Run, RunConfig, weights_finite
+from bench.training.runner import Runner
 
 from helpers import run_cli
 
@@ -68,9 +69,9 @@ def test_cli_run_writes_every_result_file(tmp_path):
 
 def test_same_seed_same_run_and_other_seed_differs(tmp_path):
     def losses(seed):
-        run = Run(RunConfig("vanilla", steps=12, log_every=4, out=str(tmp_path), seed=seed, eval=False), vanilla())
-        run.train()
-        return [(h["d_loss"], h["g_loss"]) for h in run.history], run.gan.generator.state_dict()
+        runner = Runner(RunConfig("vanilla", steps=12, log_every=4, out=str(tmp_path), seed=seed, eval=False), vanilla())
+        runner.train()
+        return [(h["d_loss"], h["g_loss"]) for h in runner.run.state.history], runner.gan.generator.state_dict()
 
     a, wa = losses(0)
     b, wb = losses(0)
@@ -81,20 +82,21 @@ def test_same_seed_same_run_and_other_seed_differs(tmp_path):
 
 
 def test_time_budget_stops_at_a_batch_boundary_after_it(tmp_path):
-    run = Run(RunConfig("vanilla", time_budget=0.5, out=str(tmp_path), batch_size=16, eval=False), vanilla())
-    record = run.train()
-    assert record["status"] == "completed" and record["steps"] >= 1
-    wall = record["timing"]["wall_s"]
+    runner = Runner(RunConfig("vanilla", time_budget=0.5, out=str(tmp_path), batch_size=16, eval=False), vanilla())
+    record = runner.train()
+    assert record.status is Status.COMPLETED and record.steps >= 1
+    wall = record.timing.wall_s
     assert wall >= 0.5
     # It stopped at the first boundary after the budget: before the last batch it was under it.
-    assert wall - run.timer.times_ms[-1] / 1e3 < 0.5 + 0.5  # slack for logging on a busy machine
-    assert record["config"]["budget"] == {"kind": "time_budget", "value": 0.5}
+    assert wall - runner.run.state.times_ms[-1] / 1e3 < 0.5 + 0.5  # slack for logging on a busy machine
+    assert (record.config.budget.kind, record.config.budget.value) == ("time_budget", 0.5)
 
 
 def test_epochs_budget_counts_the_partial_last_batch(tmp_path):
-    run = Run(RunConfig("vanilla", epochs=1, train_subset=100, batch_size=64, out=str(tmp_path), eval=False), vanilla())
-    record = run.train()
-    assert record["steps"] == 2 and record["images_seen"] == 100
+    runner = Runner(RunConfig("vanilla", epochs=1, train_subset=100, batch_size=64, out=str(tmp_path), eval=False),
+                    vanilla())
+    record = runner.train()
+    assert record.steps == 2 and record.images_seen == 100
 
 
 @pytest.mark.parametrize(
@@ -112,13 +114,13 @@ def test_epochs_budget_counts_the_partial_last_batch(tmp_path):
 )
 def test_bad_settings_are_usage_errors(kwargs, message, tmp_path):
     with pytest.raises(UsageError, match=message):
-        Run(RunConfig("vanilla", out=str(tmp_path), eval=False, **kwargs), vanilla())
+        Runner(RunConfig("vanilla", out=str(tmp_path), eval=False, **kwargs), vanilla())
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message where CUDA is missing")
 def test_cuda_without_cuda_is_a_usage_error(tmp_path):
     with pytest.raises(UsageError, match="CUDA is not available"):
-        Run(RunConfig("vanilla", steps=1, device="cuda", out=str(tmp_path), eval=False), vanilla())
+        Runner(RunConfig("vanilla", steps=1, device="cuda", out=str(tmp_path), eval=False), vanilla())
 
 
 @dataclass
@@ -160,81 +162,41 @@ TOY = ArchSpec("toy", "a toy", 28, ToyConfig, Toy)
 
 
 def test_divergence_stops_the_run_and_keeps_what_was_earned(tmp_path):
-    run = Run(RunConfig("toy", steps=100, log_every=5, out=str(tmp_path), eval=False, hparams={"nan_at": 7}), TOY)
-    record = run.train()
-    assert record["status"] == "diverged" and record["diverged_at_step"] == 7
-    assert record["steps"] == 10  # stopped at the first log interval after it
-    saved = json.loads((run.dir / "run.json").read_text())
+    runner = Runner(RunConfig("toy", steps=100, log_every=5, out=str(tmp_path), eval=False, hparams={"nan_at": 7}), TOY)
+    record = runner.train()
+    assert record.status is Status.DIVERGED and record.diverged_at_step == 7
+    assert record.steps == 10  # stopped at the first log interval after it
+    run_dir = runner.run.dir
+    saved = json.loads((run_dir / "run.json").read_text())
     assert saved["status"] == "diverged"
-    assert (run.dir / "losses.csv").exists() and (run.dir / "generator.pt").exists()
+    assert (run_dir / "losses.csv").exists() and (run_dir / "generator.pt").exists()
 
 
 def test_contract_break_names_the_plugin(tmp_path):
     with pytest.raises(PluginError, match="architecture 'toy': train_step did not return g_loss"):
-        Run(RunConfig("toy", steps=3, out=str(tmp_path), eval=False, hparams={"drop_g_loss": "true"}), TOY).train()
+        Runner(RunConfig("toy", steps=3, out=str(tmp_path), eval=False, hparams={"drop_g_loss": "true"}), TOY).train()
 
 
 def test_a_step_that_raises_keeps_the_results_earned_so_far(tmp_path):
-    run = Run(RunConfig("toy", steps=50, log_every=4, out=str(tmp_path), eval=False, hparams={"raise_at": 9}), TOY)
-    with pytest.raises(PluginError, match="architecture 'toy': train_step raised RuntimeError at step 9: the plugin's own bug"):
-        run.train()
-    saved = json.loads((run.dir / "run.json").read_text())
+    runner = Runner(RunConfig("toy", steps=50, log_every=4, out=str(tmp_path), eval=False, hparams={"raise_at": 9}),
+                    TOY)
+    with pytest.raises(PluginError,
+                       match="architecture 'toy': train_step raised RuntimeError at step 9: the plugin's own bug"):
+        runner.train()
+    run_dir = runner.run.dir
+    saved = json.loads((run_dir / "run.json").read_text())
     assert saved["status"] == "failed" and saved["steps"] == 9 and "RuntimeError" in saved["error"]
-    rows = list(csv.reader((run.dir / "losses.csv").open()))
+    rows = list(csv.reader((run_dir / "losses.csv").open()))
     assert [r[0] for r in rows[1:]] == ["4", "8"]
-    assert (run.dir / "generator.pt").is_file()
-
-
-def test_run_dirs_are_unique_within_one_second(tmp_path):
-    dirs = {make_run_dir(tmp_path, "vanilla", 0) for _ in range(5)}
-    assert len(dirs) == 5
-
-
-def test_unwritable_out_is_a_usage_error(tmp_path):
-    blocker = tmp_path / "file"
-    blocker.write_text("x")
-    with pytest.raises(UsageError, match="--out"):
-        make_run_dir(blocker / "runs", "vanilla", 0)
-
-
-def test_atomic_write_keeps_the_old_version_on_failure(tmp_path):
-    target = tmp_path / "run.json"
-    write_json(target, {"v": 1})
-    with pytest.raises(RuntimeError):
-        with atomic_path(target) as tmp:
-            tmp.write_text('{"v": 2, "trunc')
-            raise RuntimeError("killed mid-write")
-    assert json.loads(target.read_text()) == {"v": 1}
-    assert list(tmp_path.iterdir()) == [target]
+    assert (run_dir / "generator.pt").is_file()
 
 
 @pytest.mark.parametrize("name", default_registry().names())
 def test_every_architecture_runs_through_the_runner(name, tmp_path):
     """The runner's own work around a step (FLOP counting, logging, samples) holds for every plugin."""
     spec = default_registry().load(name)
-    run = Run(RunConfig(name, steps=3, log_every=2, sample_every=2, batch_size=8, out=str(tmp_path), eval=False), spec)
-    record = run.train()
-    assert record["status"] == "completed" and record["steps"] == 3
-    assert (run.dir / "samples.png").is_file() and (run.dir / "generator.pt").is_file()
-
-
-def test_bf16_autocast_sees_in_place_weight_updates(tmp_path):
-    """wgan reuses its critic after updating and clipping it in place within one step."""
-    run = Run(RunConfig("wgan", steps=1, precision="bf16", eval=False, out=str(tmp_path)), default_registry().load("wgan"))
-    layer = torch.nn.Linear(4, 1)
-    x = torch.ones(2, 4)
-    with run._autocast():
-        before = layer(x)
-        with torch.no_grad():
-            layer.weight.add_(1.0)
-        after = layer(x)
-    assert not torch.allclose(before.float(), after.float())
-
-
-@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
-def test_weights_finite_finds_one_bad_value_in_any_parameter(bad):
-    nets = [torch.nn.Linear(50, 40), torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))]
-    assert weights_finite(nets)
-    with torch.no_grad():
-        nets[1][0].weight[1, 2] = bad
-    assert not weights_finite(nets)
+    runner = Runner(RunConfig(name, steps=3, log_every=2, sample_every=2, batch_size=8, out=str(tmp_path), eval=False),
+                    spec)
+    record = runner.train()
+    assert record.status is Status.COMPLETED and record.steps == 3
+    assert (runner.run.dir / "samples.png").is_file() and (runner.run.dir / "generator.pt").is_file()

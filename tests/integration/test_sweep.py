@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
@@ -18,10 +17,12 @@ import pytest
 import torch
 
 from bench.cli import build_parser, main
-from bench.compare import PLAN
 from bench.errors import UsageError
+from bench.layout import PLAN
+from bench.plans.backends import import_ray
+from bench.plans.grid import grid_points, make_grid, read_grid_file
 from bench.registry import default_registry
-from bench.sweep import grid_points, import_ray, make_grid, read_grid_file
+from bench.stop import StopRequest
 
 from helpers import GOOD_MODULE, make_dist
 
@@ -40,7 +41,7 @@ def plan_of(folder: Path) -> dict:
 
 def runs_by_point(folder: Path) -> dict[tuple, Path]:
     """The run folder of every planned (arch, seed, hyperparameters)."""
-    return {(r["arch"], r["seed"], json.dumps(r["hparams"], sort_keys=True)): Path(r["run_dir"])
+    return {(r["arch"], r["seed"], json.dumps(r["hparams"], sort_keys=True)): folder / r["run_dir"]
             for r in plan_of(folder)["runs"]}
 
 
@@ -134,7 +135,7 @@ def test_local_sweep_resume_skips_finished_points_and_report_picks_the_best(tmp_
     plan = plan_of(folder)
     assert plan["kind"] == "sweep" and [(r["hparams"], r["status"], r["attempts"]) for r in plan["runs"]] == [
         ({"lr": 1e-4}, "completed", 1), ({"lr": 2e-4}, "completed", 1)]
-    first, second = (Path(r["run_dir"]) for r in plan["runs"])
+    first, second = (folder / r["run_dir"] for r in plan["runs"])
     assert json.loads((second / "run.json").read_text())["config"]["hparams"]["lr"] == 2e-4
     capsys.readouterr()
 
@@ -148,8 +149,8 @@ def test_local_sweep_resume_skips_finished_points_and_report_picks_the_best(tmp_
     assert main(["sweep", "--resume", str(folder)]) == 0
     plan = plan_of(folder)
     assert [r["status"] for r in plan["runs"]] == ["completed", "completed"]
-    assert Path(plan["runs"][0]["run_dir"]) == first and (first / "run.json").stat().st_mtime_ns == kept
-    assert not (second / "stale").exists() and Path(plan["runs"][1]["run_dir"]).is_dir()  # the stale folder was replaced
+    assert folder / plan["runs"][0]["run_dir"] == first and (first / "run.json").stat().st_mtime_ns == kept
+    assert not (second / "stale").exists() and (folder / plan["runs"][1]["run_dir"]).is_dir()  # the stale one was replaced
     assert len([p for p in folder.iterdir() if p.is_dir()]) == 2
     assert "2 runs, 1 to go" in capsys.readouterr().err
 
@@ -254,42 +255,42 @@ def test_failing_runs_are_retried_once_then_recorded_without_stopping_the_rest(r
     assert sorted(log.read_text().split()) == ["broken-build", "broken-build", "flaky", "flaky"]
     # The failed attempt's folder is replaced by the retry's, which keeps what it earned.
     flaky = [p for p in sweep_folder(tmp_path).iterdir() if p.name.startswith("flaky-")]
-    assert flaky == [Path(runs["flaky"]["run_dir"])]
+    assert flaky == [sweep_folder(tmp_path) / runs["flaky"]["run_dir"]]
     assert json.loads((flaky[0] / "run.json").read_text())["status"] == "failed"
     err = capsys.readouterr().err
     assert "retrying (attempt 2 of 2)" in err and "failed flaky seed 0" in err
 
 
-def test_interrupted_local_sweep_resumes_on_ray_without_shared_storage(ray_instance, tmp_path, monkeypatch, capsys):
-    import bench.runner
+class StopAfter(StopRequest):
+    """A stop request that a 'signal' makes after it has been asked ``n`` times (about once per batch)."""
 
-    class StopAfter(dict):
-        """The stop flag of graceful_stop, raised by a 'signal' after ``n`` batches."""
+    def __init__(self, n: int):
+        super().__init__()
+        self.n = n
 
-        def __init__(self, n: int):
-            super().__init__(signal=None)
-            self.n = n
+    @property
+    def requested(self) -> bool:
+        self.n -= 1
+        if self.n < 0:
+            self.request(signal.SIGINT)
+        return self.signal is not None
 
-        def __getitem__(self, key):
-            self.n -= 1
-            return signal.SIGINT if self.n < 0 else None
 
+def test_interrupted_local_sweep_resumes_on_ray_without_shared_storage(ray_instance, tmp_path, capsys):
     args = ["sweep", "--arch", "vanilla", "--seeds", "2", *SMALL, "--no-eval"]
     assert main([*args, "--out", str(tmp_path / "whole")]) == 0
-    with monkeypatch.context() as m:
-        m.setattr(bench.runner, "graceful_stop", lambda: contextlib.nullcontext(StopAfter(6)))
-        assert main([*args, "--out", str(tmp_path / "cut")]) == 128 + signal.SIGINT
+    assert main([*args, "--out", str(tmp_path / "cut")], stop=StopAfter(6)) == 128 + signal.SIGINT
     folder = sweep_folder(tmp_path / "cut")
     plan = plan_of(folder)
     assert [r["status"] for r in plan["runs"]] == ["interrupted", "queued"]
-    cut = Path(plan["runs"][0]["run_dir"])
+    cut = folder / plan["runs"][0]["run_dir"]
     assert (cut / "checkpoint.pt").is_file()
     assert f"continue with: python -m bench sweep --resume {folder}" in capsys.readouterr().err
 
     assert main(["sweep", "--resume", str(folder), "--backend", "ray", "--no-shared-storage"]) == 0
     plan = plan_of(folder)
     assert [r["status"] for r in plan["runs"]] == ["completed", "completed"]
-    assert Path(plan["runs"][0]["run_dir"]) == cut  # resumed in place from its checkpoint
+    assert folder / plan["runs"][0]["run_dir"] == cut  # resumed in place from its checkpoint
     whole = runs_by_point(sweep_folder(tmp_path / "whole"))
     for point, run_dir in runs_by_point(folder).items():
         assert_same_run(whole[point], run_dir)

@@ -1,0 +1,39 @@
+"""``bench eval``: rebuild a run's generator and score it again."""
+
+from __future__ import annotations
+
+import argparse
+
+from bench import tables
+from bench.cli.options import parse_int
+from bench.device import resolve_device
+from bench.metrics.evaluator import Evaluator
+from bench.registry import default_registry
+from bench.schema import to_plain
+from bench.storage import write_json
+from bench.training.trained import load_trained
+
+DESCRIPTION = "Rebuild a run's generator from run.json and generator.pt and score it."
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", help="a run folder")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    p.add_argument("--eval-samples", type=parse_int, default=10_000, metavar="N", help="generated images (default 10000)")
+    p.add_argument("--fid-backbone", default="classifier", choices=["classifier", "inception"],
+                   help="inception adds the classic FID (needs --inception-weights)")
+    p.add_argument("--inception-weights", metavar="PATH", help="FID Inception-v3 weights (pt_inception-2015-12-05)")
+    p.add_argument("--out", metavar="FILE", help="also write the metrics as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    device = resolve_device(args.device)
+    record, gan = load_trained(args.run_dir, default_registry().load, device)
+    evaluator = Evaluator(device, n_samples=args.eval_samples, data_dir=record.config.data_dir,
+                          backbone=args.fid_backbone, inception_weights=args.inception_weights)
+    metrics = evaluator.evaluate(gan)
+    references = evaluator.reference_points()
+    tables.print_metrics(metrics, references, title=f"{record.arch} ({args.run_dir}): evaluation")
+    if args.out:
+        write_json(args.out, {"metrics": to_plain(metrics), "references": to_plain(references)})
+    return 0

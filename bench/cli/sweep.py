@@ -1,0 +1,149 @@
+"""``bench sweep``: every (architecture, seed, hyperparameter point), here or on a Ray cluster."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from typing import Any
+
+from bench import console, tables
+from bench.cli.options import (
+    Parser, add_plan_options, add_training_options, parse_int, parse_number, plan_settings,
+)
+from bench.errors import BenchError, UsageError
+from bench.layout import Status
+from bench.plans.backends import INSTALL_HINT, LocalBackend, RayBackend
+from bench.plans.driver import Backend, Driver
+from bench.plans.execute import check_plan
+from bench.plans.grid import grid_points, make_grid, split_values
+from bench.plans.plan import Plan, PlanKind
+from bench.registry import default_registry
+from bench.report import best_per_arch, group_runs, load_runs
+
+DESCRIPTION = ("Run every (architecture, seed, hyperparameter point) through the same runner: one after another "
+               "here (--backend local), or as one Ray task each (--backend ray), then print the table with one row "
+               "per architecture and point.")
+
+
+def parse_grid_option(text: str) -> tuple[str, list[str]]:
+    """``KEY=V1,V2,...`` into ``(key, [values])`` (argparse type of ``--grid``)."""
+    key, sep, rest = text.partition("=")
+    values = split_values(rest)
+    if not sep or not key.strip() or not all(values):
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE[,VALUE...], e.g. lr=1e-4,2e-4")
+    return key.strip(), values
+
+
+def add_arguments(p: Parser) -> None:
+    add_plan_options(p, "vanilla,wgan,wgan-gp")
+    p.add_argument("--grid", action="append", type=parse_grid_option, default=[], metavar="KEY=V1,V2",
+                   help="values of one hyperparameter, e.g. --grid lr=1e-4,2e-4 (repeatable; the points are "
+                        "the cartesian product)")
+    p.add_argument("--grid-file", metavar="FILE",
+                   help="a TOML file: [grid] with key = [values], and [grid.ARCH] tables for one architecture")
+    p.add_argument("--backend", choices=["local", "ray"], default="local",
+                   help="local: one run after another in this process (default); ray: one Ray task per run")
+    ray = p.add_argument_group("Ray (--backend ray; needs: " + INSTALL_HINT + ")")
+    ray.add_argument("--address", help="the Ray cluster to join (default: start Ray on this machine)")
+    ray.add_argument("--cpus-per-run", type=parse_int, metavar="N",
+                     help="CPUs each run declares and uses as torch threads (default 1)")
+    ray.add_argument("--gpus-per-run", type=parse_number, metavar="N",
+                     help="GPUs each run declares (default 0: the CPU; 1 places one run per GPU)")
+    ray.add_argument("--no-shared-storage", dest="shared", action="store_false", default=None,
+                     help="the nodes share no disk: each run's folder is sent back and written by this process")
+    p.add_argument("--retries", type=parse_int, default=1, metavar="N",
+                   help="run a failed run again up to N times before recording it as failed (default 1)")
+    p.add_argument("--resume", metavar="SWEEP_DIR",
+                   help="continue a sweep: skip finished points, resume interrupted runs from their checkpoints")
+    p.add_argument("--retry-failed", action="store_true", help="with --resume: run the failed points again too")
+    add_training_options(p, seed=False)
+
+
+def make_backend(args: argparse.Namespace) -> Backend:
+    """The backend the options ask for, refusing options that belong to the other one."""
+    ray_only = {"--address": args.address, "--cpus-per-run": args.cpus_per_run, "--gpus-per-run": args.gpus_per_run,
+                "--no-shared-storage": args.shared}
+    if args.backend == "local":
+        given = [flag for flag, value in ray_only.items() if value is not None]
+        if given:
+            raise UsageError(f"{', '.join(given)} only apply to --backend ray")
+        return LocalBackend()
+    cpus = 1 if args.cpus_per_run is None else args.cpus_per_run
+    gpus = 0.0 if args.gpus_per_run is None else args.gpus_per_run
+    if cpus < 1:
+        raise UsageError(f"--cpus-per-run must be at least 1, got {cpus}")
+    if gpus < 0:
+        raise UsageError(f"--gpus-per-run must be 0 or more, got {gpus:g}")
+    return RayBackend(args.address, cpus, gpus, shared=args.shared is not False)
+
+
+def plan_points(args: argparse.Namespace) -> dict[str, Any]:
+    """Validate the options and expand the grid: the arguments of :meth:`Plan.create`."""
+    settings = plan_settings(args)
+    registry = default_registry()
+    for arch in args.arch:
+        registry.entry(arch)
+    grid = make_grid(args.grid, args.grid_file)
+    for name in grid.per_arch:
+        registry.entry(name)  # a typo in a [grid.NAME] table fails like a typo in --arch
+    points = {arch: grid_points(arch, registry.load(arch), grid, settings["hparams"]) for arch in args.arch}
+    if settings["batch_size"] is not None and any("batch_size" in p for ps in points.values() for p in ps):
+        raise UsageError("--batch-size and a batch_size grid given together; keep one")
+    return {"out": args.out, "kind": PlanKind.SWEEP, "archs": args.arch, "seeds": args.seeds, "settings": settings,
+            "points": points, "grid": dataclasses.asdict(grid), "command": args.argv}
+
+
+def _resumed(args: argparse.Namespace) -> Plan:
+    given = [flag for flag, value in (("--arch", args.arch), ("--grid", args.grid), ("--grid-file", args.grid_file))
+             if value]
+    if given:
+        raise UsageError(f"--resume takes the plan from the sweep folder; drop {', '.join(given)}")
+    plan = Plan.load(args.resume)
+    check_plan(plan.settings, plan.runs)
+    if args.retry_failed:
+        for entry in plan.runs:
+            if entry.status is Status.FAILED:
+                entry.status = Status.PENDING
+    return plan
+
+
+def run(args: argparse.Namespace) -> int:
+    backend = make_backend(args)  # first: without Ray, say so before anything is written
+    if args.retries < 0:
+        raise UsageError(f"--retries must be 0 or more, got {args.retries}")
+    if args.resume:
+        plan: Plan | None = _resumed(args)
+        backend.check(plan.settings)
+    else:
+        if args.retry_failed:
+            raise UsageError("--retry-failed goes with --resume SWEEP_DIR")
+        planned = plan_points(args)
+        backend.check(planned["settings"])
+        plan = None
+    backend.start()  # Ray is up, or the cluster joined, before the sweep folder is made
+    try:
+        if plan is None:
+            plan = Plan.create(**planned)
+        status = Driver(plan, backend, args.retries, args.stop).run()
+    finally:
+        backend.stop()
+    _print_results(plan, args.fid_target)
+    return status
+
+
+def _print_results(plan: Plan, fid_target: float) -> None:
+    """The table with one row per point, and the best point of every architecture."""
+    try:
+        groups = group_runs(load_runs([plan.folder]), fid_target, by_hparams=True)
+    except BenchError as exc:
+        console.warn(f"no sweep table: {exc}")
+        return
+    tables.print_comparison(groups)
+    for group, best in zip(groups, best_per_arch(groups), strict=True):
+        for row in best.rows:
+            fid = row.metrics["fid"]
+            if fid.mean is not None and sum(r.arch == row.arch for r in group.rows) > 1:
+                console.out.print(f"best {row.arch}: {tables.hparams_text(group, row)}  FID {console.fmt(fid.mean)} "
+                                  f"(mean over {fid.n} seed(s))", markup=False, highlight=False, soft_wrap=True)
+    console.out.print(f"sweep: {plan.folder}  (python -m bench report {plan.folder} --best)",
+                      markup=False, highlight=False, soft_wrap=True)

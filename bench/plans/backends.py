@@ -1,0 +1,338 @@
+"""Where a plan's runs train: here one after another, or as one Ray task each.
+
+Every run goes through :func:`bench.plans.execute.execute`, so it writes exactly what
+``bench run`` writes. No torch at the top of this module: Ray imports it in the small actor
+that reports when tasks start, and in every worker (which imports the runner only when a
+task begins).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import socket
+import tempfile
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from bench import console
+from bench.errors import UsageError
+from bench.layout import RUN_JSON, Status
+from bench.plans.driver import Driver
+from bench.plans.plan import Outcome, PlanEntry
+from bench.stop import StopRequest
+from bench.storage import make_unique_dir, write_bytes
+
+INSTALL_HINT = 'pip install -e ".[ray]" (or: pip install "ray>=2.9")'
+#: How long an interrupted Ray plan waits for its running tasks to checkpoint.
+STOP_GRACE_S = 120.0
+
+
+def error_text(exc: BaseException) -> str:
+    """``Type: last line of the message``: what a plan records of an unexpected error."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[-1] if lines else ''}".rstrip(": ")
+
+
+class LocalBackend:
+    """Runs the planned entries one after another in this process, sharing one evaluator."""
+
+    live = False
+
+    def __init__(self) -> None:
+        self.queue: deque[tuple[int, int]] = deque()
+        self.evaluator: Any = None
+
+    def describe(self) -> str:
+        return "here, one run at a time"
+
+    def check(self, settings: dict[str, Any]) -> None:
+        pass
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        self.evaluator = None
+
+    def submit(self, driver: Driver, index: int, attempt: int) -> None:
+        self.queue.append((index, attempt))
+
+    def run(self, driver: Driver) -> None:
+        from bench.plans.execute import execute, make_evaluator  # torch: only once runs train here
+
+        if self.evaluator is None:
+            self.evaluator = make_evaluator(driver.plan.settings)  # one for the plan
+        while self.queue and not driver.stop.requested:
+            index, attempt = self.queue.popleft()
+
+            def started(run_dir: Path, index: int = index, attempt: int = attempt) -> None:
+                driver.started(index, attempt, str(run_dir), None)
+
+            try:
+                outcome = execute(driver.plan.settings, driver.task_entry(index), driver.plan.folder, self.evaluator,
+                                  driver.stop, started)
+            except Exception as exc:  # anything else a run raises fails that run, not the plan
+                outcome = Outcome.failed(error_text(exc), driver.run_dir(index))
+            driver.finished(index, attempt, outcome)
+
+
+# Ray ------------------------------------------------------------------------------------------
+
+
+def import_ray() -> Any:
+    """Import Ray, or fail with one line saying how to install it."""
+    try:
+        import ray
+    except ImportError:
+        raise UsageError(f"--backend ray needs Ray, which is not installed here; install it with: {INSTALL_HINT}") \
+            from None
+    return ray
+
+
+def unreachable(address: str) -> str | None:
+    """Why ``HOST:PORT`` takes no TCP connection within a few seconds, or None (also for other address forms)."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or "://" in address:
+        return None  # "auto", "ray://...": Ray's own messages are clear enough
+    try:
+        with socket.create_connection((host, int(port)), timeout=5):
+            return None
+    except OSError as exc:
+        return exc.strerror or str(exc) or type(exc).__name__
+
+
+class Tracker:
+    """A Ray actor the tasks tell when they start, so the driver knows what is running where."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[int, int, str | None, str]] = []
+
+    def started(self, index: int, attempt: int, run_dir: str | None, node: str) -> None:
+        self.events.append((index, attempt, run_dir, node))
+
+    def drain(self) -> list[tuple[int, int, str | None, str]]:
+        events, self.events = self.events, []
+        return events
+
+
+def read_tree(folder: str | os.PathLike) -> dict[str, bytes]:
+    """Every file under ``folder`` as ``{relative path: bytes}``."""
+    root = Path(folder)
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def write_tree(folder: Path, files: dict[str, bytes]) -> None:
+    """Write ``files`` under ``folder`` atomically, one by one, and remove files not among them."""
+    for rel, data in files.items():
+        target = folder / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_bytes(target, data)
+    for path in list(folder.rglob("*")):
+        if path.is_file() and path.relative_to(folder).as_posix() not in files:
+            path.unlink()  # e.g. the checkpoint of a run that has now completed
+
+
+_EVALUATORS: dict[str, Any] = {}
+
+
+def worker_evaluator(settings: dict[str, Any]) -> Any:
+    """This worker process's evaluator for ``settings`` (None with --no-eval), built once and reused.
+
+    Built before any run seeds torch, as the local backend builds its one evaluator, so a run
+    on Ray draws the same random numbers as the same run here.
+    """
+    from bench.plans.execute import make_evaluator
+
+    key = json.dumps([settings.get(k) for k in ("eval", "device", "eval_samples", "data_dir")])
+    if key not in _EVALUATORS:
+        _EVALUATORS[key] = make_evaluator(settings)
+    return _EVALUATORS[key]
+
+
+def run_task(settings: dict[str, Any], entry: PlanEntry, folder: str, shared: bool, tracker: Any,
+             index: int, attempt: int, upload: tuple[str, dict[str, bytes]] | None) -> Outcome:
+    """One Ray task: run one planned entry and return its outcome.
+
+    With ``shared`` the run folder is written under ``folder``, a path every node sees;
+    otherwise it is written to a temporary folder and returned as the outcome's ``files``
+    for the driver to write. ``upload`` is ``(folder name, files)`` of an interrupted run to
+    resume when the nodes share no disk.
+    """
+    from bench.plans.execute import execute
+
+    seen: dict[str, str] = {}
+
+    def started(run_dir: Path) -> None:
+        seen["run_dir"] = str(run_dir)
+        if tracker is not None:
+            tracker.started.remote(index, attempt, str(run_dir) if shared else None, socket.gethostname())
+
+    try:
+        evaluator = worker_evaluator(settings)
+    except Exception as exc:
+        return Outcome.failed(error_text(exc))
+    stop = StopRequest()  # ray.cancel sends SIGINT: the run checkpoints at its next batch
+    if shared:
+        try:
+            return execute(settings, entry, Path(folder), evaluator, stop, started)
+        except Exception as exc:
+            return Outcome.failed(error_text(exc), seen.get("run_dir"))
+    with tempfile.TemporaryDirectory(prefix="gan-bench-plan-") as tmp:
+        entry = dataclasses.replace(entry, run_dir=None)
+        if upload is not None:
+            previous = Path(tmp) / upload[0]
+            write_tree(previous, upload[1])
+            entry.run_dir = str(previous)
+        try:
+            outcome = execute(settings, entry, Path(tmp), evaluator, stop, started)
+        except Exception as exc:
+            outcome = Outcome.failed(error_text(exc), seen.get("run_dir"))
+        if outcome.run_dir and Path(outcome.run_dir).is_dir():
+            outcome.files = read_tree(outcome.run_dir)
+        return outcome
+
+
+class RayBackend:
+    """Runs each planned entry as one Ray task, as many at once as the cluster's resources allow.
+
+    Args:
+        address: the cluster to join (``ray.init(address=...)``); None starts Ray on this machine.
+        cpus, gpus: what each task declares (``num_cpus``, ``num_gpus``).
+        shared: whether every node sees the plan folder; if not, the runs' files travel back.
+    """
+
+    live = True  # the runs train elsewhere and print nothing here
+
+    def __init__(self, address: str | None = None, cpus: int = 1, gpus: float = 0, shared: bool = True):
+        self.ray = import_ray()
+        self.address, self.cpus, self.gpus, self.shared = address, cpus, gpus, shared
+        self.inflight: dict[Any, tuple[int, int]] = {}
+        self._remote: Any = None
+        self._tracker: Any = None
+        self._owns = False
+
+    def describe(self) -> str:
+        where = self.address or "a Ray instance on this machine"
+        storage = "shared storage" if self.shared else "files returned to the driver"
+        return f"on {where}, {self.cpus} CPU and {self.gpus:g} GPU per run, {storage}"
+
+    def task_settings(self, settings: dict[str, Any]) -> dict[str, Any]:
+        """The settings a task runs with: torch threads = its CPUs; the CPU unless it holds a GPU."""
+        device = settings.get("device", "auto")
+        if not self.gpus and device == "auto":
+            device = "cpu"
+        data_dir = settings.get("data_dir")
+        return {**settings, "threads": settings.get("threads") or self.cpus, "device": device,
+                "data_dir": str(Path(data_dir).resolve()) if data_dir else None}
+
+    def check(self, settings: dict[str, Any]) -> None:
+        """Refuse settings a Ray task cannot honour."""
+        device = settings.get("device", "auto")
+        if not self.gpus and (device == "cuda" or device.startswith("cuda:")):
+            raise UsageError(f"--device {device} with --backend ray needs --gpus-per-run (e.g. 1), "
+                             "so Ray gives each run a GPU")
+
+    def start(self) -> None:
+        """Start Ray here, or join the cluster at ``address`` (nothing to do if Ray is already up)."""
+        ray = self.ray
+        if not ray.is_initialized():
+            problem = unreachable(self.address) if self.address else None
+            if problem:
+                raise UsageError(f"cannot reach a Ray cluster at --address {self.address} ({problem}); "
+                                 "start one there with: ray start --head")
+            options: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR}
+            if self.address:
+                options["address"] = self.address
+            else:  # a fresh instance, not whatever `ray start` left registered on this machine
+                options.update(address="local", include_dashboard=False)
+            try:
+                ray.init(**options)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                raise UsageError(f"cannot start or join Ray{' at ' + self.address if self.address else ''}: "
+                                 f"{error_text(exc)}") from None
+            self._owns = True
+        self._remote = ray.remote(run_task).options(num_cpus=self.cpus, num_gpus=self.gpus, max_retries=0)
+        self._tracker = ray.remote(Tracker).options(num_cpus=0).remote()
+
+    def stop(self) -> None:
+        if self._tracker is not None:
+            self.ray.kill(self._tracker)
+            self._tracker = None
+        if self._owns:
+            self.ray.shutdown()
+            self._owns = False
+
+    def submit(self, driver: Driver, index: int, attempt: int) -> None:
+        entry = driver.task_entry(index)
+        upload = None
+        if not self.shared and entry.run_dir and Path(entry.run_dir).is_dir():
+            # An interrupted run with its checkpoint: the node resumes it from a copy.
+            upload = (Path(entry.run_dir).name, read_tree(entry.run_dir))
+        # Absolute paths: a worker's working folder is not this process's.
+        ref = self._remote.remote(self.task_settings(driver.plan.settings), entry, str(driver.plan.folder.resolve()),
+                                  self.shared, self._tracker, index, attempt, upload)
+        self.inflight[ref] = (index, attempt)
+
+    def run(self, driver: Driver) -> None:
+        try:
+            self._collect(driver, until_stop=True)
+            if not self.inflight:
+                return
+            console.warn(f"interrupted: the {len(self.inflight)} unfinished task(s) checkpoint and stop "
+                         "after their batch (Ctrl-C again to stop at once)")
+            for ref in list(self.inflight):
+                self.ray.cancel(ref)  # SIGINT in the worker: the runner checkpoints at the batch boundary
+            self._collect(driver, until_stop=False, deadline=time.monotonic() + STOP_GRACE_S)
+        except KeyboardInterrupt:
+            driver.stop.request()
+        for ref in list(self.inflight):
+            self.ray.cancel(ref, force=True)
+            index, attempt = self.inflight.pop(ref)
+            outcome = Outcome(Status.INTERRUPTED, driver.run_dir(index), "stopped")
+            driver.finished(index, attempt, outcome)
+
+    def _collect(self, driver: Driver, until_stop: bool, deadline: float | None = None) -> None:
+        """Take outcomes as tasks end: until all have, or a stop is requested, or the deadline passes."""
+        ray = self.ray
+        while self.inflight and not (until_stop and driver.stop.requested) and (
+                deadline is None or time.monotonic() < deadline):
+            done, _ = ray.wait(list(self.inflight), num_returns=1, timeout=0.5)
+            for index, attempt, run_dir, node in ray.get(self._tracker.drain.remote()):
+                driver.started(index, attempt, run_dir, node)
+            for ref in done:
+                index, attempt = self.inflight.pop(ref)
+                driver.finished(index, attempt, self._outcome(driver, index, ref))
+
+    def _outcome(self, driver: Driver, index: int, ref: Any) -> Outcome:
+        ray = self.ray
+        try:
+            outcome = ray.get(ref)
+        except ray.exceptions.TaskCancelledError:
+            outcome = Outcome(Status.INTERRUPTED if driver.stop.requested else Status.FAILED, error="cancelled")
+        except ray.exceptions.RayError as exc:  # the worker or its node died
+            outcome = Outcome.failed(error_text(getattr(exc, "cause", None) or exc))
+        if outcome.files is not None:
+            outcome.run_dir = str(self._write_back(driver, index, outcome))
+        elif not self.shared:
+            outcome.run_dir = None  # a node's temporary folder, gone
+        else:
+            outcome.run_dir = outcome.run_dir or driver.run_dir(index)
+        return outcome
+
+    def _write_back(self, driver: Driver, index: int, outcome: Outcome) -> Path:
+        """Write a run folder that came back from a node without shared storage, as ``bench run`` would."""
+        files, outcome.files = outcome.files or {}, None
+        name = Path(outcome.run_dir or f"{driver.entries[index].arch}-run").name
+        previous = driver.plan.run_path(driver.entries[index])
+        folder = previous if previous is not None and previous.is_dir() else make_unique_dir(driver.plan.folder, name)
+        if RUN_JSON in files:  # the record names the node's temporary folder; name this one
+            record = json.loads(files[RUN_JSON])
+            record.get("config", {})["out"] = str(driver.plan.folder)
+            files[RUN_JSON] = (json.dumps(record, indent=2) + "\n").encode()
+        write_tree(folder, files)
+        return folder

@@ -1,0 +1,62 @@
+"""One planned run, new or resumed, through the same runner as ``bench run``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from bench import console
+from bench.config import RunConfig
+from bench.device import resolve_device
+from bench.errors import PluginError
+from bench.layout import CHECKPOINT
+from bench.metrics.evaluator import Evaluator
+from bench.plans.plan import Outcome, PlanEntry
+from bench.registry import default_registry
+from bench.stop import StopRequest
+from bench.training.runner import Runner
+
+
+def make_evaluator(settings: Mapping[str, Any]) -> Evaluator | None:
+    """One evaluator for every run of a plan (same device, same protocol), or None with --no-eval."""
+    if not settings.get("eval", True):
+        return None
+    return Evaluator(resolve_device(settings["device"]), n_samples=settings["eval_samples"],
+                     data_dir=settings.get("data_dir"))
+
+
+def execute(settings: Mapping[str, Any], entry: PlanEntry, folder: Path, evaluator: Evaluator | None,
+            stop: StopRequest, on_start: Callable[[Path], None] | None = None) -> Outcome:
+    """Run ``entry`` in a new folder under ``folder``, or resume it from the checkpoint in its ``run_dir``.
+
+    The run folder is exactly what ``bench run`` writes. ``on_start(run_dir)`` is called once
+    the folder exists, before training. A plugin's error ends this run (status ``failed``)
+    without raising.
+    """
+    registry = default_registry()
+    previous = Path(entry.run_dir) if entry.run_dir else None
+    runner = None
+    try:
+        if previous is not None and (previous / CHECKPOINT).is_file():
+            runner = Runner.resume(previous, registry.load, evaluator, stop)
+        else:
+            cfg = RunConfig.from_settings(settings, arch=entry.arch, seed=entry.seed, out=str(folder),
+                                          hparams={**settings.get("hparams", {}), **entry.hparams})
+            runner = Runner(cfg, registry.load(entry.arch), evaluator, stop=stop)
+        record = runner.train(on_start)
+    except PluginError as exc:
+        console.error(str(exc))
+        return Outcome.failed(str(exc), str(runner.run.dir) if runner and runner.run.dir else None)
+    run = runner.run
+    return Outcome(record.status, str(run.dir), record.error, run.stop_signal, record.diverged_at_step)
+
+
+def check_plan(settings: Mapping[str, Any], entries: list[PlanEntry]) -> None:
+    """Fail fast on settings, names or hyperparameters that cannot work, before hours of training."""
+    RunConfig.from_settings(settings, arch="-").validate()
+    registry = default_registry()
+    for arch in sorted({e.arch for e in entries}):
+        spec = registry.load(arch)
+        for entry in (e for e in entries if e.arch == arch):
+            spec.make_config({**settings.get("hparams", {}), **entry.hparams})

@@ -1,0 +1,1 @@
+"""Training: the loop every architecture runs through, and its collaborators."""

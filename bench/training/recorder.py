@@ -1,0 +1,129 @@
+"""Everything a run writes: TensorBoard events, losses.csv, metrics.csv, samples.png, generator.pt, run.json.
+
+The runner decides what happened; the recorder decides how it is kept. Every file is written
+atomically (:mod:`bench.storage`) inside the stop request's critical section, so a second
+Ctrl-C cannot cut a results file or checkpoint short.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.tensorboard import SummaryWriter
+from torchvision.utils import make_grid, save_image
+
+from bench.contract import DIAGNOSTICS, GAN, REQUIRED_LOSSES
+from bench.layout import CHECKPOINT, GENERATOR, LOSS_TAGS, LOSSES_CSV, METRICS_CSV, SAMPLES, TENSORBOARD
+from bench.record import METRIC_NAMES, Evaluation, RunRecord
+from bench.stop import StopRequest
+from bench.storage import atomic_path, save_torch, write_csv
+
+#: Seed of the fixed latent batch behind every sample grid (separate from the training seed).
+SAMPLE_SEED = 2024
+GRID_SIDE = 5
+
+
+def sample_grid(gan: GAN, z: torch.Tensor) -> torch.Tensor:
+    """A 5x5 grid of images generated from ``z``, in [0, 1]."""
+    return make_grid(gan.generate(z).float().cpu(), nrow=GRID_SIDE, normalize=True, value_range=(-1, 1))
+
+
+def mean_of(rows: list[dict[str, float]], key: str) -> float | None:
+    """The mean of ``key`` over the rows that have it, or None."""
+    values = [r[key] for r in rows if key in r]
+    return sum(values) / len(values) if values else None
+
+
+class Recorder:
+    """The writer of one run folder."""
+
+    def __init__(self, run_dir: Path, stop: StopRequest):
+        self.dir = run_dir
+        self.stop = stop
+        self.tb: SummaryWriter | None = None
+
+    def open(self, resumed_at: int | None) -> None:
+        """Start the TensorBoard writer; on resume, drop events logged after the checkpoint."""
+        self.tb = SummaryWriter(str(self.dir / TENSORBOARD), purge_step=resumed_at)
+
+    def log_interval(self, means: dict[str, float | None], step: int, step_ms: float, images_per_s: float) -> None:
+        """One log interval: the mean of each step output, the median batch time and images/s."""
+        for key, value in means.items():
+            self.tb.add_scalar(LOSS_TAGS.get(key, f"diag/{key}"), value, step)
+        self.tb.add_scalar("time/step_ms", step_ms, step)
+        self.tb.add_scalar("time/images_per_s", images_per_s, step)
+
+    def log_samples(self, grid: torch.Tensor, step: int) -> None:
+        self.tb.add_image("samples", grid, step)
+
+    def log_evaluation(self, evaluation: Evaluation) -> None:
+        """Every metric against batches and against training milliseconds."""
+        for name in METRIC_NAMES:
+            value = evaluation.value(name)
+            self.tb.add_scalar(f"metrics/{name}", value, evaluation.step)
+            self.tb.add_scalar(f"metrics_vs_time/{name}", value, int(evaluation.train_wall_s * 1000))
+
+    def write_record(self, record: RunRecord) -> None:
+        with self.stop.critical():
+            record.write(self.dir)
+
+    def write_checkpoint(self, save: Any) -> None:
+        """Run ``save(path)`` on the checkpoint's path, uninterrupted."""
+        with self.stop.critical():
+            save(self.dir / CHECKPOINT)
+
+    def remove_checkpoint(self) -> None:
+        (self.dir / CHECKPOINT).unlink(missing_ok=True)
+
+    def write_results(self, record: RunRecord, history: list[dict[str, float]], log_every: int,
+                      grid: torch.Tensor, gan: GAN) -> None:
+        """The files of a run that has ended (or stopped): samples, generator, CSVs, hparams, run.json."""
+        with self.stop.critical():
+            self.tb.add_image("samples", grid, record.steps)
+            with atomic_path(self.dir / SAMPLES) as tmp:
+                save_image(grid, tmp, format="png")
+            save_torch(self.dir / GENERATOR, gan.generator.state_dict())
+            self._write_losses(history, log_every)
+            if record.evaluations:
+                cols = ["step", "train_wall_s", *METRIC_NAMES, "eval_s"]
+                rows = [[_csv(getattr(e, c)) for c in cols] for e in record.evaluations]
+                write_csv(self.dir / METRICS_CSV, cols, rows)
+            if record.metrics is not None:
+                self.tb.add_hparams(hparam_values(record), {f"hparam/{k}": record.metrics.value(k) for k in METRIC_NAMES},
+                                    run_name=".")
+            record.write(self.dir)
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.flush()
+            self.tb.close()
+            self.tb = None
+
+    def _write_losses(self, history: list[dict[str, float]], log_every: int) -> None:
+        """losses.csv: one row per log interval, the step at its end and the mean of each value over it."""
+        conventional = (*REQUIRED_LOSSES, *DIAGNOSTICS)
+        keys = [*conventional, *sorted({k for h in history for k in h} - {"step", *conventional})]
+        keys = [k for k in keys if any(k in h for h in history)]
+        rows = []
+        for start in range(0, len(history), log_every):
+            chunk = history[start : start + log_every]
+            rows.append([chunk[-1]["step"] + 1, *[_csv(mean_of(chunk, k)) for k in keys]])
+        write_csv(self.dir / LOSSES_CSV, ["step", *[LOSS_TAGS.get(k, k) for k in keys]], rows)
+
+
+def hparam_values(record: RunRecord) -> dict[str, Any]:
+    """The run's settings as the scalar values TensorBoard's HParams view takes."""
+    config = dataclasses.asdict(record.config)
+    flat = {k: v for k, v in config.items() if k not in ("hparams", "budget")}
+    flat.update({f"hp.{k}": v for k, v in config["hparams"].items()})
+    flat["budget"] = f"{record.config.budget.kind}={record.config.budget.value}"
+    return {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in flat.items()}
+
+
+def _csv(x: Any) -> str:
+    if x is None:
+        return ""
+    return f"{x:.6g}" if isinstance(x, float) else str(x)

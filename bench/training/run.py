@@ -1,0 +1,248 @@
+"""One seed's run: its data order, progress, status and folder, and what it records when.
+
+The runner (:mod:`bench.training.runner`) owns the model and the loop; a :class:`Run` owns
+everything that belongs to one seed: the batch order, the :class:`TrainState` a checkpoint
+holds, the status, the run folder and its :class:`Recorder`. The model is passed in where a
+run needs it (to evaluate, sample or checkpoint), so one loop can drive several runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import signal
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from bench import console
+from bench.config import RunConfig
+from bench.contract import DIAGNOSTICS, GAN, ArchSpec, GANConfig, check_samples, check_step_output, count_parameters
+from bench.data import BatchSampler, training_images
+from bench.device import peak_memory_bytes
+from bench.environment import environment
+from bench.errors import UsageError
+from bench.layout import Status
+from bench.metrics.evaluator import Evaluator
+from bench.record import (
+    DiscriminatorMeans, Environment, Evaluation, Losses, Metrics, RecordedConfig, RunRecord, TimingRecord,
+)
+from bench.schema import from_plain
+from bench.stop import StopRequest
+from bench.storage import make_run_dir, utc_iso
+from bench.timing import summarize
+from bench.training.recorder import GRID_SIDE, SAMPLE_SEED, Recorder, mean_of, sample_grid
+from bench.training.state import TrainState
+
+#: p90/p10 of the batch times above which a run warns that they vary widely.
+SPREAD_WARNING = 1.5
+
+
+def weights_finite(networks: Iterable[torch.nn.Module]) -> bool:
+    """True when no parameter holds a NaN or an infinity; one host sync.
+
+    Through each parameter's min and max (NaN propagates into both), which is several times
+    cheaper than ``isfinite(p).all()`` per parameter.
+    """
+    bounds = [torch.stack(torch.aminmax(p.detach())) for m in networks for p in m.parameters() if p.numel()]
+    return not bounds or bool(torch.cat(bounds).isfinite().all())
+
+
+class Run:
+    """One seed of one architecture under one budget, from its first batch to its last file."""
+
+    def __init__(self, cfg: RunConfig, spec: ArchSpec, hparams: GANConfig, device: torch.device,
+                 evaluator: Evaluator | None, stop: StopRequest, run_dir: Path | None = None):
+        self.cfg, self.spec, self.hparams, self.device = cfg, spec, hparams, device
+        self.evaluator = evaluator
+        self.stop = stop
+        self.dir = run_dir
+        self.budget = cfg.budget()
+        data = training_images(spec.image_size, device, cfg.data_dir, cfg.train_subset)
+        self.sampler = BatchSampler(data, hparams.batch_size, cfg.seed)
+        per_epoch = self.sampler.batches_per_epoch
+        self.total_steps: int | None = {"epochs": int(self.budget.value) * per_epoch,
+                                        "steps": int(self.budget.value)}.get(self.budget.kind)
+        self.state = TrainState()
+        self.status = Status.RUNNING
+        self.diverged_at: int | None = None
+        self.stop_signal: int | None = None
+        self.error: str | None = None
+        self.started = utc_iso()
+        self.resumed = False
+        self.metrics: Metrics | None = None
+        self.grid_z = torch.empty(0)
+        self.params: dict[str, int] = {}
+        self.recorder: Recorder | None = None  # made by open()
+        self._pending: list[dict[str, Tensor]] = []
+
+    @property
+    def running(self) -> bool:
+        return self.status is Status.RUNNING
+
+    def attach(self, gan: GAN) -> None:
+        """Take what the run records of the built model: its sample latents and parameter counts."""
+        self.grid_z = gan.sample_latent(GRID_SIDE**2, torch.Generator().manual_seed(SAMPLE_SEED))
+        self.params = {name: count_parameters(m) for name, m in gan.networks().items()}
+
+    def restore(self, checkpoint: Path, gan: GAN, started: str | None) -> None:
+        """Continue from ``checkpoint``: the model, the RNG, the batch order and the progress."""
+        self.state = TrainState.load(checkpoint, gan, self.device)
+        position = self.state.sampler
+        if not 0 <= position.batch < self.sampler.batches_per_epoch or position.epoch < 0:
+            raise UsageError(f"{checkpoint} is damaged (sampler position epoch {position.epoch}, batch "
+                             f"{position.batch}; an epoch has {self.sampler.batches_per_epoch} batches)")
+        self.sampler.state = position
+        self.started = started or self.started
+        self.resumed = True
+
+    def budget_left(self) -> bool:
+        if self.total_steps is not None:
+            return self.state.step < self.total_steps
+        return self.state.train_wall_s < self.budget.value
+
+    def open(self) -> None:
+        """Make the run folder (unless given) and its writer; a new run records itself as running at once."""
+        if self.dir is None:
+            self.dir = make_run_dir(self.cfg.out, self.spec.name, self.cfg.seed)
+        self.recorder = Recorder(self.dir, self.stop)
+        self.recorder.open(self.state.step if self.resumed else None)
+        if not self.resumed:
+            self.recorder.write_record(self.record())  # status "running": a crash leaves a trace
+
+    def add_step(self, out: dict[str, Tensor], batch_size: int) -> None:
+        """Keep one step's outputs on the device until the next flush."""
+        if not self.state.history and not self._pending:
+            check_step_output(self.spec.name, out)  # one sync, inside warm-up
+        self._pending.append(out)
+        self.state.batch_sizes.append(batch_size)
+        self.state.step += 1
+
+    def flush(self, times_ms: list[float], gan: GAN) -> dict[str, float | None] | None:
+        """Pull the pending outputs to the host (one sync), log them and check for divergence.
+
+        Returns the interval's mean D and G loss and images/s for the progress view (None if
+        nothing was pending).
+        """
+        self.state.times_ms.extend(times_ms)
+        if not self._pending:
+            return None
+        keys = list(self._pending[0])
+        values = torch.stack([torch.stack([o[k].float().reshape(()) for k in keys]) for o in self._pending]).cpu()
+        first = self.state.step - len(self._pending)
+        for i, row in enumerate(values.tolist()):
+            if self.diverged_at is None and not all(map(math.isfinite, row)):
+                self._diverge(first + i)
+            self.state.history.append({"step": first + i, **dict(zip(keys, row, strict=True))})
+        self._pending.clear()
+        if self.diverged_at is None and not weights_finite(gan.networks().values()):
+            self._diverge(self.state.step - 1)
+        n = len(values)
+        means = {k: mean_of(self.state.history[-n:], k) for k in keys}
+        window = self.state.times_ms[-n:]
+        images = sum(self.state.batch_sizes[-n:])
+        ips = images / (sum(window) / 1e3) if window and sum(window) > 0 else float("nan")
+        self.recorder.log_interval(means, self.state.step, sorted(window)[len(window) // 2] if window else math.nan, ips)
+        return {"d": means.get("d_loss"), "g": means.get("g_loss"), "ips": ips}
+
+    def _diverge(self, step: int) -> None:
+        self.diverged_at, self.status = step, Status.DIVERGED
+
+    def interrupt(self, signum: int | None) -> None:
+        self.status, self.stop_signal = Status.INTERRUPTED, signum
+
+    def evaluate(self, gan: GAN) -> None:
+        """Score the generator now (the caller keeps the time it takes out of the training time)."""
+        m = self.evaluator.evaluate(gan)
+        self.state.eval_s += m.eval_s or 0.0
+        self.state.last_metrics = m
+        evaluation = Evaluation.of(self.state.step, self.state.train_wall_s, m)
+        self.state.evaluations.append(evaluation)
+        self.recorder.log_evaluation(evaluation)
+        console.err.print(
+            f"{self.spec.name}: step {self.state.step}  FID (MNIST classifier features) {m.fid:.3f}  "
+            f"modes {m.modes_covered}/10  ({m.eval_s:.1f}s)", soft_wrap=True,
+        )
+
+    def checkpoint(self, gan: GAN) -> None:
+        """Write everything needed to continue exactly from here (atomically)."""
+        self.state.sampler = self.sampler.state
+        self.recorder.write_checkpoint(lambda path: self.state.save(path, gan, self.device))
+
+    def conclude(self, gan: GAN) -> None:
+        """The loop has ended: a completed run is evaluated at its last step, an interrupted one checkpointed."""
+        if self.running:
+            self.status = Status.COMPLETED
+        if self.status is Status.INTERRUPTED:
+            self.checkpoint(gan)
+        elif self.status is Status.COMPLETED and self.evaluator is not None and (
+            not self.state.evaluations or self.state.evaluations[-1].step != self.state.step
+        ):
+            self.evaluate(gan)
+
+    def fail(self, exc: BaseException, gan: GAN) -> None:
+        """Keep what was earned when training raised: write the partial results (the error goes on)."""
+        self.status = Status.INTERRUPTED if isinstance(exc, KeyboardInterrupt) else Status.FAILED
+        self.error = f"{type(exc).__name__}: {exc}"
+        self._pending.clear()
+        if self.recorder is not None:
+            with contextlib.suppress(Exception):
+                self.finish(gan)
+
+    def finish(self, gan: GAN) -> RunRecord:
+        """Write the run's results (samples, generator, CSVs, run.json) and return its record."""
+        state = self.state
+        if state.evaluations and state.evaluations[-1].step == state.step:
+            self.metrics = state.last_metrics
+        grid = sample_grid(gan, self.grid_z)
+        if self.status in (Status.COMPLETED, Status.INTERRUPTED):
+            check_samples(self.spec.name, gan.generate(self.grid_z[:2]), 2, self.spec.image_size)
+        record = self.record()
+        spread = record.timing.spread_p90_p10
+        if record.timing.measured_steps >= 20 and spread > SPREAD_WARNING:
+            console.warn(f"batch times vary widely (p90/p10 = {spread:.2f}); the machine may be busy")
+        self.recorder.write_results(record, state.history, self.cfg.log_every, grid, gan)
+        if self.status is Status.COMPLETED:
+            self.recorder.remove_checkpoint()
+        self.recorder.close()
+        return record
+
+    def record(self) -> RunRecord:
+        """The run record (run.json) as it stands."""
+        state = self.state
+        timing = summarize(state.times_ms, state.batch_sizes, self.cfg.warmup_steps, state.train_wall_s)
+        last = state.history[-1] if state.history else {}
+        tail = state.history[-self.cfg.log_every :]
+        references = self.evaluator.reference_points() if self.evaluator is not None and self.metrics else None
+        return RunRecord(
+            arch=self.spec.name,
+            status=self.status,
+            diverged_at_step=self.diverged_at,
+            error=self.error,
+            stop_signal=signal.Signals(self.stop_signal).name if self.stop_signal else None,
+            started=self.started,
+            updated=utc_iso(),
+            config=self.resolved_config(),
+            params=self.params,
+            flops_per_step=state.flops_per_step,
+            steps=state.step,
+            epochs=state.step / self.sampler.batches_per_epoch,
+            images_seen=int(sum(state.batch_sizes)),
+            timing=TimingRecord(**dataclasses.asdict(timing), spread_p90_p10=timing.spread, eval_s=state.eval_s),
+            losses=Losses(d=last.get("d_loss"), g=last.get("g_loss")),
+            discriminator=DiscriminatorMeans(**{k: mean_of(tail, k) for k in DIAGNOSTICS}),
+            metrics=self.metrics,
+            evaluations=state.evaluations,
+            references=references,
+            peak_memory_bytes=peak_memory_bytes(self.device),
+            env=from_plain(Environment, environment(self.device)),
+        )
+
+    def resolved_config(self) -> RecordedConfig:
+        """Every setting of the run with defaults resolved, as recorded in run.json."""
+        settings = {**dataclasses.asdict(self.cfg), "device": str(self.device), "batch_size": self.hparams.batch_size,
+                    "hparams": dataclasses.asdict(self.hparams)}
+        return RecordedConfig(**settings, budget=self.budget, image_size=self.spec.image_size, sample_seed=SAMPLE_SEED)

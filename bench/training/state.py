@@ -1,0 +1,74 @@
+"""Everything a checkpoint holds, declared once, so that resuming cannot drift from saving."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from bench.contract import GAN
+from bench.data import SamplerState
+from bench.device import rng_state, set_rng_state
+from bench.errors import UsageError
+from bench.record import Evaluation, Metrics
+from bench.schema import SchemaError, from_plain, to_plain
+from bench.storage import save_torch
+
+
+@dataclass
+class TrainState:
+    """A run's progress: what it has trained, measured and evaluated so far.
+
+    A checkpoint is these fields under their own names (as JSON-like data), plus the model's
+    ``gan`` state and the global ``rng`` states: both directions are derived from this one
+    declaration, and checkpoints written by gan-bench 0.1.0 have exactly these keys.
+    """
+
+    step: int = 0
+    sampler: SamplerState = field(default_factory=SamplerState)
+    #: One row per batch: ``step`` and every value the step returned.
+    history: list[dict[str, float]] = field(default_factory=list)
+    batch_sizes: list[int] = field(default_factory=list)
+    times_ms: list[float] = field(default_factory=list)
+    evaluations: list[Evaluation] = field(default_factory=list)
+    #: Training wall-clock seconds, evaluation and checkpoints excluded.
+    train_wall_s: float = 0.0
+    eval_s: float = 0.0
+    flops_per_step: int | None = None
+    last_metrics: Metrics | None = None
+
+    def save(self, path: str | os.PathLike, gan: GAN, device: torch.device) -> None:
+        """Write a checkpoint of this state, the model and the RNG (atomically)."""
+        data: dict[str, Any] = {f.name: to_plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        save_torch(path, {**data, "gan": gan.state_dict(), "rng": rng_state(device)})
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, gan: GAN, device: torch.device) -> TrainState:
+        """Read a checkpoint: restore ``gan`` and the RNG, return the state.
+
+        Raises:
+            UsageError: the file is not a readable checkpoint, or a key is missing or mistyped.
+        """
+        try:
+            ckpt = torch.load(path, map_location=device, weights_only=True)
+        except Exception as exc:
+            raise UsageError(f"{path} cannot be read ({type(exc).__name__}: {exc}); the run cannot be resumed") from None
+        if not isinstance(ckpt, dict):
+            raise UsageError(f"{path} is not a gan-bench checkpoint (a {type(ckpt).__name__}, not a dict)")
+        missing = [k for k in (*(f.name for f in dataclasses.fields(cls)), "gan", "rng") if k not in ckpt]
+        if missing:
+            raise UsageError(f"{path} is damaged (missing {', '.join(missing)}); the run cannot be resumed")
+        try:
+            state = from_plain(cls, {f.name: ckpt[f.name] for f in dataclasses.fields(cls)})
+        except SchemaError as exc:
+            raise UsageError(f"{path} is damaged ({exc}); the run cannot be resumed") from None
+        try:
+            gan.load_state_dict(ckpt["gan"])
+            set_rng_state(ckpt["rng"], device)
+        except Exception as exc:
+            raise UsageError(f"{path} does not fit this architecture ({type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0] if str(exc) else ''}); the run cannot be resumed") from None
+        return state
