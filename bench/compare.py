@@ -123,7 +123,7 @@ def make_evaluator(settings: dict[str, Any]) -> Any:
     """One evaluator for a whole comparison (same device, same protocol), or None with --no-eval."""
     if not settings.get("eval", True):
         return None
-    from bench.metrics import Evaluator
+    from bench.metrics.evaluator import Evaluator
     from bench.runner import resolve_device
 
     return Evaluator(resolve_device(settings["device"]), n_samples=settings["eval_samples"],

@@ -288,7 +288,7 @@ class Run:
         # Before seeding: loading the classifier must not shift the training RNG.
         self.evaluator = evaluator
         if cfg.eval and evaluator is None:
-            from bench.metrics import Evaluator
+            from bench.metrics.evaluator import Evaluator
 
             self.evaluator = Evaluator(self.device, n_samples=cfg.eval_samples, data_dir=cfg.data_dir)
 

@@ -130,7 +130,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from bench.metrics import Evaluator
+    from bench.metrics.evaluator import Evaluator
     from bench.registry import default_registry
     from bench.runner import load_trained, resolve_device
     from bench.tables import print_metrics
@@ -179,7 +179,7 @@ def build_parser() -> Parser:
     p.add_argument("--out", metavar="FILE", help="also write the metrics as JSON")
     p.set_defaults(func=cmd_eval)
 
-    from bench.classifier import add_classifier_parser
+    from bench.metrics.classifier import add_classifier_parser
     from bench.compare import cmd_compare, parse_archs, parse_seeds
     from bench.report import DEFAULT_FID_TARGET, _positive_float, add_report_parser
 

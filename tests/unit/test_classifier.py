@@ -7,7 +7,7 @@ import argparse
 import pytest
 import torch
 
-from bench import classifier as C
+from bench.metrics import classifier as C
 from bench.errors import BenchError
 
 

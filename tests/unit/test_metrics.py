@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from bench import classifier
-from bench import metrics as M
+from bench.metrics import classifier
+from bench.metrics import evaluator as M
 from bench.contract import GAN
 from bench.data import load_mnist, to_model_range
 from bench.errors import UsageError

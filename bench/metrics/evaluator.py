@@ -42,8 +42,8 @@ from torch import Tensor, nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
 
-from bench import classifier
-from bench.classifier import MNISTClassifier, load_classifier, predict
+from bench.metrics import classifier
+from bench.metrics.classifier import MNISTClassifier, load_classifier, predict
 from bench.data import FILES, SUBSET_SEED, load_mnist, to_model_range
 from bench.errors import UsageError
 

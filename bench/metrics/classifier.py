@@ -29,7 +29,8 @@ from bench import console
 from bench.data import load_mnist, to_model_range
 from bench.errors import BenchError, UsageError
 
-WEIGHTS_PATH = Path(__file__).with_name("weights") / "mnist_classifier.pt"
+#: The shipped weights, package data of ``bench`` (this module lives one folder below it).
+WEIGHTS_PATH = Path(__file__).parent.parent / "weights" / "mnist_classifier.pt"
 #: SHA-256 of the shipped weights file; ``load_classifier`` refuses any other file.
 WEIGHTS_SHA256 = "6ba97ff2f936e41eafb2990cf1e44e287af8bc151601b603410f896a34c1183a"
 #: The name recorded in evaluation protocols.
