@@ -179,7 +179,7 @@ def build_parser() -> Parser:
     p.add_argument("--out", metavar="FILE", help="also write the metrics as JSON")
     p.set_defaults(func=cmd_eval)
 
-    from bench.metrics.classifier import add_classifier_parser
+    from bench.cli import classifier as classifier_command
     from bench.compare import cmd_compare, parse_archs, parse_seeds
     from bench.report import DEFAULT_FID_TARGET, _positive_float, add_report_parser
 
@@ -197,7 +197,7 @@ def build_parser() -> Parser:
 
     from bench.perf import add_perf_parser
 
-    add_classifier_parser(sub)
+    classifier_command.add_parser(sub)
     add_report_parser(sub)
     add_perf_parser(sub)
     from bench.sweep import add_sweep_parser; add_sweep_parser(sub)
