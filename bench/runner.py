@@ -28,6 +28,7 @@ from bench import console
 from bench.contract import DIAGNOSTICS, REQUIRED_LOSSES, ArchSpec, GAN, check_samples, check_step_output, count_parameters
 from bench.data import BatchSampler, SamplerState, training_images
 from bench.errors import PluginError, UsageError
+from bench.record import _to_plain
 from bench.results import (
     SCHEMA_VERSION, atomic_path, environment, make_run_dir, read_record, save_torch, tune_allocator, utc_iso, write_csv,
     write_json,
@@ -480,7 +481,7 @@ class Run:
 
     def _evaluate(self) -> None:
         """Score the generator now; the time it takes is kept out of the training timing."""
-        m = self.evaluator.evaluate(self.gan)
+        m = _to_plain(self.evaluator.evaluate(self.gan))  # plain data, as run.json and the checkpoint hold
         self.eval_s += m["eval_s"]
         self._last_metrics = m
         row = {"step": self.step, "train_wall_s": self.train_wall_s, **{k: m[k] for k in METRIC_COLUMNS}, "eval_s": m["eval_s"]}
@@ -546,7 +547,7 @@ class Run:
             "discriminator": {k: _mean(tail, k) for k in DIAGNOSTICS},
             "metrics": self.metrics,
             "evaluations": self.evaluations,
-            "references": self.evaluator.reference_points() if self.evaluator is not None and self.metrics else None,
+            "references": _to_plain(self.evaluator.reference_points()) if self.evaluator is not None and self.metrics else None,
             "peak_memory_bytes": peak_memory_bytes(self.device),
             "env": environment(self.device),
         }

@@ -9,6 +9,7 @@ from rich.table import Table
 
 from bench import console
 from bench.console import fmt
+from bench.record import Metrics, _to_plain
 
 
 def _mib(n: int | None) -> str:
@@ -59,8 +60,11 @@ METRIC_LABELS = {
 }
 
 
-def metrics_table(metrics: dict[str, Any], references: dict[str, dict[str, Any]] | None, title: str) -> Table:
-    """Metrics beside the reference points (train vs test, noise vs test)."""
+def metrics_table(metrics: Metrics | dict[str, Any], references: dict[str, Metrics] | dict[str, dict[str, Any]] | None,
+                  title: str) -> Table:
+    """Metrics beside the reference points (train vs test, noise vs test), as records or as run.json data."""
+    metrics = _plain(metrics)
+    references = {name: _plain(r) for name, r in references.items()} if references else None
     table = Table(title=title, title_justify="left")
     table.add_column("metric", style="bold")
     table.add_column("this run", justify="right")
@@ -79,7 +83,12 @@ def metrics_table(metrics: dict[str, Any], references: dict[str, dict[str, Any]]
     return table
 
 
-def print_metrics(metrics: dict[str, Any], references: dict[str, dict[str, Any]] | None, title: str) -> None:
+def _plain(metrics: Metrics | dict[str, Any]) -> dict[str, Any]:
+    return _to_plain(metrics) if isinstance(metrics, Metrics) else metrics
+
+
+def print_metrics(metrics: Metrics | dict[str, Any], references: dict[str, Metrics] | dict[str, dict[str, Any]] | None,
+                  title: str) -> None:
     """Print metrics beside the reference points."""
     console.out.print(metrics_table(metrics, references, title))
 

@@ -70,4 +70,4 @@ def test_evaluate(benchmark):
     gan = spec.build(spec.make_config(), CPU)
     evaluator = Evaluator(CPU)
     metrics = benchmark.pedantic(evaluator.evaluate, args=(gan,), rounds=2, iterations=1, warmup_rounds=1)
-    assert metrics["fid"] > 0
+    assert metrics.fid > 0

@@ -143,9 +143,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     references = evaluator.reference_points()
     print_metrics(metrics, references, title=f"{record['arch']} ({args.run_dir}): evaluation")
     if args.out:
+        from bench.record import _to_plain
         from bench.results import write_json
 
-        write_json(args.out, {"metrics": metrics, "references": references})
+        write_json(args.out, _to_plain({"metrics": metrics, "references": references}))
     return 0
 
 

@@ -33,6 +33,8 @@ WEIGHTS_PATH = Path(__file__).parent.parent / "weights" / "mnist_classifier.pt"
 WEIGHTS_SHA256 = "6ba97ff2f936e41eafb2990cf1e44e287af8bc151601b603410f896a34c1183a"
 #: The name recorded in evaluation protocols.
 NAME = "gan-bench MNIST classifier (LeNet-like, 128 penultimate features)"
+#: The side of the square images the network reads.
+IMAGE_SIZE = 28
 #: ``bench classifier check`` fails below this test accuracy.
 MIN_ACCURACY = 0.99
 DEFAULT_SEED = 0
@@ -121,7 +123,7 @@ def train_classifier(
     device = torch.device(device)
     images, labels = load_mnist("train", data_dir)
     images, labels = images[:subset], labels[:subset]
-    x_all = to_model_range(images, 28).to(device)
+    x_all = to_model_range(images, IMAGE_SIZE).to(device)
     y_all = labels.to(device)
     gen = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):
@@ -247,7 +249,7 @@ def test_accuracy(model: MNISTClassifier, device: torch.device | str = "cpu", da
     model.eval()
     try:
         model.to(device)
-        _, logits = predict(model, to_model_range(images, 28))
+        _, logits = predict(model, to_model_range(images, IMAGE_SIZE))
     finally:
         model.train(was_training)
     return float((logits.argmax(1).cpu() == labels).float().mean())
