@@ -256,7 +256,7 @@ class Run:
     Args:
         cfg: the settings.
         spec: the architecture.
-        evaluator: scores the generator (a :class:`bench.metrics.Evaluator`); built on
+        evaluator: scores the generator (a :class:`bench.metrics.evaluator.Evaluator`); built on
             demand when ``cfg.eval`` is on and none is given (share one across runs).
     """
 
