@@ -9,41 +9,41 @@ from rich.table import Table
 
 from bench import console
 from bench.console import fmt
+from bench.record import Metrics, RunRecord
 
 
 def _mib(n: int | None) -> str:
     return "-" if n is None else f"{n / 2**20:,.0f} MiB"
 
 
-def print_run(record: dict[str, Any], run_dir: Path | None) -> None:
+def print_run(record: RunRecord, run_dir: Path | None) -> None:
     """Print the end-of-run summary of one run record."""
-    t = record["timing"]
-    disc = record.get("discriminator", {})
-    status = record["status"]
-    if record.get("diverged_at_step") is not None:
-        status += f" (non-finite values at step {record['diverged_at_step']})"
+    t = record.timing
+    status = str(record.status)
+    if record.diverged_at_step is not None:
+        status += f" (non-finite values at step {record.diverged_at_step})"
     rows = [
         ("status", status),
-        ("steps", record["steps"]),
-        ("images seen", record["images_seen"]),
-        ("wall time", f"{t['wall_s']:.1f} s"),
-        ("step time median", f"{fmt(t['step_ms_median'])} ms"),
-        ("step time p10 / p90", f"{fmt(t['step_ms_p10'])} / {fmt(t['step_ms_p90'])} ms"),
-        ("warm-up steps (left out)", t["warmup_steps"]),
-        ("images / s", f"{t['images_per_s']:,.0f}"),
-        ("FLOPs per step", record.get("flops_per_step")),
-        ("precision", record["config"].get("precision", "fp32")),
-        ("peak memory", _mib(record.get("peak_memory_bytes"))),
-        ("final D loss", record["losses"]["d"]),
-        ("final G loss", record["losses"]["g"]),
-        ("D(x), mean of last interval", disc.get("d_real")),
-        ("D(G(z)), mean of last interval", disc.get("d_fake")),
-        ("parameters G / D", f"{record['params'].get('generator', 0):,} / {record['params'].get('discriminator', 0):,}"),
-        ("device", f"{record['env']['device']} ({record['env']['device_name']})"),
+        ("steps", record.steps),
+        ("images seen", record.images_seen),
+        ("wall time", f"{t.wall_s:.1f} s"),
+        ("step time median", f"{fmt(t.step_ms_median)} ms"),
+        ("step time p10 / p90", f"{fmt(t.step_ms_p10)} / {fmt(t.step_ms_p90)} ms"),
+        ("warm-up steps (left out)", t.warmup_steps),
+        ("images / s", f"{t.images_per_s:,.0f}"),
+        ("FLOPs per step", record.flops_per_step),
+        ("precision", record.config.precision),
+        ("peak memory", _mib(record.peak_memory_bytes)),
+        ("final D loss", record.losses.d),
+        ("final G loss", record.losses.g),
+        ("D(x), mean of last interval", record.discriminator.d_real),
+        ("D(G(z)), mean of last interval", record.discriminator.d_fake),
+        ("parameters G / D", f"{record.params.get('generator', 0):,} / {record.params.get('discriminator', 0):,}"),
+        ("device", f"{record.env.device} ({record.env.device_name})"),
     ]
-    console.out.print(console.key_value_table(f"{record['arch']}: run summary", rows))
-    if record.get("metrics"):
-        print_metrics(record["metrics"], record.get("references"), f"{record['arch']}: quality at step {record['steps']}")
+    console.out.print(console.key_value_table(f"{record.arch}: run summary", rows))
+    if record.metrics is not None:
+        print_metrics(record.metrics, record.references, f"{record.arch}: quality at step {record.steps}")
     if run_dir is not None:
         console.out.print(f"results: {run_dir}")
 
@@ -59,7 +59,7 @@ METRIC_LABELS = {
 }
 
 
-def metrics_table(metrics: dict[str, Any], references: dict[str, dict[str, Any]] | None, title: str) -> Table:
+def metrics_table(metrics: Metrics, references: dict[str, Metrics] | None, title: str) -> Table:
     """Metrics beside the reference points (train vs test, noise vs test)."""
     table = Table(title=title, title_justify="left")
     table.add_column("metric", style="bold")
@@ -68,18 +68,16 @@ def metrics_table(metrics: dict[str, Any], references: dict[str, dict[str, Any]]
     for name in refs:
         table.add_column(name.replace("_", " "), justify="right", style="dim")
     for key, label in METRIC_LABELS.items():
-        value = metrics.get(key)
-        if key == "kid" and metrics.get("kid_std") is not None:
-            shown = f"{fmt(value)} ± {fmt(metrics['kid_std'])}"
-        else:
-            shown = fmt(value)
-        table.add_row(label, shown, *[fmt(r.get(key)) for r in refs.values()])
-    if "eval_s" in metrics:
-        table.caption = f"{metrics.get('protocol', {}).get('n_generated', '?')} generated vs MNIST test; evaluation took {metrics['eval_s']:.1f} s"
+        value = metrics.value(key)
+        shown = f"{fmt(value)} ± {fmt(metrics.kid_std)}" if key == "kid" and metrics.kid_std is not None else fmt(value)
+        table.add_row(label, shown, *[fmt(r.value(key)) for r in refs.values()])
+    if metrics.eval_s is not None:
+        table.caption = (f"{metrics.protocol.get('n_generated', '?')} generated vs MNIST test; "
+                         f"evaluation took {metrics.eval_s:.1f} s")
     return table
 
 
-def print_metrics(metrics: dict[str, Any], references: dict[str, dict[str, Any]] | None, title: str) -> None:
+def print_metrics(metrics: Metrics, references: dict[str, Metrics] | None, title: str) -> None:
     """Print metrics beside the reference points."""
     console.out.print(metrics_table(metrics, references, title))
 

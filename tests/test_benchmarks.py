@@ -62,7 +62,7 @@ def test_draw_batch(benchmark, image_size):
 @pytest.mark.skipif(not WEIGHTS.is_file(), reason=f"the shipped classifier weights ({WEIGHTS.name}) are not there yet")
 def test_evaluate(benchmark):
     """One full evaluation of a vanilla generator (10,000 samples; real statistics cached)."""
-    from bench.metrics import Evaluator
+    from bench.metrics.evaluator import Evaluator
 
     benchmark.group = "evaluation: all metrics, 10,000 samples, cpu"
     spec = default_registry().load("vanilla")
@@ -70,4 +70,4 @@ def test_evaluate(benchmark):
     gan = spec.build(spec.make_config(), CPU)
     evaluator = Evaluator(CPU)
     metrics = benchmark.pedantic(evaluator.evaluate, args=(gan,), rounds=2, iterations=1, warmup_rounds=1)
-    assert metrics["fid"] > 0
+    assert metrics.fid > 0

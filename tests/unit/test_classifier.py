@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import os
+import stat
 
 import pytest
 import torch
 
-from bench import classifier as C
+from bench.cli import classifier as classifier_command
+from bench.cli import build_parser
+from bench.metrics import classifier as C
 from bench.errors import BenchError
 
 
@@ -62,23 +66,38 @@ def test_training_is_deterministic_and_leaves_the_global_rng_alone(tmp_path):
     digest = C.save_weights(runs[0].model, tmp_path / "w.pt")
     assert digest == C.file_sha256(tmp_path / "w.pt")
     assert [p.name for p in tmp_path.iterdir()] == ["w.pt"]
+    umask = os.umask(0)
+    os.umask(umask)
+    # An ordinary file (package data must be readable), not the 0600 of a temporary file.
+    assert stat.S_IMODE((tmp_path / "w.pt").stat().st_mode) == 0o666 & ~umask
     loaded = C.load_classifier("cpu", tmp_path / "w.pt", expected_sha256=digest)
     assert torch.equal(loaded.head.weight, a["head.weight"])
 
 
 def test_cli_parser_wiring():
-    parser = argparse.ArgumentParser(prog="bench")
-    C.add_classifier_parser(parser.add_subparsers(dest="command", required=True))
+    parser = build_parser("classifier")
     args = parser.parse_args(["classifier", "train", "--epochs", "3", "--seed", "7", "--out", "x.pt"])
-    assert (args.func, args.epochs, args.seed, args.out, args.device) == (C.cli_train, 3, 7, "x.pt", "cpu")
+    assert (args.func, args.classifier_command) == (classifier_command.run, "train")
+    assert (args.epochs, args.seed, args.out, args.device) == (3, 7, "x.pt", "cpu")
     args = parser.parse_args(["classifier", "check"])
-    assert args.func is C.cli_check and args.device == "cpu"
+    assert (args.func, args.classifier_command, args.device) == (classifier_command.run, "check", "cpu")
     with pytest.raises(SystemExit):
         parser.parse_args(["classifier"])
 
 
+@pytest.mark.parametrize("argv", [["classifier", "train", "--epochs", "x"], ["classifier", "train", "--seed", "1.5"],
+                                  ["classifier", "check", "--seed", "1"], ["classifier"]])
+def test_cli_refuses_bad_input_in_one_line(argv, capsys):
+    parser = build_parser("classifier")
+    with pytest.raises(SystemExit) as info:
+        parser.parse_args(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--help" in err, err
+
+
 def test_cli_check_passes_on_the_shipped_weights(capsys):
-    assert C.cli_check(argparse.Namespace(device="cpu")) == 0
+    assert classifier_command.run(argparse.Namespace(classifier_command="check", device="cpu")) == 0
     assert "ok" in capsys.readouterr().out
 
 

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
 import torch
 from torch import Tensor, nn
 
-from bench import classifier
-from bench import metrics as M
 from bench.contract import GAN
 from bench.data import load_mnist, to_model_range
 from bench.errors import UsageError
+from bench.metrics import cache, classifier, scores
+from bench.metrics.evaluator import BATCH, EVAL_SEED, EvalProtocol, Evaluator
+from bench.record import METRIC_NAMES
 
 N_SMALL = 2000
 
@@ -22,20 +24,34 @@ def cache_folder(tmp_path_factory):
     """Keep the disk cache of this module in a temporary folder, starting empty."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("GAN_BENCH_CACHE", str(tmp_path_factory.mktemp("cache")))
-        M.clear_memory_cache()
+        cache.clear_memory_cache()
         yield
-    M.clear_memory_cache()
+    cache.clear_memory_cache()
 
 
 @pytest.fixture(scope="module")
-def evaluator(cache_folder) -> M.Evaluator:
-    return M.Evaluator("cpu", n_samples=N_SMALL)
+def evaluator(cache_folder) -> Evaluator:
+    return Evaluator("cpu", n_samples=N_SMALL)
 
 
 @pytest.fixture(scope="module")
 def test_images() -> tuple[Tensor, Tensor]:
     images, labels = load_mnist("test")
     return to_model_range(images, 28), labels
+
+
+@pytest.fixture(scope="module")
+def noisy_images(test_images) -> Tensor:
+    """1,200 test digits with noise added: a stand-in for a generator's images."""
+    images = test_images[0][:1200]
+    return (images + 0.5 * torch.randn(images.shape, generator=torch.Generator().manual_seed(5))).clamp(-1, 1)
+
+
+@pytest.fixture(scope="module")
+def generated(evaluator, noisy_images) -> tuple[Tensor, Tensor]:
+    """The classifier's features and logits of ``noisy_images``, batched as the evaluator batches."""
+    with torch.no_grad():
+        return evaluator._classify_all((noisy_images[i : i + BATCH] for i in range(0, 1200, BATCH)), None)
 
 
 class LinearGAN(GAN):
@@ -70,24 +86,28 @@ class OneDigitGAN:
         return self.pool[(z[:, 0] * len(self.pool)).long().clamp_max(len(self.pool) - 1)]
 
 
+def untimed(metrics):
+    return dataclasses.replace(metrics, eval_s=None)
+
+
 # --- the pieces -----------------------------------------------------------------------------
 
 
 def test_precision_recall_of_identical_sets_is_one():
     x = torch.randn(600, 32, generator=torch.Generator().manual_seed(1))
-    assert M.precision_recall(x, x.clone(), block=128) == (1.0, 1.0)
+    assert scores.precision_recall(x, x.clone(), block=128) == (1.0, 1.0)
 
 
 def test_precision_recall_of_disjoint_sets_is_zero():
     x = torch.randn(300, 8, generator=torch.Generator().manual_seed(2))
-    assert M.precision_recall(x, x + 100) == (0.0, 0.0)
+    assert scores.precision_recall(x, x + 100) == (0.0, 0.0)
 
 
 def test_precision_recall_separates_precision_from_recall():
     gen = torch.Generator().manual_seed(3)
     real = torch.randn(2000, 2, generator=gen)
     collapsed = torch.randn(2000, 2, generator=gen) * 0.1  # inside the real mass, covering little of it
-    precision, recall = M.precision_recall(real, collapsed, block=500)
+    precision, recall = scores.precision_recall(real, collapsed, block=500)
     assert precision > 0.95 and recall < 0.2
 
 
@@ -95,51 +115,159 @@ def test_knn_radii_match_a_brute_force_computation():
     x = torch.randn(200, 5, generator=torch.Generator().manual_seed(4))
     d = torch.cdist(x, x)
     expected = d.sort(dim=1).values[:, 3]
-    torch.testing.assert_close(M.knn_radii(x, 3, block=64), expected, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(scores.knn_radii(x, 3, block=64), expected, rtol=1e-4, atol=1e-4)
 
 
 def test_classifier_score_and_mode_coverage_limits():
     uniform = torch.zeros(100, 10)
-    assert M.classifier_score(uniform) == pytest.approx(1.0)
+    assert scores.classifier_score(uniform) == pytest.approx(1.0)
     confident = torch.eye(10).repeat(10, 1) * 50
-    assert M.classifier_score(confident) == pytest.approx(10.0, rel=1e-6)
-    shares, covered, kl = M.mode_coverage(confident)
+    assert scores.classifier_score(confident) == pytest.approx(10.0, rel=1e-6)
+    shares, covered, kl = scores.mode_coverage(confident)
     assert shares == pytest.approx([0.1] * 10) and covered == 10 and kl == pytest.approx(0.0, abs=1e-12)
-    shares, covered, kl = M.mode_coverage(torch.eye(10)[[3] * 99 + [4]])
+    shares, covered, kl = scores.mode_coverage(torch.eye(10)[[3] * 99 + [4]])
     assert covered == 2 and shares[3] == pytest.approx(0.99) and 0 < kl < math.log(10)
+
+
+# --- the update/compute objects -----------------------------------------------------------------
+
+
+def all_scores(evaluator) -> list[scores.Score]:
+    """A fresh instance of every score, on the evaluator's real side."""
+    real = evaluator.real
+    return [scores.FID(real.features), scores.KID(real.features, seed=EVAL_SEED),
+            scores.PrecisionRecall(real.features, real.radii), scores.ClassifierScore(), scores.ModeCoverage()]
+
+
+def test_the_evaluator_is_its_scores_updated_once(evaluator, noisy_images, generated):
+    features, logits = generated
+    values = {}
+    for score in all_scores(evaluator):
+        score.update(features, logits)
+        values.update(score.compute())
+    assert set(values) == {*METRIC_NAMES, "kid_std", "mode_shares"}
+    result = evaluator.evaluate_images(noisy_images)
+    assert {name: result.value(name) for name in values} == values
+
+
+def test_scores_fed_in_two_chunks_equal_one_chunk(evaluator, generated):
+    features, logits = generated
+    whole, split = all_scores(evaluator), all_scores(evaluator)
+    for one, two in zip(whole, split, strict=True):
+        one.update(features, logits)
+        two.update(features[:700], logits[:700])
+        two.update(features[700:], logits[700:])
+        a, b = one.compute(), two.compute()
+        if isinstance(one, scores.FID):
+            # Float64 sums over two products round differently from one; the rest is exact.
+            assert a["fid"] == pytest.approx(b["fid"], rel=1e-6)
+        else:
+            assert a == b, type(one).__name__
+
+
+def test_reset_clears_the_generated_side_only(evaluator, generated):
+    features, logits = generated
+    used, fresh = all_scores(evaluator), all_scores(evaluator)
+    for score, new in zip(used, fresh, strict=True):
+        score.update(features[:600], logits[:600])
+        first = score.compute()
+        score.reset()
+        score.update(features[600:], logits[600:])
+        new.update(features[600:], logits[600:])
+        assert score.compute() == new.compute(), type(score).__name__
+        assert score.compute() != first, type(score).__name__
+
+
+def test_kid_is_repeatable_and_leaves_the_global_rng_alone(evaluator, generated):
+    kid = scores.KID(evaluator.real.features, seed=EVAL_SEED)
+    kid.update(*generated)
+    rng = torch.get_rng_state()
+    first = kid.compute()
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert kid.compute() == first
+    assert kid.metric.subset_size == 1000  # min(1000, 1200 generated, 10,000 real)
 
 
 # --- the real side ------------------------------------------------------------------------------
 
 
 def test_cached_real_statistics_equal_a_fresh_computation(evaluator):
-    fresh = M.compute_real_stats(M.load_classifier("cpu"))
-    M.clear_memory_cache()
-    cached = M.real_stats()  # from the disk cache written when the evaluator was built
-    assert M.real_stats() is cached  # and from memory after that
+    fresh = cache.compute_real_stats(classifier.load_classifier("cpu"))
+    cache.clear_memory_cache()
+    cached = cache.real_stats()  # from the disk cache written when the evaluator was built
+    assert cache.real_stats() is cached  # and from memory after that
     for name, value in fresh.to_dict().items():
         assert torch.equal(value, getattr(cached, name)), name
         assert torch.equal(value, getattr(evaluator.real, name)), name
-    assert fresh.features.shape == (10_000, M.MNISTClassifier.num_features)
+    assert fresh.features.shape == (10_000, classifier.MNISTClassifier.num_features)
+
+
+def test_the_real_side_restored_from_the_cache_gives_exactly_the_fresh_fid(evaluator, noisy_images, generated):
+    features, logits = generated
+    fresh = cache.compute_real_stats(classifier.load_classifier("cpu"))
+    cache.clear_memory_cache()
+    restored = cache.real_stats()  # from disk
+    fids = []
+    for real in (fresh, restored):
+        fid = scores.FID(real.features)
+        fid.update(features, logits)
+        fids.append(fid.compute()["fid"])
+    assert fids[0] == fids[1]
+    # The evaluator, built on the cached real side, gives the same number for the same images.
+    assert evaluator.evaluate_images(noisy_images).fid == fids[0]
 
 
 def test_a_corrupt_cache_file_is_recomputed(evaluator):
-    files = sorted(M.cache_dir().glob("real-stats-*.pt"))
+    files = sorted(cache.cache_dir().glob("real-stats-*.pt"))
     assert len(files) == 1
     files[0].write_bytes(b"not a torch file")
-    M.clear_memory_cache()
-    stats = M.real_stats()
+    cache.clear_memory_cache()
+    stats = cache.real_stats()
     assert torch.equal(stats.features, evaluator.real.features)
     assert files[0].stat().st_size > 1_000_000  # rewritten
 
 
+def test_cached_looks_in_memory_then_on_disk_then_computes(tmp_path, monkeypatch):
+    monkeypatch.setenv("GAN_BENCH_CACHE", str(tmp_path))
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"x": torch.arange(3)}
+
+    def lookup(decode=dict):
+        return cache.cached("test", cache.cache_key("test", n=3), compute, dict, decode)
+
+    value = lookup()
+    assert lookup() is value and len(calls) == 1  # memory
+    cache.clear_memory_cache()
+    assert torch.equal(lookup()["x"], value["x"]) and len(calls) == 1  # disk
+    cache.clear_memory_cache()
+
+    def refuse(stored):
+        raise ValueError("not what this version stores")
+
+    lookup(decode=refuse)
+    assert len(calls) == 2  # an undecodable file is recomputed
+    cache.clear_memory_cache()
+
+
+def test_a_cache_that_cannot_be_written_is_only_a_warning(tmp_path, monkeypatch):
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("GAN_BENCH_CACHE", str(tmp_path / "file" / "cache"))
+    with pytest.warns(UserWarning, match="cannot write the metrics cache"):
+        value = cache.cached("test", cache.cache_key("test", n=4), lambda: {"x": 1}, dict, dict)
+    assert value == {"x": 1}
+    cache.clear_memory_cache()
+
+
 def test_the_test_set_against_itself(evaluator, test_images):
     result = evaluator.evaluate_images(test_images[0])
-    assert abs(result["fid"]) < 1e-3
-    assert abs(result["kid"]) < 1e-3
-    assert result["precision"] == 1.0 and result["recall"] == 1.0
-    assert result["modes_covered"] == 10 and result["mode_kl"] < 0.01
-    assert 9.5 < result["classifier_score"] <= 10.0
+    assert abs(result.fid) < 1e-3
+    assert abs(result.kid) < 1e-3
+    assert result.precision == 1.0 and result.recall == 1.0
+    assert result.modes_covered == 10 and result.mode_kl < 0.01
+    assert 9.5 < result.classifier_score <= 10.0
 
 
 # --- end to end ---------------------------------------------------------------------------------
@@ -147,26 +275,28 @@ def test_the_test_set_against_itself(evaluator, test_images):
 
 def test_reference_points_order_train_far_below_noise(evaluator):
     ref = evaluator.reference_points()
+    assert list(ref) == ["train_vs_test", "noise_vs_test"]
     train, noise = ref["train_vs_test"], ref["noise_vs_test"]
-    assert train["fid"] * 20 < noise["fid"]
-    assert train["kid"] * 20 < noise["kid"]
-    assert train["precision"] > 0.6 and train["recall"] > 0.6
-    assert noise["precision"] < 0.1 and noise["recall"] < 0.1
-    assert train["modes_covered"] == 10 and train["classifier_score"] > 9
-    assert train["protocol"]["n_generated"] == N_SMALL
+    assert train.fid * 20 < noise.fid
+    assert train.kid * 20 < noise.kid
+    assert train.precision > 0.6 and train.recall > 0.6
+    assert noise.precision < 0.1 and noise.recall < 0.1
+    assert train.modes_covered == 10 and train.classifier_score > 9
+    assert train.protocol["n_generated"] == N_SMALL
+    assert train.eval_s is None and noise.eval_s is None  # a timing would go stale in the cache
     assert evaluator.reference_points() is ref  # cached in memory
-    M.clear_memory_cache()
-    again = M.Evaluator("cpu", n_samples=N_SMALL).reference_points()  # from disk
+    cache.clear_memory_cache()
+    again = Evaluator("cpu", n_samples=N_SMALL).reference_points()  # from disk
     assert again == ref
 
 
 def test_one_digit_generator_covers_one_mode(evaluator, test_images):
     images, labels = test_images
     result = evaluator.evaluate(OneDigitGAN(images[labels == 3]))
-    assert result["modes_covered"] == 1
-    assert max(result["mode_shares"]) > 0.98 and result["mode_shares"].index(max(result["mode_shares"])) == 3
-    assert result["mode_kl"] == pytest.approx(math.log(10), abs=0.1)
-    assert result["recall"] < 0.3 < result["precision"]
+    assert result.modes_covered == 1
+    assert max(result.mode_shares) > 0.98 and result.mode_shares.index(max(result.mode_shares)) == 3
+    assert result.mode_kl == pytest.approx(math.log(10), abs=0.1)
+    assert result.recall < 0.3 < result.precision
 
 
 @pytest.mark.parametrize("image_size", [28, 32])
@@ -176,12 +306,12 @@ def test_evaluate_a_gan(evaluator, image_size):
     first = evaluator.evaluate(gan)
     assert torch.equal(torch.get_rng_state(), rng), "the evaluation moved the global RNG"
     second = evaluator.evaluate(gan)
-    first.pop("eval_s"), second.pop("eval_s")
-    assert first == second, "the same GAN scored differently twice"
-    assert set(first) | {"eval_s"} <= set(M.DISPLAY_NAMES) | {"protocol"}
-    assert len(first["mode_shares"]) == 10 and sum(first["mode_shares"]) == pytest.approx(1.0)
-    assert first["fid"] > 10 * evaluator.reference_points()["train_vs_test"]["fid"]
-    assert first["protocol"]["n_generated"] == N_SMALL
+    assert untimed(first) == untimed(second), "the same GAN scored differently twice"
+    assert all(first.value(name) is not None for name in (*METRIC_NAMES, "kid_std", "mode_shares"))
+    assert first.fid_inception is None and first.eval_s > 0
+    assert len(first.mode_shares) == 10 and sum(first.mode_shares) == pytest.approx(1.0)
+    assert first.fid > 10 * evaluator.reference_points()["train_vs_test"].fid
+    assert first.protocol["n_generated"] == N_SMALL
 
 
 @torch.no_grad()
@@ -197,41 +327,61 @@ def test_resize_path_matches_resizing_by_hand(evaluator, test_images):
 
 def test_the_full_protocol(test_images):
     """One evaluation exactly as the runner does it: 10,000 samples, recorded protocol."""
-    evaluator = M.Evaluator("cpu")
+    evaluator = Evaluator("cpu")
     result = evaluator.evaluate(LinearGAN(32))
-    protocol = result["protocol"]
+    protocol = result.protocol
+    # Stored in every run.json and compared across runs: the keys and their order are fixed.
+    assert list(protocol) == [
+        "version", "n_generated", "n_real", "real_split", "eval_seed", "latents", "feature_network",
+        "feature_network_sha256", "feature_dim", "resize", "pr_k", "kid_subsets", "kid_subset_size",
+        "kid_subset_seed", "kid_kernel", "kid_gamma", "fid_backbone", "torchmetrics",
+    ]
     assert protocol["n_generated"] == protocol["n_real"] == 10_000
-    assert protocol["eval_seed"] == M.EVAL_SEED and protocol["real_split"] == "test"
+    assert protocol["eval_seed"] == EVAL_SEED and protocol["real_split"] == "test"
     assert protocol["feature_network_sha256"] == classifier.WEIGHTS_SHA256
-    assert (protocol["pr_k"], protocol["kid_subsets"], protocol["kid_subset_size"]) == (3, M.KID_SUBSETS, 1000)
-    assert result["eval_s"] > 0 and math.isfinite(result["fid"])
+    assert (protocol["pr_k"], protocol["kid_subsets"], protocol["kid_subset_size"]) == (3, scores.KID_SUBSETS, 1000)
+    assert result.eval_s > 0 and math.isfinite(result.fid)
+
+
+def test_the_protocol_follows_the_number_of_generated_images(evaluator):
+    assert evaluator.protocol(N_SMALL) == evaluator.protocol()
+    small = evaluator.protocol(500)
+    assert (small["n_generated"], small["kid_subset_size"]) == (500, 500)
+    assert {k: v for k, v in small.items() if k not in ("n_generated", "kid_subset_size")} == {
+        k: v for k, v in evaluator.protocol().items() if k not in ("n_generated", "kid_subset_size")}
+    spec = EvalProtocol(n_generated=20_000, n_real=10_000, eval_seed=1, feature_dim=128, kid_subset_seed=1,
+                        kid_gamma=0.5, fid_backbone="classifier")
+    assert spec.kid_subset_size == 1000 and spec.generating(10).kid_subset_size == 10
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.n_generated = 3
 
 
 def test_evaluator_rejects_bad_input(evaluator):
     with pytest.raises(UsageError):
-        M.Evaluator("cpu", n_samples=3)
+        Evaluator("cpu", n_samples=3)
     with pytest.raises(UsageError, match="choose from"):
-        M.Evaluator("cpu", backbone="vgg")
+        Evaluator("cpu", backbone="vgg")
     with pytest.raises(UsageError):
         evaluator.evaluate_images(torch.zeros(10, 3, 28, 28))
+    with pytest.raises(UsageError, match="more than 3 images"):
+        evaluator.evaluate_images(torch.zeros(3, 1, 28, 28))
 
 
 # --- the Inception FID: only its refusals can be tested offline ----------------------------------
 
 
 def test_inception_fid_without_weights_says_where_to_get_them():
-    images = torch.zeros(4, 1, 28, 28)
     with pytest.raises(UsageError, match="inception.*nothing is downloaded") as info:
-        M.inception_fid(images, images)
+        Evaluator("cpu", n_samples=N_SMALL, backbone="inception")
     assert "\n" not in str(info.value)
     with pytest.raises(UsageError, match=r"\.\[inception\]"):
-        M.Evaluator("cpu", n_samples=N_SMALL, backbone="inception")
+        Evaluator("cpu", n_samples=N_SMALL, backbone="inception")
 
 
 def test_inception_fid_with_a_missing_file_or_package(tmp_path):
     # torch-fidelity is not a dependency: either it is missing or the file is, both refused.
     with pytest.raises(UsageError, match="torch-fidelity|not found"):
-        M.inception_fid(torch.zeros(4, 1, 28, 28), weights_path=tmp_path / "absent.pth")
+        Evaluator("cpu", n_samples=N_SMALL, backbone="inception", inception_weights=str(tmp_path / "absent.pth"))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -240,10 +390,10 @@ def test_evaluation_on_cuda_matches_the_cpu(evaluator):
     on_cpu = evaluator.evaluate(gan)
     gan.generator.to("cuda")
     cuda_rng = torch.cuda.get_rng_state()
-    on_gpu = M.Evaluator("cuda", n_samples=N_SMALL).evaluate(gan)
+    on_gpu = Evaluator("cuda", n_samples=N_SMALL).evaluate(gan)
     assert torch.equal(torch.cuda.get_rng_state(), cuda_rng)
-    assert on_gpu["fid"] == pytest.approx(on_cpu["fid"], rel=1e-3)
-    assert on_gpu["kid"] == pytest.approx(on_cpu["kid"], rel=1e-2, abs=1e-4)
+    assert on_gpu.fid == pytest.approx(on_cpu.fid, rel=1e-3)
+    assert on_gpu.kid == pytest.approx(on_cpu.kid, rel=1e-2, abs=1e-4)
     for key in ("precision", "recall", "classifier_score", "mode_kl"):
-        assert on_gpu[key] == pytest.approx(on_cpu[key], abs=0.01), key
-    assert on_gpu["mode_shares"] == pytest.approx(on_cpu["mode_shares"], abs=0.01)
+        assert on_gpu.value(key) == pytest.approx(on_cpu.value(key), abs=0.01), key
+    assert on_gpu.mode_shares == pytest.approx(on_cpu.mode_shares, abs=0.01)

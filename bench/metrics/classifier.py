@@ -13,11 +13,9 @@ It costs about 2 MFLOP per image: 10,000 images take well under a second on two 
 
 from __future__ import annotations
 
-import argparse
 import hashlib
-import os
-import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,15 +23,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bench import console
 from bench.data import load_mnist, to_model_range
 from bench.errors import BenchError, UsageError
+from bench.storage import save_torch
 
-WEIGHTS_PATH = Path(__file__).with_name("weights") / "mnist_classifier.pt"
+#: The shipped weights, package data of ``bench`` (this module lives one folder below it).
+WEIGHTS_PATH = Path(__file__).parent.parent / "weights" / "mnist_classifier.pt"
 #: SHA-256 of the shipped weights file; ``load_classifier`` refuses any other file.
 WEIGHTS_SHA256 = "6ba97ff2f936e41eafb2990cf1e44e287af8bc151601b603410f896a34c1183a"
 #: The name recorded in evaluation protocols.
 NAME = "gan-bench MNIST classifier (LeNet-like, 128 penultimate features)"
+#: The side of the square images the network reads.
+IMAGE_SIZE = 28
 #: ``bench classifier check`` fails below this test accuracy.
 MIN_ACCURACY = 0.99
 DEFAULT_SEED = 0
@@ -104,7 +105,7 @@ def train_classifier(
     epochs: int = DEFAULT_EPOCHS,
     device: torch.device | str = "cpu",
     data_dir: str | None = None,
-    log=None,
+    log: Callable[[str], None] | None = None,
     subset: int | None = None,
 ) -> TrainResult:
     """Train the classifier on the 60,000 training images; deterministic given the seed on CPU.
@@ -122,7 +123,7 @@ def train_classifier(
     device = torch.device(device)
     images, labels = load_mnist("train", data_dir)
     images, labels = images[:subset], labels[:subset]
-    x_all = to_model_range(images, 28).to(device)
+    x_all = to_model_range(images, IMAGE_SIZE).to(device)
     y_all = labels.to(device)
     gen = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):
@@ -154,7 +155,18 @@ def train_classifier(
     return TrainResult(model.cpu(), accuracy, train_s, epochs, seed)
 
 
-def _train_epochs(model, opt, sched, x_all, y_all, gen, epochs, steps_per_epoch, start, log) -> None:
+def _train_epochs(
+    model: MNISTClassifier,
+    opt: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.LRScheduler,
+    x_all: Tensor,
+    y_all: Tensor,
+    gen: torch.Generator,
+    epochs: int,
+    steps_per_epoch: int,
+    start: float,
+    log: Callable[[str], None] | None,
+) -> None:
     """Run the epochs of ``train_classifier``, logging the mean loss after each."""
     device = x_all.device
     for epoch in range(epochs):
@@ -176,19 +188,11 @@ def _train_epochs(model, opt, sched, x_all, y_all, gen, epochs, steps_per_epoch,
 
 
 def save_weights(model: MNISTClassifier, path: Path | str = WEIGHTS_PATH) -> str:
-    """Write the state dict atomically (temporary file, then rename) and return its SHA-256."""
+    """Write the state dict atomically and return the file's SHA-256."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(state, fh)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; package data must be readable
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    save_torch(path, state)
     return file_sha256(path)
 
 
@@ -245,67 +249,10 @@ def test_accuracy(model: MNISTClassifier, device: torch.device | str = "cpu", da
     model.eval()
     try:
         model.to(device)
-        _, logits = predict(model, to_model_range(images, 28))
+        _, logits = predict(model, to_model_range(images, IMAGE_SIZE))
     finally:
         model.train(was_training)
     return float((logits.argmax(1).cpu() == labels).float().mean())
 
 
 test_accuracy.__test__ = False  # not a pytest test, despite its name
-
-
-# --- command line ---------------------------------------------------------------------------
-
-
-def cli_train(args: argparse.Namespace) -> int:
-    """`bench classifier train`: train, save the weights atomically, report hash and accuracy."""
-    out = console.out
-    device = torch.device(getattr(args, "device", None) or "cpu")
-    path = Path(getattr(args, "out", None) or WEIGHTS_PATH)
-    seed = getattr(args, "seed", DEFAULT_SEED)
-    epochs = getattr(args, "epochs", DEFAULT_EPOCHS)
-    console.err.print(f"training the MNIST classifier on {device}: seed {seed}, {epochs} epochs")
-    result = train_classifier(seed, epochs, device, getattr(args, "data_dir", None), log=console.err.print)
-    digest = save_weights(result.model, path)
-    size_kb = path.stat().st_size / 1024
-    out.print(f"test accuracy {result.accuracy:.2%} after {result.train_s:.0f} s of training", soft_wrap=True)
-    out.print(f"wrote {path} ({size_kb:.0f} KiB), SHA-256 {digest}", soft_wrap=True)
-    if result.accuracy < MIN_ACCURACY:
-        console.warn(f"test accuracy {result.accuracy:.2%} is below {MIN_ACCURACY:.0%}")
-    if digest != WEIGHTS_SHA256:
-        console.warn(
-            "these weights differ from the shipped ones (another seed, epoch count, device, CPU or torch "
-            f'build); to use them, set WEIGHTS_SHA256 = "{digest}" in {__file__}'
-        )
-    return 0
-
-
-def cli_check(args: argparse.Namespace) -> int:
-    """`bench classifier check`: verify the weights' hash and their test accuracy."""
-    device = torch.device(getattr(args, "device", None) or "cpu")
-    model = load_classifier(device)
-    console.out.print(f"{WEIGHTS_PATH}: SHA-256 {WEIGHTS_SHA256}, as expected", soft_wrap=True)
-    accuracy = test_accuracy(model, device, getattr(args, "data_dir", None))
-    if accuracy < MIN_ACCURACY:
-        console.error(f"test accuracy {accuracy:.2%} is below {MIN_ACCURACY:.0%}")
-        return 1
-    console.out.print(f"test accuracy {accuracy:.2%} (at least {MIN_ACCURACY:.0%} required): ok")
-    return 0
-
-
-def add_classifier_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register ``classifier train`` and ``classifier check``; each sets ``func``."""
-    parser = subparsers.add_parser("classifier", help="train or check the MNIST classifier behind the metrics")
-    sub = parser.add_subparsers(dest="classifier_command", metavar="{train,check}", required=True)
-
-    train = sub.add_parser("train", help="train the classifier and write its weights (a few minutes on CPU)")
-    train.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"training seed (default {DEFAULT_SEED})")
-    train.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help=f"epochs (default {DEFAULT_EPOCHS})")
-    train.add_argument("--out", default=None, help=f"where to write the weights (default {WEIGHTS_PATH})")
-    train.add_argument("--device", default="cpu", help="torch device (default cpu: the shipped weights were trained there)")
-    train.set_defaults(func=cli_train)
-
-    check = sub.add_parser("check", help="verify the shipped weights' SHA-256 and test accuracy")
-    check.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    check.set_defaults(func=cli_check)
-    return parser
