@@ -12,7 +12,8 @@ from __future__ import annotations
 import abc
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import Tensor, nn
@@ -50,7 +51,7 @@ class ArchSpec:
     description: str
     image_size: int
     config: type[GANConfig]
-    build: Callable[[Any, torch.device], "GAN"]
+    build: Callable[[Any, torch.device], GAN]
 
     def make_config(self, overrides: Mapping[str, Any] | None = None) -> GANConfig:
         """Return the default hyperparameters with ``overrides`` applied."""

@@ -14,7 +14,8 @@ import importlib.metadata as md
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Iterable
+from typing import NamedTuple
+from collections.abc import Iterable
 
 from bench.contract import ArchSpec
 from bench.errors import PluginError, RegistryError
@@ -31,6 +32,14 @@ class Entry:
     version: str
     value: str
     entry_point: md.EntryPoint = field(compare=False, repr=False)
+
+
+class Loaded(NamedTuple):
+    """An entry after loading: its spec, or the error that kept it from loading."""
+
+    entry: Entry
+    spec: ArchSpec | None
+    error: PluginError | None
 
 
 def _normalize(dist_name: str) -> str:
@@ -105,14 +114,14 @@ class Registry:
         self._loaded[name] = spec
         return spec
 
-    def load_all(self) -> list[tuple[Entry, ArchSpec | None, PluginError | None]]:
+    def load_all(self) -> list[Loaded]:
         """Load every architecture; a failure is returned beside its entry, not raised."""
         rows = []
         for name in self.names():
             try:
-                rows.append((self.entries[name], self.load(name), None))
+                rows.append(Loaded(self.entries[name], self.load(name), None))
             except PluginError as exc:
-                rows.append((self.entries[name], None, exc))
+                rows.append(Loaded(self.entries[name], None, exc))
         return rows
 
 

@@ -10,6 +10,7 @@ from rich.table import Table
 from bench import console
 from bench.console import fmt
 from bench.record import Metrics, RunRecord
+from bench.registry import Loaded
 
 
 def _mib(n: int | None) -> str:
@@ -82,7 +83,7 @@ def print_metrics(metrics: Metrics, references: dict[str, Metrics] | None, title
     console.out.print(metrics_table(metrics, references, title))
 
 
-def print_architectures(rows: list[tuple[Any, Any, Any]]) -> None:
+def print_architectures(rows: list[Loaded]) -> None:
     """Print the registered architectures, with the load error of any that failed."""
     table = Table(title="Registered architectures", title_justify="left")
     for col in ("name", "package", "image", "description"):

@@ -25,9 +25,8 @@ def test_unwritable_out_is_a_usage_error(tmp_path):
 def test_atomic_write_keeps_the_old_version_on_failure(tmp_path):
     target = tmp_path / "run.json"
     write_json(target, {"v": 1})
-    with pytest.raises(RuntimeError):
-        with atomic_path(target) as tmp:
-            tmp.write_text('{"v": 2, "trunc')
-            raise RuntimeError("killed mid-write")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text('{"v": 2, "trunc')
+        raise RuntimeError("killed mid-write")
     assert json.loads(target.read_text()) == {"v": 1}
     assert list(tmp_path.iterdir()) == [target]
