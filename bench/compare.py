@@ -18,7 +18,8 @@ from typing import Any, Callable
 
 from bench import console
 from bench.errors import BenchError, PluginError, UsageError
-from bench.results import make_run_dir, make_unique_dir, read_record, utc_iso, utc_stamp, write_json
+from bench.record import read_record
+from bench.results import make_run_dir, make_unique_dir, utc_iso, utc_stamp, write_json
 
 PLAN = "compare.json"
 #: Statuses after which a planned run is not started again.
@@ -142,7 +143,7 @@ def adopt(entry: dict[str, Any], folder: Path) -> bool:
     if (run_dir / CHECKPOINT).is_file():
         return False  # execute() resumes it
     try:
-        status = read_record(run_dir)["status"]
+        status = str(read_record(run_dir).status)
     except BenchError:
         status = None
     if status in ("completed", "diverged"):

@@ -28,9 +28,9 @@ from bench import console
 from bench.contract import DIAGNOSTICS, REQUIRED_LOSSES, ArchSpec, GAN, check_samples, check_step_output, count_parameters
 from bench.data import BatchSampler, SamplerState, training_images
 from bench.errors import PluginError, UsageError
+from bench.record import RunRecord, read_record
 from bench.results import (
-    SCHEMA_VERSION, atomic_path, environment, make_run_dir, read_record, save_torch, tune_allocator, utc_iso, write_csv,
-    write_json,
+    SCHEMA_VERSION, atomic_path, environment, make_run_dir, save_torch, tune_allocator, utc_iso, write_csv, write_json,
 )
 from bench.timing import StepTimer, summarize
 
@@ -331,11 +331,9 @@ class Run:
         record = read_record(run_dir)
         ckpt_path = run_dir / CHECKPOINT
         if not ckpt_path.is_file():
-            raise UsageError(f"{run_dir} has no {CHECKPOINT} to resume from (status: {record.get('status')})")
-        saved = record["config"]
-        fields = {f.name for f in dataclasses.fields(RunConfig)}
-        cfg = RunConfig(**{k: v for k, v in saved.items() if k in fields})
-        run = cls(cfg, spec_for(record["arch"]), evaluator)
+            raise UsageError(f"{run_dir} has no {CHECKPOINT} to resume from (status: {record.status})")
+        cfg = RunConfig(**{f.name: getattr(record.config, f.name) for f in dataclasses.fields(RunConfig)})
+        run = cls(cfg, spec_for(record.arch), evaluator)
         try:
             ckpt = torch.load(ckpt_path, map_location=run.device, weights_only=True)
         except Exception as exc:
@@ -351,7 +349,7 @@ class Run:
         run.eval_s = float(ckpt["eval_s"])
         run.flops_per_step = ckpt["flops_per_step"]
         run._last_metrics = ckpt["last_metrics"]
-        run.started = record["started"]
+        run.started = record.started
         run.dir = run_dir
         run.resumed = True
         set_rng_state(ckpt["rng"], run.device)
@@ -604,19 +602,19 @@ class Run:
         return cfg
 
 
-def load_trained(run_dir: str | Path, spec_for: Any, device: torch.device) -> tuple[dict[str, Any], GAN]:
+def load_trained(run_dir: str | Path, spec_for: Any, device: torch.device) -> tuple[RunRecord, GAN]:
     """Rebuild a run's architecture from run.json and load its trained generator."""
     record = read_record(run_dir)
     path = Path(run_dir) / "generator.pt"
     if not path.is_file():
-        raise UsageError(f"{run_dir} has no generator.pt (status: {record.get('status')})")
-    spec = spec_for(record["arch"])
-    gan = spec.build(spec.make_config(record["config"]["hparams"]), device)
+        raise UsageError(f"{run_dir} has no generator.pt (status: {record.status})")
+    spec = spec_for(record.arch)
+    gan = spec.build(spec.make_config(record.config.hparams), device)
     try:
         state = torch.load(path, map_location=device, weights_only=True)
         gan.generator.load_state_dict(state)
     except Exception as exc:
-        raise UsageError(f"{path} cannot be loaded into {record['arch']}'s generator: {type(exc).__name__}: {exc}") from None
+        raise UsageError(f"{path} cannot be loaded into {record.arch}'s generator: {type(exc).__name__}: {exc}") from None
     return record, gan
 
 

@@ -105,15 +105,17 @@ def run_config(args: argparse.Namespace, arch: str):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from bench.layout import Status
+    from bench.record import read_record
     from bench.registry import default_registry
-    from bench.runner import Run, read_record
+    from bench.runner import Run
     from bench.tables import print_run
 
     registry = default_registry()
     if args.resume:
         if args.arch:
             raise UsageError("--resume takes the architecture and settings from the run folder; drop --arch")
-        if read_record(args.resume)["status"] == "completed":
+        if read_record(args.resume).status is Status.COMPLETED:
             console.out.print(f"{args.resume} is already complete; nothing to do")
             return 0
         run = Run.resume(args.resume, registry.load)
@@ -137,11 +139,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device)
     record, gan = load_trained(args.run_dir, default_registry().load, device)
-    evaluator = Evaluator(device, n_samples=args.eval_samples, data_dir=record["config"].get("data_dir"),
+    evaluator = Evaluator(device, n_samples=args.eval_samples, data_dir=record.config.data_dir,
                           backbone=args.fid_backbone, inception_weights=args.inception_weights)
     metrics = evaluator.evaluate(gan)
     references = evaluator.reference_points()
-    print_metrics(metrics, references, title=f"{record['arch']} ({args.run_dir}): evaluation")
+    print_metrics(metrics, references, title=f"{record.arch} ({args.run_dir}): evaluation")
     if args.out:
         from bench.results import write_json
 
