@@ -268,7 +268,7 @@ def plan_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from bench.report import group_runs, load_runs
+    from bench.report.aggregate import group_runs, load_runs
     from bench.tables import print_comparison
 
     if args.resume:

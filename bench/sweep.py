@@ -758,7 +758,7 @@ def plan_sweep(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from bench.compare import Comparison
-    from bench.report import best_per_arch, group_runs, load_runs
+    from bench.report.aggregate import best_per_arch, group_runs, load_runs
     from bench.tables import hparams_text, print_comparison
 
     backend = make_backend(args)  # first: without Ray, say so before anything is written
@@ -816,7 +816,8 @@ def add_sweep_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``sweep`` on the CLI's subparsers and return its parser."""
     from bench.cli import add_training_options, parse_int
     from bench.compare import parse_archs, parse_seeds
-    from bench.report import DEFAULT_FID_TARGET, _positive_float
+    from bench.cli.options import positive_float
+    from bench.config import DEFAULT_FID_TARGET
 
     p = subparsers.add_parser(
         "sweep", help="every architecture x seed x hyperparameter point, here or on Ray",
@@ -847,7 +848,7 @@ def add_sweep_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="SWEEP_DIR",
                    help="continue a sweep: skip finished points, resume interrupted runs from their checkpoints")
     p.add_argument("--retry-failed", action="store_true", help="with --resume: run the failed points again too")
-    p.add_argument("--fid-target", type=_positive_float, default=DEFAULT_FID_TARGET, metavar="FID",
+    p.add_argument("--fid-target", type=positive_float, default=DEFAULT_FID_TARGET, metavar="FID",
                    help=f"FID for time-to-quality (default {DEFAULT_FID_TARGET:g})")
     add_training_options(p, seed=False)
     p.set_defaults(func=cmd_sweep)

@@ -183,7 +183,9 @@ def build_parser() -> Parser:
 
     from bench.classifier import add_classifier_parser
     from bench.compare import cmd_compare, parse_archs, parse_seeds
-    from bench.report import DEFAULT_FID_TARGET, _positive_float, add_report_parser
+    from bench.cli import report as report_command
+    from bench.cli.options import positive_float
+    from bench.config import DEFAULT_FID_TARGET
 
     p = sub.add_parser("compare", help="run several architectures and seeds under one protocol",
                        description="Run every (architecture, seed) pair through the same runner, one after "
@@ -191,7 +193,7 @@ def build_parser() -> Parser:
     p.add_argument("--arch", type=parse_archs, help="comma-separated architectures, e.g. vanilla,dcgan,wgan")
     p.add_argument("--seeds", type=parse_seeds, default=[0], metavar="N|LIST",
                    help="a count (3 = seeds 0,1,2) or a list (0,5,7); default 1")
-    p.add_argument("--fid-target", type=_positive_float, default=DEFAULT_FID_TARGET, metavar="FID",
+    p.add_argument("--fid-target", type=positive_float, default=DEFAULT_FID_TARGET, metavar="FID",
                    help=f"FID for time-to-quality (default {DEFAULT_FID_TARGET:g})")
     p.add_argument("--resume", metavar="COMPARE_DIR", help="continue a comparison: skip finished runs, resume the interrupted one")
     add_training_options(p, seed=False)
@@ -200,7 +202,7 @@ def build_parser() -> Parser:
     from bench.perf import add_perf_parser
 
     add_classifier_parser(sub)
-    add_report_parser(sub)
+    report_command.add_parser(sub)
     add_perf_parser(sub)
     from bench.sweep import add_sweep_parser; add_sweep_parser(sub)
 
