@@ -8,20 +8,29 @@ import io
 import json
 import math
 import re
+import shlex
+import shutil
 import pytest
 
 from bench.cli.options import Parser
 from bench.cli.report import add_parser
 from bench.config import DEFAULT_FID_TARGET
 from bench.errors import UsageError
+from bench.layout import PLAN
+from bench.plans.plan import Plan
 from bench.record import Evaluation
-from bench.report.aggregate import best_per_arch, group_runs, load_runs, protocol_note, time_to_quality
+from bench.report.aggregate import (
+    TimeToQuality, best_per_arch, group_runs, load_runs, protocol_note, time_to_quality,
+)
 from bench.report.publish import write_report
 from bench.report.render import FORMATS, render
 from bench.storage import write_json
-from helpers import make_record, make_run
+from bench.tables import mean_pm_std, mean_text, millions, time_to_quality_texts
+from bench.timing import Stats
+from helpers import REPO, make_record, make_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+LEGACY = REPO / "tests" / "data" / "legacy"
 
 
 def groups_of(*paths, **kwargs):
@@ -306,6 +315,10 @@ def test_write_report_writes_table_and_figures(three_archs, tmp_path):
 def test_write_report_refuses_a_folder_as_out(three_archs, tmp_path):
     with pytest.raises(UsageError, match="is a folder"):
         write_report([three_archs], "md", tmp_path)
+    with pytest.raises(UsageError, match=re.escape(f"e.g. {tmp_path / 'report.tex'}")):  # the format's suffix
+        write_report([three_archs], "latex", tmp_path)
+    with pytest.raises(UsageError, match="unknown report format 'html'; choose from: md, csv, json, latex"):
+        write_report([three_archs], "html", tmp_path / "t.html")
 
 
 def test_write_report_without_out_prints_verbatim(three_archs, tmp_path, capsys):
@@ -367,4 +380,80 @@ def test_best_per_arch_picks_the_lowest_mean_fid_point(tmp_path):
     assert [(r.arch, r.hparams["lr"] if r.arch == "dcgan" else None) for r in best.rows] == [
         ("dcgan", 2e-4), ("vanilla", None)]
     assert best.rows[0].metrics["fid"].mean == pytest.approx(12.0) and best.rows[0].best
+
+
+# How a report was made: the plans' commands and its own ----------------------------------------
+
+LEGACY_COMMANDS = [
+    "python -m bench compare --arch vanilla,wgan --seeds 2 --steps 20 --threads 1 --eval-samples 200 --log-every 10",
+    "python -m bench sweep --arch lsgan --seeds 1 --steps 20 --threads 1 --eval-samples 200 --log-every 10 "
+    "--grid lr=1e-4,2e-4",
+]
+
+
+def how_made(md: str) -> list[str]:
+    """The commands in a Markdown report's "How this was made" section."""
+    section = md.split("## How this was made", 1)[1]
+    return section.split("```sh\n", 1)[1].split("\n```", 1)[0].splitlines()
+
+
+@pytest.mark.parametrize("fmt", list(FORMATS))
+def test_report_renders_the_previous_release_folders(fmt, tmp_path):
+    """Plans of the previous release hold absolute /tmp paths and no command; the report rebuilds it."""
+    out = tmp_path / f"legacy.{FORMATS[fmt].suffix}"
+    argv = ["report", str(LEGACY), "--format", fmt, "--out", str(out), "--no-figures"]
+    args = report_parser().parse_args(argv)
+    args.argv = argv
+    assert args.func(args) == 0
+    text = out.read_text()
+    assert all(arch in text for arch in ("vanilla", "wgan", "lsgan"))
+    if fmt == "md":
+        assert how_made(text) == [*LEGACY_COMMANDS, "python -m bench " + shlex.join(argv)]
+        assert "| lsgan | 2 | 2 completed |" in text  # the sweep folder's runs share the comparison's protocol
+    if fmt == "json":
+        (group,) = json.loads(text)
+        assert [(r["arch"], r["runs"]) for r in group["rows"]] == [("lsgan", 2), ("vanilla", 2), ("wgan", 2)]
+
+
+def test_a_stored_command_is_rendered_as_typed(tmp_path):
+    folder = shutil.copytree(LEGACY / "compare-20261130T084225Z", tmp_path / "compare")
+    plan = Plan.load(folder)
+    plan.command = ["compare", "--arch", "vanilla,wgan", "--seeds", "2", "--out", "my runs/today"]
+    plan.save()
+    md = render(groups_of(folder), "md")
+    assert how_made(md) == ["python -m bench " + shlex.join(plan.command)]
+    assert how_made(md)[0].endswith("--out 'my runs/today'")
+
+
+def test_a_damaged_plan_only_costs_the_provenance_line(tmp_path):
+    folder = shutil.copytree(LEGACY / "sweep-20261130T084233Z", tmp_path / "sweep")
+    (folder / PLAN).write_text('{"kind": "sweep", "runs": ')
+    groups = groups_of(folder)
+    md = render(groups, "md", command="python -m bench report sweep")
+    assert how_made(md) == ["python -m bench report sweep"] and "lsgan" in md
+    assert "## How this was made" not in render(groups, "md")
+
+
+# Cells of the comparison tables ---------------------------------------------------------------
+
+
+def test_cell_helpers_format_stats_counts_and_time_to_quality():
+    assert mean_pm_std(Stats.of([8.0, 9.0])) == "8.5 ± 0.71"
+    assert mean_pm_std(Stats.of([0.03])) == "0.03 ± -"  # one seed has no spread
+    assert mean_pm_std(Stats.of([0.012, 0.013]), 1e3) == "12.5 ± 0.71"
+    assert mean_pm_std(Stats.of([None, float("nan")])) == "-" and mean_text(Stats.of([])) == "-"
+    assert mean_text(Stats.of([6400.0, 6500.0])) == "6450"
+    assert (millions(1_510_032), millions(533_505), millions(None)) == ("1.51", "0.534", "-")
+    assert time_to_quality_texts(TimeToQuality(10.0, 0, 0, None, None)) == ("-", "-", "-")
+    assert time_to_quality_texts(TimeToQuality(10.0, 0, 2, None, None)) == ("not reached",) * 3
+    assert time_to_quality_texts(TimeToQuality(10.0, 2, 3, 1200, 31.0)) == (
+        "31 (2/3 reached)", "1,200 (2/3 reached)", "31 s / 1,200 batches (2/3 reached)")
+
+
+def test_time_to_quality_counts_batches_in_whole_numbers(tmp_path):
+    make_run(tmp_path, seed=0, evaluations=[(1000, 20.0, 5.0)])
+    make_run(tmp_path, seed=1, evaluations=[(1400, 22.0, 5.0)])
+    (row,) = groups_of(tmp_path, fid_target=10.0)[0].rows
+    assert row.ttq.step == 1200 and isinstance(row.ttq.step, int)
+    assert "| 21 | 1,200 |" in render(groups_of(tmp_path, fid_target=10.0), "md")
 
