@@ -46,12 +46,14 @@ def print_run(record: dict[str, Any], run_dir: Path | None) -> None:
         ("final G loss", record["losses"]["g"]),
         ("D(x), mean of last interval", disc.get("d_real")),
         ("D(G(z)), mean of last interval", disc.get("d_fake")),
-        ("parameters G / D", f"{record['params'].get('generator', 0):,} / {record['params'].get('discriminator', 0):,}"),
+        ("parameters G / D",
+         f"{record['params'].get('generator', 0):,} / {record['params'].get('discriminator', 0):,}"),
         ("device", f"{record['env']['device']} ({record['env']['device_name']})"),
     ]
     console.out.print(console.key_value_table(f"{record['arch']}: run summary", rows))
     if record.get("metrics"):
-        print_metrics(record["metrics"], record.get("references"), f"{record['arch']}: quality at step {record['steps']}")
+        print_metrics(record["metrics"], record.get("references"),
+                      f"{record['arch']}: quality at step {record['steps']}")
     if run_dir is not None:
         console.out.print(f"results: {run_dir}")
 
@@ -83,7 +85,8 @@ def metrics_table(metrics: dict[str, Any], references: dict[str, dict[str, Any]]
             shown = fmt(value)
         table.add_row(label, shown, *[fmt(r.get(key)) for r in refs.values()])
     if "eval_s" in metrics:
-        table.caption = f"{metrics.get('protocol', {}).get('n_generated', '?')} generated vs MNIST test; evaluation took {metrics['eval_s']:.1f} s"
+        n_generated = metrics.get("protocol", {}).get("n_generated", "?")
+        table.caption = f"{n_generated} generated vs MNIST test; evaluation took {metrics['eval_s']:.1f} s"
     return table
 
 
@@ -101,7 +104,8 @@ def print_architectures(rows: list[tuple[Any, Any, Any]]) -> None:
         if spec is None:
             table.add_row(entry.name, entry.package, "-", f"[red]failed to load: {error}[/]")
         else:
-            table.add_row(entry.name, f"{entry.package} {entry.version}", f"{spec.image_size}x{spec.image_size}", spec.description)
+            table.add_row(entry.name, f"{entry.package} {entry.version}", f"{spec.image_size}x{spec.image_size}",
+                          spec.description)
     console.out.print(table)
 
 
