@@ -1,7 +1,10 @@
-"""Every table the suite prints, drawn in one place."""
+"""The suite's rich tables: a run's summary, its metrics, the registered architectures, and the
+comparison tables, whose columns, cells and notes ``bench report`` also renders to files."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +14,10 @@ from bench import console
 from bench.console import fmt
 from bench.record import Metrics, RunRecord
 from bench.registry import Loaded
+from bench.report.aggregate import (
+    FlatProtocol, Group, Row, TimeToQuality, differences_text, evaluation_settings, setting_text,
+)
+from bench.timing import Stats
 
 
 def _mib(n: int | None) -> str:
@@ -92,36 +99,20 @@ def print_architectures(rows: list[Loaded]) -> None:
         if spec is None:
             table.add_row(entry.name, entry.package, "-", f"[red]failed to load: {error}[/]")
         else:
-            table.add_row(entry.name, f"{entry.package} {entry.version}", f"{spec.image_size}x{spec.image_size}", spec.description)
+            table.add_row(entry.name, f"{entry.package} {entry.version}", f"{spec.image_size}x{spec.image_size}",
+                          spec.description)
     console.out.print(table)
 
 
 # Comparison tables: shared by `bench report` (Markdown, LaTeX) and the terminal ----------
-#
-# These work on the groups and rows of bench.report (duck-typed, so this module imports
-# nothing from it): a group has device, protocol, mixed, rows, fid_target, references and
-# by_hparams; a row has arch, hparams, status, params_g, params_d, flops_per_step,
-# step_ms_median, images_per_s, wall_s, metrics, ttq and best.
 
 _REFERENCES = (("train_vs_test", "train vs test"), ("noise_vs_test", "noise vs test"))
 #: Evaluation settings named in table headings (the digest covers all of them).
 _EVAL_HEADLINE = ("n_generated", "eval_seed", "feature_network_sha256", "feature_network.sha256")
 
 
-def setting_text(key: str, value: Any) -> str:
-    """Format one protocol setting's value for people."""
-    if key == "train_subset":
-        return "all" if value is None else fmt(value)
-    if isinstance(value, str) and len(value) > 16 and all(c in "0123456789abcdef" for c in value):
-        return value[:12]  # a SHA-256: the first 12 digits identify it well enough to read
-    return fmt(value)
-
-
-def describe_protocol(protocol: dict[str, Any]) -> str:
-    """Describe a (flat) protocol in one line, e.g. ``60 steps · batch 64 · all training images · fp32 · evaluation ...``."""
-    import hashlib
-    import json
-
+def describe_protocol(protocol: FlatProtocol) -> str:
+    """Describe a flat protocol in one line: ``600 steps · batch 64 · all training images · fp32 · evaluation ...``."""
     parts = []
     if "budget" in protocol:
         parts.append(str(protocol["budget"]))
@@ -132,7 +123,7 @@ def describe_protocol(protocol: dict[str, Any]) -> str:
         parts.append("all training images" if subset is None else f"train subset {fmt(subset)}")
     if "precision" in protocol:
         parts.append(str(protocol["precision"]))
-    evaluation = {k[5:]: v for k, v in protocol.items() if k.startswith("eval.")}
+    evaluation = evaluation_settings(protocol)
     if evaluation:
         # The whole evaluation protocol is long; name it by a digest and show the settings people vary.
         digest = hashlib.sha256(json.dumps(evaluation, sort_keys=True, default=str).encode()).hexdigest()[:8]
@@ -143,7 +134,7 @@ def describe_protocol(protocol: dict[str, Any]) -> str:
     return " · ".join(parts)
 
 
-def comparison_title(index: int, group: Any) -> str:
+def comparison_title(index: int, group: Group) -> str:
     """The heading of one comparison table: its number, device and protocol."""
     return f"{index}. {group.device} · {describe_protocol(group.protocol)}"
 
@@ -152,7 +143,7 @@ def comparison_title(index: int, group: Any) -> str:
 TERSE_OMITS = frozenset({"params", "flops", "classifier_score", "ttq_s", "ttq_batches"})
 
 
-def comparison_columns(group: Any, terse: bool = False) -> list[tuple[str, str, bool]]:
+def comparison_columns(group: Group, terse: bool = False) -> list[tuple[str, str, bool]]:
     """The columns of a comparison table as ``(key, header, numeric)``."""
     target = fmt(float(group.fid_target))
     cols = [("arch", "arch", False)]
@@ -170,21 +161,24 @@ def comparison_columns(group: Any, terse: bool = False) -> list[tuple[str, str, 
     return [c for c in cols if c[0] not in TERSE_OMITS] + [("ttq", f"to FID<{target}", True)]
 
 
-def _pm(stat: Any, scale: float = 1.0) -> str:
-    if stat is None or stat.mean is None:
+def mean_pm_std(stat: Stats, scale: float = 1.0) -> str:
+    """``mean ± std`` of ``stat`` times ``scale`` (``-`` for a missing value or a single seed's std)."""
+    if stat.mean is None:
         return "-"
     return f"{fmt(stat.mean * scale)} ± {fmt(stat.std * scale, 2) if stat.std is not None else '-'}"
 
 
-def _mean(stat: Any) -> str:
-    return "-" if stat is None or stat.mean is None else fmt(stat.mean)
+def mean_text(stat: Stats) -> str:
+    """The mean of ``stat``, or ``-``."""
+    return "-" if stat.mean is None else fmt(stat.mean)
 
 
-def _millions(n: int | None) -> str:
+def millions(n: int | None) -> str:
+    """``n`` in millions to three significant digits, or ``-``."""
     return "-" if n is None else f"{n / 1e6:.3g}"
 
 
-def hparams_text(group: Any, row: Any) -> str:
+def hparams_text(group: Group, row: Row) -> str:
     """The row's hyperparameters that differ between the rows of its architecture, as ``k=v, ...``."""
     rows = [r for r in group.rows if r.arch == row.arch]
     keys = sorted({k for r in rows for k in (r.hparams or {})})
@@ -192,34 +186,37 @@ def hparams_text(group: Any, row: Any) -> str:
     return ", ".join(f"{k}={fmt((row.hparams or {}).get(k))}" for k in varying) or "-"
 
 
-def comparison_cells(group: Any, row: Any, terse: bool = False) -> list[tuple[str, bool]]:
-    """The cells of one row as ``(text, highlighted)``, matching ``comparison_columns``; the best FID is highlighted."""
-    ttq = row.ttq
+def time_to_quality_texts(ttq: TimeToQuality) -> tuple[str, str, str]:
+    """Time to quality as ``(seconds, batches, both)`` cell texts."""
     if ttq.runs == 0:
-        when = batches = both = "-"
-    elif ttq.reached == 0:
-        when = batches = both = "not reached"
-    else:
-        partial = f" ({ttq.reached}/{ttq.runs} reached)" if ttq.reached < ttq.runs else ""
-        when, batches = f"{fmt(ttq.wall_s)}{partial}", f"{fmt(ttq.step)}{partial}"
-        both = f"{fmt(ttq.wall_s)} s / {fmt(ttq.step)} batches{partial}"
+        return "-", "-", "-"
+    if ttq.reached == 0:
+        return "not reached", "not reached", "not reached"
+    partial = f" ({ttq.reached}/{ttq.runs} reached)" if ttq.reached < ttq.runs else ""
+    return (f"{fmt(ttq.wall_s)}{partial}", f"{fmt(ttq.step)}{partial}",
+            f"{fmt(ttq.wall_s)} s / {fmt(ttq.step)} batches{partial}")
+
+
+def comparison_cells(group: Group, row: Row, terse: bool = False) -> list[tuple[str, bool]]:
+    """The cells of one row as ``(text, highlighted)``, matching ``comparison_columns``; the best FID is highlighted."""
+    when, batches, both = time_to_quality_texts(row.ttq)
     m = row.metrics
     text = {
         "arch": row.arch,
         "hparams": hparams_text(group, row) if group.by_hparams else "",
         "runs": fmt(len(row.runs)),
         "status": ", ".join(f"{n} {s}" for s, n in row.status.items()),
-        "params": f"{_millions(row.params_g)} / {_millions(row.params_d)}",
+        "params": f"{millions(row.params_g)} / {millions(row.params_d)}",
         "flops": "-" if row.flops_per_step is None else fmt(row.flops_per_step / 1e9),
         "step_ms": fmt(row.step_ms_median),
-        "images_per_s": _mean(row.images_per_s),
-        "wall_s": _mean(row.wall_s),
-        "fid": _pm(m.get("fid")),
-        "kid": _pm(m.get("kid"), 1e3),  # KID is small; shown in thousandths, as is usual
-        "precision": _mean(m.get("precision")),
-        "recall": _mean(m.get("recall")),
-        "modes": _mean(m.get("modes_covered")),
-        "classifier_score": _mean(m.get("classifier_score")),
+        "images_per_s": mean_text(row.images_per_s),
+        "wall_s": mean_text(row.wall_s),
+        "fid": mean_pm_std(m["fid"]),
+        "kid": mean_pm_std(m["kid"], 1e3),  # KID is small; shown in thousandths, as is usual
+        "precision": mean_text(m["precision"]),
+        "recall": mean_text(m["recall"]),
+        "modes": mean_text(m["modes_covered"]),
+        "classifier_score": mean_text(m["classifier_score"]),
         "ttq_s": when,
         "ttq_batches": batches,
         "ttq": both,
@@ -227,25 +224,25 @@ def comparison_cells(group: Any, row: Any, terse: bool = False) -> list[tuple[st
     return [(text[key], key == "fid" and row.best) for key, _, _ in comparison_columns(group, terse)]
 
 
-def differences_text(diff: dict[str, list[Any]]) -> str:
-    """``setting: value | value; ...`` for settings whose values differ between runs."""
-    return "; ".join(f"{k}: {' | '.join(setting_text(k, v) for v in vals)}" for k, vals in diff.items())
+def reference_text(label: str, ref: Metrics) -> str:
+    """One reference point's scores, e.g. ``reference train vs test: FID 2.5, KID×10³ 0.1, ...``."""
+    kid = ref.kid * 1e3 if ref.kid is not None else None
+    parts = [f"FID {fmt(ref.fid)}", f"KID×10³ {fmt(kid)}"]
+    parts += [f"{name} {fmt(ref.value(k))}" for k, name in (
+        ("precision", "precision"), ("recall", "recall"), ("modes_covered", "modes"),
+        ("classifier_score", "classifier score"))]
+    return f"reference {label}: {', '.join(parts)}"
 
 
-def comparison_notes(group: Any) -> list[str]:
+def comparison_notes(group: Group) -> list[str]:
     """The lines printed under a comparison table: mixed settings, reference points, legend."""
     notes = []
     if group.mixed:
         notes.append(f"mixed protocols in this table (--allow-mixed): {differences_text(group.mixed)}")
     for key, label in _REFERENCES:
         ref = (group.references or {}).get(key)
-        if isinstance(ref, dict):
-            kid = ref.get("kid")
-            parts = [f"FID {fmt(ref.get('fid'))}", f"KID×10³ {fmt(kid * 1e3 if isinstance(kid, (int, float)) else None)}"]
-            parts += [f"{name} {fmt(ref.get(k))}" for k, name in (
-                ("precision", "precision"), ("recall", "recall"), ("modes_covered", "modes"),
-                ("classifier_score", "classifier score"))]
-            notes.append(f"reference {label}: {', '.join(parts)}")
+        if ref is not None:
+            notes.append(reference_text(label, ref))
     notes.append(
         f"FID and KID: mean ± sample std over seeds, on MNIST-classifier features; best FID highlighted. "
         f"Time to quality: training seconds and batches until FID first fell below {fmt(float(group.fid_target))} "
@@ -254,7 +251,7 @@ def comparison_notes(group: Any) -> list[str]:
     return notes
 
 
-def print_comparison(groups: list[Any]) -> None:
+def print_comparison(groups: list[Group]) -> None:
     """Print one comparison table per group, best FID in bold, reference points under it."""
     from rich import box
     from rich.text import Text
@@ -268,7 +265,8 @@ def print_comparison(groups: list[Any]) -> None:
                              no_wrap=key in ("arch", "status", "fid", "kid"))
         status = [key for key, _, _ in columns].index("status")
         for row in group.rows:
-            cells = [Text(text, style="bold" if best else "") for text, best in comparison_cells(group, row, terse=True)]
+            cells = [Text(text, style="bold" if best else "")
+                     for text, best in comparison_cells(group, row, terse=True)]
             if row.diverged:
                 cells[status].stylize("red")
             table.add_row(*cells)

@@ -5,13 +5,22 @@ Imported as ``helpers`` (tests/conftest.py's folder is on sys.path); fixtures li
 
 from __future__ import annotations
 
+import copy
 import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
+from bench.config import Budget
+from bench.layout import LOSS_TAGS, LOSSES_CSV, METRICS_CSV, SAMPLES, Status
+from bench.record import (
+    DiscriminatorMeans, Environment, Evaluation, Losses, Metrics, RecordedConfig, RunRecord, TimingRecord,
+)
 from bench.registry import GROUP, default_registry
+from bench.schema import to_plain
+from bench.storage import write_csv
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -70,3 +79,80 @@ def make_dist(root, dist: str, entries: dict[str, str], modules: dict[str, str] 
         (root / f"{name}.py").write_text(textwrap.dedent(source))
 
 
+# Run records and run folders, built with the run.json schema ------------------------------------
+
+#: The evaluation protocol of fabricated runs (metrics.protocol).
+EVAL_PROTOCOL = {"version": 1, "n_generated": 10000, "eval_seed": 0, "feature_network": "MNIST classifier",
+                 "feature_network_sha256": "ab" * 32, "kid_subsets": 10}
+
+
+def metrics_of(fid: float) -> Metrics:
+    """Plausible final metrics around ``fid``."""
+    return Metrics(fid=fid, kid=fid / 1000, kid_std=0.0005, precision=0.8, recall=0.6, classifier_score=9.0,
+                   modes_covered=10, mode_shares=[0.1] * 10, mode_kl=0.01, eval_s=1.5,
+                   protocol=copy.deepcopy(EVAL_PROTOCOL))
+
+
+def make_record(
+    arch: str = "vanilla",
+    seed: int = 0,
+    fid: float | None = 12.0,
+    evaluations: list[tuple[int, float, float]] | None = None,
+    status: str = "completed",
+    device: str = "Test CPU",
+    train_subset: int | None = None,
+    precision: str = "fp32",
+    hparams: dict[str, Any] | None = None,
+    step_ms: float = 10.0,
+    images_per_s: float = 6400.0,
+    wall_s: float = 100.0,
+) -> RunRecord:
+    """A finished run of 600 steps with the given values.
+
+    ``evaluations`` are ``(step, train_wall_s, fid)``; by default one final evaluation at ``fid``.
+    ``fid=None`` makes an unevaluated run (metrics null, no evaluations, no references).
+    """
+    if evaluations is None:
+        evaluations = [] if fid is None else [(600, wall_s, fid)]
+    config = RecordedConfig(
+        arch=arch, steps=600, batch_size=64, seed=seed, device="cpu", precision=precision, log_every=200,
+        train_subset=train_subset, eval_every=200, budget=Budget("steps", 600), image_size=28, sample_seed=2024,
+        hparams={"batch_size": 64, "latent_dim": 100, "lr": 2e-4, **(hparams or {})},
+    )
+    return RunRecord(
+        arch=arch, status=Status(status), diverged_at_step=300 if status == "diverged" else None, config=config,
+        params={"generator": 1_510_032, "discriminator": 533_505}, flops_per_step=1_234_000_000,
+        steps=600, images_seen=600 * 64,
+        timing=TimingRecord(warmup_steps=10, measured_steps=590, step_ms_median=step_ms, step_ms_p10=step_ms,
+                            step_ms_p90=step_ms, images_per_s=images_per_s, wall_s=wall_s),
+        losses=Losses(d=0.5, g=0.7), discriminator=DiscriminatorMeans(d_real=0.6, d_fake=0.4),
+        metrics=None if fid is None else metrics_of(fid),
+        evaluations=[Evaluation(step=s, train_wall_s=w, fid=f, kid=f / 1000, precision=0.8, recall=0.6,
+                                classifier_score=9.0, modes_covered=10, mode_kl=0.01) for s, w, f in evaluations],
+        references=None if fid is None else {"train_vs_test": metrics_of(0.5), "noise_vs_test": metrics_of(400.0)},
+        env=Environment(device="cpu", device_name=device),
+    )
+
+
+def make_run(root: Path, record: RunRecord | None = None, name: str | None = None, **kwargs: Any) -> Path:
+    """Fabricate a run folder under ``root`` (run.json, metrics.csv, losses.csv, samples.png).
+
+    The record is ``record``, or ``make_record(**kwargs)``; the folder is ``name``, or named
+    after the record's architecture, seed, device and training subset.
+    """
+    import matplotlib.image
+    import numpy as np
+
+    if record is None:
+        record = make_record(**kwargs)
+    cfg = record.config
+    folder = root / (name or f"{record.arch}-s{cfg.seed}-{record.env.device_name.replace(' ', '_')}-{cfg.train_subset}")
+    folder.mkdir(parents=True)
+    record.write(folder)
+    rows = [to_plain(e) for e in record.evaluations]
+    if rows:
+        write_csv(folder / METRICS_CSV, list(rows[0]), [list(r.values()) for r in rows])
+    write_csv(folder / LOSSES_CSV, ["step", *LOSS_TAGS.values()],
+              [[s, 0.7 - s / 6000, 0.9 + s / 6000 + cfg.seed / 10, 0.6, 0.4] for s in (200, 400, 600)])
+    matplotlib.image.imsave(folder / SAMPLES, np.full((12, 12), cfg.seed / 10.0), cmap="gray", format="png")
+    return folder

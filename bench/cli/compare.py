@@ -11,7 +11,7 @@ from bench.plans.backends import LocalBackend
 from bench.plans.driver import Driver
 from bench.plans.execute import check_plan
 from bench.plans.plan import Plan, PlanEntry, PlanKind
-from bench.report import group_runs, load_runs
+from bench.report.aggregate import group_runs, load_runs
 
 DESCRIPTION = ("Run every (architecture, seed) pair through the same runner, one after another, under one budget, "
                "then print the comparison table.")

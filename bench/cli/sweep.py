@@ -18,7 +18,7 @@ from bench.plans.execute import check_plan
 from bench.plans.grid import grid_points, make_grid, split_values
 from bench.plans.plan import Plan, PlanKind
 from bench.registry import default_registry
-from bench.report import best_per_arch, group_runs, load_runs
+from bench.report.aggregate import best_per_arch, group_runs, load_runs
 
 DESCRIPTION = ("Run every (architecture, seed, hyperparameter point) through the same runner: one after another "
                "here (--backend local), or as one Ray task each (--backend ray), then print the table with one row "

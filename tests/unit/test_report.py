@@ -3,100 +3,33 @@
 from __future__ import annotations
 
 import argparse
-import copy
 import csv
 import io
 import json
 import math
 import re
-from pathlib import Path
-
-import numpy as np
+import shlex
+import shutil
 import pytest
 
-from bench.cli import Parser
+from bench.cli import build_parser
+from bench.config import DEFAULT_FID_TARGET
 from bench.errors import UsageError
-from bench.report import (
-    DEFAULT_FID_TARGET, FORMATS, add_report_parser, best_per_arch, group_runs, load_runs, protocol_note, render,
-    time_to_quality, write_report,
+from bench.layout import PLAN
+from bench.plans.plan import Plan
+from bench.record import Evaluation
+from bench.report.aggregate import (
+    TimeToQuality, best_per_arch, group_runs, load_runs, protocol_note, time_to_quality,
 )
-from bench.results import SCHEMA_VERSION, write_csv, write_json
+from bench.report.publish import write_report
+from bench.report.render import FORMATS, render
+from bench.storage import write_json
+from bench.tables import mean_pm_std, mean_text, millions, time_to_quality_texts
+from bench.timing import Stats
+from helpers import REPO, make_record, make_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-EVAL_PROTOCOL = {"version": 1, "n_generated": 10000, "eval_seed": 0, "feature_network": "MNIST classifier",
-                 "feature_network_sha256": "ab" * 32, "kid_subsets": 10}
-
-
-def metrics_of(fid: float) -> dict:
-    """Plausible final metrics around ``fid``."""
-    return {
-        "fid": fid, "kid": fid / 1000, "kid_std": 0.0005, "precision": 0.8, "recall": 0.6,
-        "classifier_score": 9.0, "modes_covered": 10, "mode_shares": [0.1] * 10, "mode_kl": 0.01, "eval_s": 1.5,
-        "protocol": copy.deepcopy(EVAL_PROTOCOL),
-    }
-
-
-def make_run(
-    root: Path,
-    arch: str = "vanilla",
-    seed: int = 0,
-    fid: float | None = 12.0,
-    evaluations: list[tuple[int, float, float]] | None = None,
-    status: str = "completed",
-    device: str = "Test CPU",
-    train_subset: int | None = None,
-    precision: str | None = None,
-    hparams: dict | None = None,
-    step_ms: float = 10.0,
-    images_per_s: float = 6400.0,
-    wall_s: float = 100.0,
-    name: str | None = None,
-) -> Path:
-    """Fabricate a run folder (run.json, metrics.csv, losses.csv, samples.png) with the given values.
-
-    ``evaluations`` are ``(step, train_wall_s, fid)``; by default one final evaluation at ``fid``.
-    ``fid=None`` makes an unevaluated run (metrics null, no evaluations, no references).
-    """
-    folder = root / (name or f"{arch}-s{seed}-{device.replace(' ', '_')}-{train_subset}")
-    folder.mkdir(parents=True)
-    if evaluations is None:
-        evaluations = [] if fid is None else [(600, wall_s, fid)]
-    evals = [
-        {"step": s, "train_wall_s": w, "fid": f, "kid": f / 1000, "precision": 0.8, "recall": 0.6,
-         "classifier_score": 9.0, "modes_covered": 10, "mode_kl": 0.01}
-        for s, w, f in evaluations
-    ]
-    config = {
-        "arch": arch, "epochs": None, "steps": 600, "time_budget": None, "batch_size": 64, "seed": seed,
-        "device": "cpu", "out": str(root), "sample_every": 400, "log_every": 200, "warmup_steps": 10,
-        "train_subset": train_subset, "data_dir": None, "budget": {"kind": "steps", "value": 600},
-        "image_size": 28, "sample_seed": 2024, "eval_every": 200,
-        "hparams": {"batch_size": 64, "latent_dim": 100, "lr": 2e-4, **(hparams or {})},
-    }
-    if precision is not None:
-        config["precision"] = precision
-    record = {
-        "schema_version": SCHEMA_VERSION, "arch": arch, "status": status,
-        "diverged_at_step": 300 if status == "diverged" else None, "config": config,
-        "params": {"generator": 1_510_032, "discriminator": 533_505}, "steps": 600, "images_seen": 600 * 64,
-        "timing": {"warmup_steps": 10, "measured_steps": 590, "step_ms_median": step_ms, "step_ms_p10": step_ms,
-                   "step_ms_p90": step_ms, "images_per_s": images_per_s, "wall_s": wall_s},
-        "losses": {"d": 0.5, "g": 0.7}, "discriminator": {"d_real": 0.6, "d_fake": 0.4},
-        "env": {"device": "cpu", "device_name": device},
-        "flops_per_step": 1_234_000_000,
-        "metrics": None if fid is None else metrics_of(fid),
-        "evaluations": evals,
-        "references": None if fid is None else {"train_vs_test": metrics_of(0.5), "noise_vs_test": metrics_of(400.0)},
-    }
-    write_json(folder / "run.json", record)
-    if evals:
-        write_csv(folder / "metrics.csv", list(evals[0]), [list(e.values()) for e in evals])
-    write_csv(folder / "losses.csv", ["step", "loss/D", "loss/G", "D(x)", "D(G(z))"],
-              [[s, 0.7 - s / 6000, 0.9 + s / 6000 + seed / 10, 0.6, 0.4] for s in (200, 400, 600)])
-    import matplotlib.image
-
-    matplotlib.image.imsave(folder / "samples.png", np.full((12, 12), seed / 10.0), cmap="gray", format="png")
-    return folder
+LEGACY = REPO / "tests" / "data" / "legacy"
 
 
 def groups_of(*paths, **kwargs):
@@ -121,7 +54,8 @@ def test_seeds_aggregate_mean_and_sample_std(tmp_path):
     fid = row.metrics["fid"]
     assert fid.n == 3 and fid.mean == pytest.approx(13.0) and fid.std == pytest.approx(math.sqrt(13.0))
     assert fid.std == pytest.approx(3.605551, abs=1e-6)
-    assert row.metrics["kid"].mean == pytest.approx(0.013) and row.metrics["kid"].std == pytest.approx(0.0036055, abs=1e-6)
+    kid = row.metrics["kid"]
+    assert kid.mean == pytest.approx(0.013) and kid.std == pytest.approx(0.0036055, abs=1e-6)
     assert row.step_ms_median == 15.0 and row.images_per_s.mean == 2000.0 and row.wall_s.mean == 100.0
     assert row.params_g == 1_510_032 and row.flops_per_step == 1_234_000_000 and row.best
 
@@ -160,10 +94,10 @@ def test_diverged_and_unevaluated_runs_join_their_seeds(tmp_path):
 
 def test_time_to_quality_is_the_first_evaluation_below_target():
     log = [
-        {"step": 400, "train_wall_s": 40.0, "fid": 9.0},
-        {"step": 200, "train_wall_s": 20.0, "fid": 15.0},
-        {"step": 600, "train_wall_s": 60.0, "fid": 5.0},
-        {"step": 100, "train_wall_s": 10.0, "fid": float("nan")},
+        Evaluation(step=400, train_wall_s=40.0, fid=9.0),
+        Evaluation(step=200, train_wall_s=20.0, fid=15.0),
+        Evaluation(step=600, train_wall_s=60.0, fid=5.0),
+        Evaluation(step=100, train_wall_s=10.0, fid=float("nan")),
     ]
     assert time_to_quality(log, 10.0) == (400, 40.0)
     assert time_to_quality(log, 15.0) == (400, 40.0)  # "below" is strict
@@ -217,17 +151,19 @@ def test_protocol_mismatch_is_separated_or_refused_in_strict_mode(tmp_path):
 
 
 def test_precision_and_eval_protocol_are_part_of_the_protocol(tmp_path):
-    make_run(tmp_path, seed=0, precision=None)  # missing means fp32
+    older = make_run(tmp_path, seed=0)
+    record = json.loads((older / "run.json").read_text())
+    del record["config"]["precision"]  # missing means fp32
+    write_json(older / "run.json", record)
     make_run(tmp_path, seed=1, precision="fp32")
     make_run(tmp_path, seed=2, precision="bf16")
     groups = groups_of(tmp_path)
     assert sorted(len(g.runs) for g in groups) == [1, 2]
     assert sorted(g.protocol["precision"] for g in groups) == ["bf16", "fp32"]
 
-    other = make_run(tmp_path / "other", seed=3)
-    record = json.loads((other / "run.json").read_text())
-    record["metrics"]["protocol"]["n_generated"] = 5000
-    write_json(other / "run.json", record)
+    record = make_record(seed=3)
+    record.metrics.protocol["n_generated"] = 5000
+    make_run(tmp_path / "other", record)
     with pytest.raises(UsageError, match=r"eval\.n_generated: 5,000 \| 10,000"):
         groups_of(tmp_path / "other", *[g.runs[0].path for g in groups if g.protocol["precision"] == "fp32"],
                   require_single_protocol=True)
@@ -296,12 +232,25 @@ def test_markdown_has_a_header_and_one_row_per_architecture(three_archs):
     assert "## 1. Test CPU · 600 steps · batch 64 · all training images · fp32 · eval" in md
 
 
+#: A run.json as an older release wrote it: no metrics, evaluations, references, FLOPs, start
+#: time or error keys, and only a few config and env keys.
+OLDER_RUN_JSON = {
+    "schema_version": 1, "arch": "vanilla", "status": "completed", "diverged_at_step": None,
+    "config": {"arch": "vanilla", "epochs": None, "steps": 600, "time_budget": None, "batch_size": 64, "seed": 0,
+               "device": "cpu", "sample_every": 400, "log_every": 200, "warmup_steps": 10, "train_subset": None,
+               "data_dir": None, "budget": {"kind": "steps", "value": 600}, "image_size": 28,
+               "hparams": {"batch_size": 64, "latent_dim": 100, "lr": 2e-4}},
+    "params": {"generator": 1_510_032, "discriminator": 533_505}, "steps": 600, "images_seen": 600 * 64,
+    "timing": {"warmup_steps": 10, "measured_steps": 590, "step_ms_median": 10.0, "step_ms_p10": 10.0,
+               "step_ms_p90": 10.0, "images_per_s": 6400.0, "wall_s": 100.0},
+    "losses": {"d": 0.5, "g": 0.7}, "discriminator": {"d_real": 0.6, "d_fake": 0.4},
+    "env": {"device": "cpu", "device_name": "Test CPU"},
+}
+
+
 def test_every_format_renders_an_older_run_without_metrics(tmp_path):
-    folder = make_run(tmp_path, fid=None)
-    record = json.loads((folder / "run.json").read_text())
-    for key in ("metrics", "evaluations", "references", "flops_per_step"):
-        del record[key]
-    write_json(folder / "run.json", record)
+    (tmp_path / "old").mkdir()
+    write_json(tmp_path / "old" / "run.json", OLDER_RUN_JSON)
     groups = groups_of(tmp_path)
     for fmt in FORMATS:
         assert "vanilla" in render(groups, fmt)
@@ -365,6 +314,10 @@ def test_write_report_writes_table_and_figures(three_archs, tmp_path):
 def test_write_report_refuses_a_folder_as_out(three_archs, tmp_path):
     with pytest.raises(UsageError, match="is a folder"):
         write_report([three_archs], "md", tmp_path)
+    with pytest.raises(UsageError, match=re.escape(f"e.g. {tmp_path / 'report.tex'}")):  # the format's suffix
+        write_report([three_archs], "latex", tmp_path)
+    with pytest.raises(UsageError, match="unknown report format 'html'; choose from: md, csv, json, latex"):
+        write_report([three_archs], "html", tmp_path / "t.html")
 
 
 def test_write_report_without_out_prints_verbatim(three_archs, tmp_path, capsys):
@@ -376,9 +329,7 @@ def test_write_report_without_out_prints_verbatim(three_archs, tmp_path, capsys)
 
 
 def report_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="python -m bench")
-    add_report_parser(parser.add_subparsers(dest="command", parser_class=Parser))
-    return parser
+    return build_parser("report")
 
 
 def test_parser_defaults_and_options():
@@ -397,7 +348,8 @@ def test_parser_defaults_and_options():
 
 def test_report_command_writes_file_and_prints_table(three_archs, tmp_path, capsys):
     out = tmp_path / "table.json"
-    args = report_parser().parse_args(["report", str(three_archs), "--format", "json", "--out", str(out), "--no-figures"])
+    args = report_parser().parse_args(["report", str(three_archs), "--format", "json", "--out", str(out),
+                                       "--no-figures"])
     assert args.func(args) == 0
     assert [r["arch"] for r in json.loads(out.read_text())[0]["rows"]] == ["dcgan", "vanilla", "wgan_gp"]
     printed = capsys.readouterr().out
@@ -422,5 +374,83 @@ def test_best_per_arch_picks_the_lowest_mean_fid_point(tmp_path):
     groups = groups_of(tmp_path, by_hparams=True)
     assert len(groups[0].rows) == 4 and "lr=0.0002" in render(groups, "md")
     (best,) = best_per_arch(groups)
-    assert [(r.arch, r.hparams["lr"] if r.arch == "dcgan" else None) for r in best.rows] == [("dcgan", 2e-4), ("vanilla", None)]
+    assert [(r.arch, r.hparams["lr"] if r.arch == "dcgan" else None) for r in best.rows] == [
+        ("dcgan", 2e-4), ("vanilla", None)]
     assert best.rows[0].metrics["fid"].mean == pytest.approx(12.0) and best.rows[0].best
+
+
+# How a report was made: the plans' commands and its own ----------------------------------------
+
+LEGACY_COMMANDS = [
+    "python -m bench compare --arch vanilla,wgan --seeds 2 --steps 20 --threads 1 --eval-samples 200 --log-every 10",
+    "python -m bench sweep --arch lsgan --seeds 1 --steps 20 --threads 1 --eval-samples 200 --log-every 10 "
+    "--grid lr=1e-4,2e-4",
+]
+
+
+def how_made(md: str) -> list[str]:
+    """The commands in a Markdown report's "How this was made" section."""
+    section = md.split("## How this was made", 1)[1]
+    return section.split("```sh\n", 1)[1].split("\n```", 1)[0].splitlines()
+
+
+@pytest.mark.parametrize("fmt", list(FORMATS))
+def test_report_renders_the_previous_release_folders(fmt, tmp_path):
+    """Plans of the previous release hold absolute /tmp paths and no command; the report rebuilds it."""
+    out = tmp_path / f"legacy.{FORMATS[fmt].suffix}"
+    argv = ["report", str(LEGACY), "--format", fmt, "--out", str(out), "--no-figures"]
+    args = report_parser().parse_args(argv)
+    args.argv = argv
+    assert args.func(args) == 0
+    text = out.read_text()
+    assert all(arch in text for arch in ("vanilla", "wgan", "lsgan"))
+    if fmt == "md":
+        assert how_made(text) == [*LEGACY_COMMANDS, "python -m bench " + shlex.join(argv)]
+        assert "| lsgan | 2 | 2 completed |" in text  # the sweep folder's runs share the comparison's protocol
+    if fmt == "json":
+        (group,) = json.loads(text)
+        assert [(r["arch"], r["runs"]) for r in group["rows"]] == [("lsgan", 2), ("vanilla", 2), ("wgan", 2)]
+
+
+def test_a_stored_command_is_rendered_as_typed(tmp_path):
+    folder = shutil.copytree(LEGACY / "compare-20261130T084225Z", tmp_path / "compare")
+    plan = Plan.load(folder)
+    plan.command = ["compare", "--arch", "vanilla,wgan", "--seeds", "2", "--out", "my runs/today"]
+    plan.save()
+    md = render(groups_of(folder), "md")
+    assert how_made(md) == ["python -m bench " + shlex.join(plan.command)]
+    assert how_made(md)[0].endswith("--out 'my runs/today'")
+
+
+def test_a_damaged_plan_only_costs_the_provenance_line(tmp_path):
+    folder = shutil.copytree(LEGACY / "sweep-20261130T084233Z", tmp_path / "sweep")
+    (folder / PLAN).write_text('{"kind": "sweep", "runs": ')
+    groups = groups_of(folder)
+    md = render(groups, "md", command="python -m bench report sweep")
+    assert how_made(md) == ["python -m bench report sweep"] and "lsgan" in md
+    assert "## How this was made" not in render(groups, "md")
+
+
+# Cells of the comparison tables ---------------------------------------------------------------
+
+
+def test_cell_helpers_format_stats_counts_and_time_to_quality():
+    assert mean_pm_std(Stats.of([8.0, 9.0])) == "8.5 ± 0.71"
+    assert mean_pm_std(Stats.of([0.03])) == "0.03 ± -"  # one seed has no spread
+    assert mean_pm_std(Stats.of([0.012, 0.013]), 1e3) == "12.5 ± 0.71"
+    assert mean_pm_std(Stats.of([None, float("nan")])) == "-" and mean_text(Stats.of([])) == "-"
+    assert mean_text(Stats.of([6400.0, 6500.0])) == "6450"
+    assert (millions(1_510_032), millions(533_505), millions(None)) == ("1.51", "0.534", "-")
+    assert time_to_quality_texts(TimeToQuality(10.0, 0, 0, None, None)) == ("-", "-", "-")
+    assert time_to_quality_texts(TimeToQuality(10.0, 0, 2, None, None)) == ("not reached",) * 3
+    assert time_to_quality_texts(TimeToQuality(10.0, 2, 3, 1200, 31.0)) == (
+        "31 (2/3 reached)", "1,200 (2/3 reached)", "31 s / 1,200 batches (2/3 reached)")
+
+
+def test_time_to_quality_counts_batches_in_whole_numbers(tmp_path):
+    make_run(tmp_path, seed=0, evaluations=[(1000, 20.0, 5.0)])
+    make_run(tmp_path, seed=1, evaluations=[(1400, 22.0, 5.0)])
+    (row,) = groups_of(tmp_path, fid_target=10.0)[0].rows
+    assert row.ttq.step == 1200 and isinstance(row.ttq.step, int)
+    assert "| 21 | 1,200 |" in render(groups_of(tmp_path, fid_target=10.0), "md")
+

@@ -1,0 +1,453 @@
+"""Run folders in, comparison groups out: loading, grouping by device and protocol, aggregating seeds.
+
+Runs are grouped by the machine they ran on and by their protocol (budget, batch size,
+training subset, precision, evaluation protocol), and aggregated per architecture over seeds
+with :class:`bench.timing.Stats`. Runs with different protocols never share a row unless asked.
+
+The MNIST loader checks every data file by SHA-256, so ``config.data_dir`` never changes the
+images and is not part of the protocol; ``train_subset`` is.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from collections.abc import Iterable, Sequence
+from typing import Any, NamedTuple, TypeVar
+
+from bench.config import DEFAULT_FID_TARGET
+from bench.console import fmt
+from bench.errors import UsageError
+from bench.layout import RUN_JSON, Status
+from bench.record import METRIC_NAMES, Evaluation, Metrics, RunRecord, read_record
+from bench.timing import Stats
+
+T = TypeVar("T")
+
+#: One protocol setting's value: a JSON scalar (lists are kept as their JSON text).
+Setting = str | int | float | bool | None
+#: A protocol, flat: ``budget``, ``batch_size``, ``train_subset``, ``precision`` and ``eval.*``.
+FlatProtocol = dict[str, Setting]
+#: The prefix of the evaluation protocol's settings (from ``metrics.protocol``) in a flat protocol.
+EVAL_PREFIX = "eval."
+
+
+def is_finite(x: object) -> bool:
+    """Whether ``x`` is a finite number (not a bool, None or NaN)."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def evaluation_settings(protocol: FlatProtocol) -> dict[str, Setting]:
+    """The evaluation protocol's settings in ``protocol``, without their prefix."""
+    return {k[len(EVAL_PREFIX):]: v for k, v in protocol.items() if k.startswith(EVAL_PREFIX)}
+
+
+def setting_text(key: str, value: Setting) -> str:
+    """Format one protocol setting's value for people."""
+    if key == "train_subset":
+        return "all" if value is None else fmt(value)
+    if isinstance(value, str) and len(value) > 16 and all(c in "0123456789abcdef" for c in value):
+        return value[:12]  # a SHA-256: the first 12 digits identify it well enough to read
+    return fmt(value)
+
+
+def differences_text(diff: dict[str, list[Setting]]) -> str:
+    """``setting: value | value; ...`` for settings whose values differ between runs."""
+    return "; ".join(f"{k}: {' | '.join(setting_text(k, v) for v in vals)}" for k, vals in diff.items())
+
+
+# Loading ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoadedRun:
+    """One run folder, its record and its protocol."""
+
+    path: Path
+    record: RunRecord
+    protocol: FlatProtocol
+
+    @property
+    def arch(self) -> str:
+        return self.record.arch
+
+    @property
+    def status(self) -> str:
+        return str(self.record.status)
+
+    @property
+    def seed(self) -> int:
+        return self.record.seed
+
+    @property
+    def device(self) -> str:
+        return self.record.env.device_name
+
+    @property
+    def hparams(self) -> dict[str, Any]:
+        return self.record.config.hparams
+
+    @property
+    def evaluations(self) -> list[Evaluation]:
+        return self.record.evaluations
+
+    @property
+    def evaluated(self) -> bool:
+        """Whether the run records its evaluation protocol (older and unevaluated runs do not)."""
+        return bool(evaluation_settings(self.protocol))
+
+
+def _flatten(data: dict[str, Any], prefix: str) -> FlatProtocol:
+    flat: FlatProtocol = {}
+    for key in sorted(data):
+        value = data[key]
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        elif isinstance(value, list):
+            flat[prefix + key] = json.dumps(value)  # hashable and comparable
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
+def protocol_of(record: RunRecord) -> FlatProtocol:
+    """The settings that must match for two runs to share a row, flat (``eval.*`` from metrics.protocol)."""
+    cfg = record.config
+    protocol: FlatProtocol = {
+        "budget": cfg.budget.text(),
+        "batch_size": cfg.batch_size,
+        "train_subset": cfg.train_subset,
+        "precision": cfg.precision or "fp32",
+    }
+    if record.metrics is not None:
+        protocol.update(_flatten(record.metrics.protocol, EVAL_PREFIX))
+    return protocol
+
+
+def _run_folders(root: Path) -> Iterable[Path]:
+    for here, dirs, files in os.walk(root):
+        if RUN_JSON in files:
+            dirs[:] = []  # a run folder's own subfolders (tb/) hold no runs
+            yield Path(here)
+        else:
+            dirs.sort()
+
+
+def load_runs(paths: Sequence[str | os.PathLike] | str | os.PathLike) -> list[LoadedRun]:
+    """Load the runs in ``paths``: run folders, their run.json, or folders holding run folders (recursively).
+
+    Raises:
+        UsageError: a path does not exist, a run.json is damaged or newer than this version
+            reads, or no run is found.
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    found: dict[Path, Path] = {}
+    for path in map(Path, paths):
+        if not path.exists():
+            raise UsageError(f"{path}: no such file or folder")
+        if path.is_file():
+            if path.name != RUN_JSON:
+                raise UsageError(f"{path}: not a run folder, a folder of runs, or a {RUN_JSON}")
+            folders: Iterable[Path] = [path.parent]
+        else:
+            folders = _run_folders(path)
+        for folder in folders:
+            found.setdefault(folder.resolve(), folder)
+    if not found:
+        where = ", ".join(str(p) for p in paths)
+        raise UsageError(f"no runs found in {where} (a run folder holds a {RUN_JSON})")
+    runs = []
+    for key in sorted(found):
+        record = read_record(found[key])
+        runs.append(LoadedRun(found[key], record, protocol_of(record)))
+    return runs
+
+
+# Aggregation over seeds ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TimeToQuality:
+    """When the runs of a row first reached FID below ``target``: medians over the runs that did."""
+
+    target: float
+    reached: int
+    runs: int  # runs with an evaluation log
+    step: float | None
+    wall_s: float | None
+
+
+def time_to_quality(evaluations: Iterable[Evaluation], target: float) -> tuple[int, float] | None:
+    """Return ``(step, train_wall_s)`` of the first evaluation with FID below ``target``, or None."""
+    logged = [e for e in evaluations if is_finite(e.fid) and is_finite(e.step)]
+    for e in sorted(logged, key=lambda e: e.step):
+        if e.fid < target:
+            return int(e.step), float(e.train_wall_s) if is_finite(e.train_wall_s) else math.nan
+    return None
+
+
+def _whole(value: float | None) -> float | None:
+    """Batches are counted in whole numbers; a median of an even count can fall between two."""
+    return int(value) if value is not None and value.is_integer() else value
+
+
+def _time_to_quality(runs: list[LoadedRun], target: float) -> TimeToQuality:
+    logged = [r for r in runs if any(is_finite(e.fid) for e in r.evaluations)]
+    hits = [hit for hit in (time_to_quality(r.evaluations, target) for r in logged) if hit is not None]
+    return TimeToQuality(target=target, reached=len(hits), runs=len(logged),
+                         step=_whole(Stats.of(step for step, _ in hits).median),
+                         wall_s=Stats.of(wall for _, wall in hits).median)
+
+
+@dataclass
+class Row:
+    """One architecture (and hyperparameter point, when grouped by them) in one group."""
+
+    arch: str
+    runs: list[LoadedRun]
+    hparams: dict[str, Any] | None
+    status: dict[str, int]
+    params_g: int | None
+    params_d: int | None
+    flops_per_step: int | None
+    step_ms_median: float | None
+    images_per_s: Stats
+    wall_s: Stats
+    metrics: dict[str, Stats]  # by name, in the order of bench.record.METRIC_NAMES
+    ttq: TimeToQuality
+    best: bool = False
+
+    @property
+    def seeds(self) -> list[int]:
+        return [r.seed for r in self.runs]
+
+    @property
+    def diverged(self) -> bool:
+        return bool(self.status.get(str(Status.DIVERGED)))
+
+
+#: Statuses in the order a row lists them; any other comes after, by name.
+_STATUS_ORDER = {str(Status.COMPLETED): 0, str(Status.DIVERGED): 1, str(Status.INTERRUPTED): 2}
+
+
+def _first(values: Iterable[T | None]) -> T | None:
+    return next((v for v in values if v is not None), None)
+
+
+def _metric(run: LoadedRun, name: str) -> float | None:
+    return None if run.record.metrics is None else run.record.metrics.value(name)
+
+
+def aggregate(arch: str, runs: list[LoadedRun], fid_target: float, hparams: dict[str, Any] | None = None) -> Row:
+    """Aggregate the runs of one architecture over seeds into a row."""
+    status = Counter(r.status for r in runs)
+    return Row(
+        arch=arch,
+        runs=runs,
+        hparams=hparams,
+        status={s: status[s] for s in sorted(status, key=lambda s: (_STATUS_ORDER.get(s, 9), s))},
+        params_g=_first(r.record.params.get("generator") for r in runs),
+        params_d=_first(r.record.params.get("discriminator") for r in runs),
+        flops_per_step=_first(r.record.flops_per_step for r in runs),
+        step_ms_median=Stats.of(r.record.timing.step_ms_median for r in runs).median,
+        images_per_s=Stats.of(r.record.timing.images_per_s for r in runs),
+        wall_s=Stats.of(r.record.timing.wall_s for r in runs),
+        metrics={m: Stats.of(_metric(r, m) for r in runs) for m in METRIC_NAMES},
+        ttq=_time_to_quality(runs, fid_target),
+    )
+
+
+# Grouping by device and protocol ------------------------------------------------------------
+
+
+@dataclass
+class Group:
+    """Runs on one device under one protocol (or several, with ``allow_mixed``): one row per architecture."""
+
+    device: str
+    protocol: FlatProtocol
+    rows: list[Row]
+    fid_target: float
+    mixed: dict[str, list[Setting]] = field(default_factory=dict)
+    references: dict[str, Metrics] | None = None
+    by_hparams: bool = False
+
+    @property
+    def runs(self) -> list[LoadedRun]:
+        return [r for row in self.rows for r in row.runs]
+
+
+class _Part(NamedTuple):
+    """The runs that become one group, before aggregation."""
+
+    device: str
+    protocol: FlatProtocol
+    mixed: dict[str, list[Setting]]
+    runs: list[LoadedRun]
+
+
+def _key(data: dict[str, Any]) -> str:
+    return json.dumps(data, sort_keys=True, default=str)
+
+
+def _training(protocol: FlatProtocol) -> FlatProtocol:
+    return {k: v for k, v in protocol.items() if not k.startswith(EVAL_PREFIX)}
+
+
+def _value_order(value: Setting) -> tuple[int, Any]:
+    """Numbers in numeric order, then text, then None (``train_subset`` None means all images)."""
+    if is_finite(value):
+        return 0, value
+    return (2, "") if value is None else (1, str(value))
+
+
+def _differences(protocols: list[FlatProtocol]) -> dict[str, list[Setting]]:
+    """The settings whose values differ, each with its distinct values.
+
+    A protocol without evaluation settings (an unevaluated or older run) differs in none of them.
+    """
+    out: dict[str, list[Setting]] = {}
+    for key in sorted({k for p in protocols for k in p}):
+        among = [p for p in protocols if not key.startswith(EVAL_PREFIX) or evaluation_settings(p)]
+        values = {_key({"v": p.get(key)}): p.get(key) for p in among}
+        if len(values) > 1:
+            out[key] = sorted(values.values(), key=_value_order)
+    return out
+
+
+def _buckets(runs: list[LoadedRun]) -> list[_Part]:
+    """Split runs by device and protocol; a run without an evaluation protocol joins the one
+    part of its device whose training protocol matches (its evaluated seeds), if there is one."""
+    buckets: dict[tuple[str, str], _Part] = {}
+    for run in [r for r in runs if r.evaluated] + [r for r in runs if not r.evaluated]:
+        key = (run.device, _key(run.protocol))
+        if not run.evaluated:
+            same = [k for k, part in buckets.items() if k[0] == run.device and _training(part.protocol) == run.protocol]
+            key = same[0] if len(same) == 1 else key
+        buckets.setdefault(key, _Part(run.device, run.protocol, {}, [])).runs.append(run)
+    return list(buckets.values())
+
+
+def _mixed_parts(runs: list[LoadedRun]) -> list[_Part]:
+    """One part per device, its differing settings recorded in ``mixed``."""
+    by_device: dict[str, list[LoadedRun]] = {}
+    for run in runs:
+        by_device.setdefault(run.device, []).append(run)
+    parts = []
+    for device, members in by_device.items():
+        protocols = [r.protocol for r in members]
+        mixed = _differences(protocols)
+        common: FlatProtocol = {}
+        for protocol in protocols:  # eval.* come from the evaluated runs
+            for k, v in protocol.items():
+                if k not in mixed:
+                    common.setdefault(k, v)
+        parts.append(_Part(device, common, mixed, members))
+    return parts
+
+
+def _group(part: _Part, fid_target: float, by_hparams: bool) -> Group:
+    members = sorted(part.runs, key=lambda r: str(r.path))
+    rows: dict[tuple[str, str], list[LoadedRun]] = {}
+    for run in members:
+        rows.setdefault((run.arch, _key(run.hparams) if by_hparams else ""), []).append(run)
+    group = Group(
+        device=part.device,
+        protocol=part.protocol,
+        rows=[aggregate(arch, rs, fid_target, rs[0].hparams if by_hparams else None)
+              for (arch, _), rs in sorted(rows.items())],
+        fid_target=fid_target,
+        mixed=part.mixed,
+        references=_first(r.record.references for r in members),
+        by_hparams=by_hparams,
+    )
+    _mark_best(group)
+    return group
+
+
+def group_runs(
+    runs: list[LoadedRun],
+    fid_target: float = DEFAULT_FID_TARGET,
+    *,
+    allow_mixed: bool = False,
+    require_single_protocol: bool = False,
+    by_hparams: bool = False,
+) -> list[Group]:
+    """Group runs by device and protocol, one row per architecture (and per hparams point with ``by_hparams``).
+
+    Runs whose protocols differ land in separate groups; ``allow_mixed`` puts each device's
+    runs in one group and records the differing settings in ``Group.mixed``;
+    ``require_single_protocol`` refuses runs of more than one protocol.
+
+    Raises:
+        UsageError: ``require_single_protocol`` and the runs' protocols differ, or both
+            ``allow_mixed`` and ``require_single_protocol`` are set.
+    """
+    if allow_mixed and require_single_protocol:
+        raise UsageError("--allow-mixed and --strict contradict each other; choose one")
+    parts = _buckets(runs)
+    if require_single_protocol:
+        diff = _differences([part.protocol for part in parts])
+        if diff:
+            raise UsageError(
+                f"the runs differ in protocol ({differences_text(diff)}); "
+                "report runs of one protocol, or pass --allow-mixed to put them in one table"
+            )
+    if allow_mixed:
+        parts = _mixed_parts(runs)
+    parts.sort(key=lambda p: (p.device, _key(p.protocol)))
+    return [_group(part, fid_target, by_hparams) for part in parts]
+
+
+def _fid(row: Row) -> float:
+    fid = row.metrics["fid"].mean
+    return math.inf if fid is None else fid
+
+
+def _mark_best(group: Group) -> None:
+    for row in group.rows:
+        row.best = False
+    scored = [row for row in group.rows if row.metrics["fid"].mean is not None]
+    if scored:
+        min(scored, key=_fid).best = True
+
+
+def best_per_arch(groups: list[Group]) -> list[Group]:
+    """Keep, per group and architecture, the hyperparameter point with the lowest mean FID.
+
+    Meant for groups made with ``group_runs(..., by_hparams=True)``; a row without FID loses to any with one.
+    """
+    out = []
+    for group in groups:
+        best: dict[str, Row] = {}
+        for row in group.rows:
+            if row.arch not in best or _fid(row) < _fid(best[row.arch]):
+                best[row.arch] = row
+        kept = replace(group, rows=[replace(best[arch]) for arch in sorted(best)])
+        _mark_best(kept)
+        out.append(kept)
+    return out
+
+
+def protocol_note(groups: list[Group]) -> str | None:
+    """A note for the user when the runs were split into several tables, or one table mixes protocols."""
+    notes = []
+    devices = sorted({g.device for g in groups})
+    if len(devices) > 1:
+        notes.append(f"the runs come from {len(devices)} devices ({', '.join(devices)}); one table per device")
+    split = [g for g in groups if sum(h.device == g.device for h in groups) > 1]  # several tables on one device
+    diff = _differences([g.protocol for g in split])
+    if diff:
+        notes.append(
+            f"the runs differ in protocol ({differences_text(diff)}); shown as separate tables "
+            "(--allow-mixed puts them in one, --strict refuses)"
+        )
+    mixed = [g for g in groups if g.mixed]
+    if mixed:
+        notes.append(f"{len(mixed)} table(s) mix protocols (--allow-mixed): {differences_text(mixed[0].mixed)}")
+    return "; ".join(notes) or None

@@ -1,0 +1,229 @@
+"""The report's figures, one function each: losses, FID against time and against batches, samples.
+
+Every figure draws the rows of all groups, one colour per row throughout, and is written
+atomically as ``<stem>-<name>.png`` beside the report. A figure without data to draw (no
+losses.csv, no evaluations, no samples.png) is left out. matplotlib is imported only here,
+and only when a figure is drawn.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import statistics
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
+
+from bench import console, tables
+from bench.layout import LOSS_TAGS, LOSSES_CSV, SAMPLES
+from bench.report.aggregate import Group, LoadedRun, Row, is_finite
+from bench.storage import atomic_path
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+DPI = 110
+#: A curve: ``{step: values}``, e.g. ``(D loss, G loss)`` or ``(train_wall_s, FID)``.
+Curve = dict[int, tuple[float, ...]]
+
+
+class Line(NamedTuple):
+    """One row of the comparison as the figures draw it: its legend label and colour."""
+
+    label: str
+    color: str
+    row: Row
+
+
+def figure_lines(groups: list[Group]) -> list[Line]:
+    """The rows of ``groups`` with their labels (``[group]`` when there are several) and colours."""
+    lines = []
+    for index, group in enumerate(groups, 1):
+        for row in group.rows:
+            label = row.arch
+            if group.by_hparams and row.hparams:
+                label += f" ({tables.hparams_text(group, row)})"
+            label = f"{label} [{index}]" if len(groups) > 1 else label
+            lines.append(Line(label, f"C{len(lines) % 10}", row))
+    return lines
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=DPI)
+    return path
+
+
+# Losses -------------------------------------------------------------------------------------
+
+
+def _read_losses(run: LoadedRun) -> Curve:
+    """losses.csv as ``{step: (D loss, G loss)}``; empty when the file is missing or unreadable."""
+    d_tag, g_tag = LOSS_TAGS["d_loss"], LOSS_TAGS["g_loss"]
+    curve: Curve = {}
+    try:
+        with open(run.path / LOSSES_CSV, newline="", encoding="utf-8") as fh:
+            for row in csv.DictReader(fh):
+                try:
+                    curve[int(row["step"])] = (float(row.get(d_tag) or "nan"), float(row.get(g_tag) or "nan"))
+                except (KeyError, TypeError, ValueError):
+                    continue
+    except OSError:
+        return {}
+    return curve
+
+
+def _mean_curve(curves: list[Curve]) -> tuple[list[int], list[tuple[float, ...]]]:
+    """Mean over runs at the steps every run has (time budgets stop runs at different steps).
+
+    A plain mean, unlike :class:`bench.timing.Stats`: a seed's NaN loss leaves a gap in the curve.
+    """
+    curves = [c for c in curves if c]
+    if not curves:
+        return [], []
+    steps = sorted(set.intersection(*(set(c) for c in curves)))
+    means = [tuple(statistics.fmean(c[s][i] for c in curves) for i in range(len(curves[0][s]))) for s in steps]
+    return steps, means
+
+
+def losses_figure(lines: list[Line], path: Path) -> Path | None:
+    """D and G losses of every row (mean over seeds) side by side; None when no run logged losses."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(11, 4))
+    ax_d, ax_g = fig.subplots(1, 2, sharex=True)
+    drawn = False
+    for line in lines:
+        steps, means = _mean_curve([_read_losses(r) for r in line.row.runs])
+        if steps:
+            ax_d.plot(steps, [m[0] for m in means], label=line.label, color=line.color)
+            ax_g.plot(steps, [m[1] for m in means], label=line.label, color=line.color)
+            drawn = True
+    if not drawn:
+        return None
+    for ax, name in ((ax_d, "D loss"), (ax_g, "G loss")):
+        ax.set_xlabel("batches")
+        ax.set_ylabel(name)
+        ax.set_title(f"{name} (mean over seeds)")
+        ax.grid(alpha=0.3)
+    ax_g.legend(fontsize=8)
+    return _save(fig, path)
+
+
+# FID ----------------------------------------------------------------------------------------
+
+
+def _fid_curve(run: LoadedRun) -> Curve:
+    """``{step: (train_wall_s, FID)}`` of the run's evaluations (wall NaN where not recorded)."""
+    return {
+        int(e.step): (float(e.train_wall_s) if is_finite(e.train_wall_s) else math.nan, float(e.fid))
+        for e in run.evaluations if is_finite(e.step) and is_finite(e.fid)
+    }
+
+
+def _plot_fid(ax: Axes, lines: list[Line], by_time: bool) -> bool:
+    """One line per run: seeds under a time budget evaluate at different steps, so a mean over
+    seeds would keep only the final point. Seeds of one row share its colour."""
+    drawn = False
+    for line in lines:
+        curves = [c for c in (_fid_curve(r) for r in line.row.runs) if c]
+        for i, curve in enumerate(curves):
+            steps = sorted(curve)
+            xs = [curve[st][0] for st in steps] if by_time else steps
+            pts = [(x, curve[st][1]) for x, st in zip(xs, steps, strict=True) if curve[st][1] > 0 and math.isfinite(x)]
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", markersize=3, linewidth=1.2,
+                    alpha=0.85, label=line.label if i == 0 else None, color=line.color)
+            drawn = True
+    return drawn
+
+
+def _fid_figure(lines: list[Line], path: Path, fid_target: float, reference: float | None, by_time: bool,
+                ) -> Path | None:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.subplots()
+    if not _plot_fid(ax, lines, by_time):
+        return None
+    ax.axhline(fid_target, color="gray", linestyle="--", linewidth=1,
+               label=f"target FID {console.fmt(float(fid_target))}")
+    if reference is not None:
+        ax.axhline(reference, color="green", linestyle=":", linewidth=1, label="train vs test")
+    ax.set_yscale("log")
+    ax.set_xlabel("training wall-clock time (s)" if by_time else "batches")
+    ax.set_ylabel("FID (MNIST classifier features)")
+    ax.set_title(f"FID against {'training time' if by_time else 'batches'} (one line per seed)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def fid_vs_time_figure(lines: list[Line], path: Path, fid_target: float, reference: float | None = None,
+                       ) -> Path | None:
+    """FID of every run against its training wall-clock time, the target (and train-vs-test reference) drawn."""
+    return _fid_figure(lines, path, fid_target, reference, by_time=True)
+
+
+def fid_vs_batches_figure(lines: list[Line], path: Path, fid_target: float, reference: float | None = None,
+                          ) -> Path | None:
+    """FID of every run against its training batches, the target (and train-vs-test reference) drawn."""
+    return _fid_figure(lines, path, fid_target, reference, by_time=False)
+
+
+def _reference_fid(groups: list[Group]) -> float | None:
+    """Train-vs-test FID to draw, when all the runs share one group (and so one reference)."""
+    if len(groups) != 1:
+        return None
+    ref = (groups[0].references or {}).get("train_vs_test")
+    fid = None if ref is None else ref.fid
+    return fid if is_finite(fid) and fid > 0 else None
+
+
+# Samples ------------------------------------------------------------------------------------
+
+
+def samples_figure(lines: list[Line], path: Path) -> Path | None:
+    """The final sample grid of every row (seed 0, else its lowest seed) side by side; None without any."""
+    from matplotlib.figure import Figure
+    from matplotlib.image import imread
+
+    samples = []
+    for line in lines:
+        run = min(line.row.runs, key=lambda r: (r.seed != 0, r.seed, str(r.path)))
+        try:
+            samples.append((f"{line.label} (seed {run.seed})", imread(run.path / SAMPLES, format="png")))
+        except (OSError, ValueError, SyntaxError):  # missing or unreadable: that panel is left out
+            continue
+    if not samples:
+        return None
+    fig = Figure(figsize=(2.4 * len(samples), 2.8))
+    axes = fig.subplots(1, len(samples), squeeze=False)[0]
+    for ax, (label, image) in zip(axes, samples, strict=True):
+        ax.imshow(image, cmap="gray")
+        ax.set_title(label, fontsize=9)
+        ax.axis("off")
+    return _save(fig, path)
+
+
+def write_figures(groups: list[Group], out: str | os.PathLike) -> list[Path]:
+    """Write ``<stem>-losses.png``, ``-fid-vs-time.png``, ``-fid-vs-batches.png`` and ``-samples.png`` beside ``out``.
+
+    A figure without data to draw is left out.
+    """
+    out = Path(out)
+    base = out.parent / out.stem
+    lines = figure_lines(groups)
+    target, reference = groups[0].fid_target, _reference_fid(groups)
+    drawn = [
+        losses_figure(lines, Path(f"{base}-losses.png")),
+        fid_vs_time_figure(lines, Path(f"{base}-fid-vs-time.png"), target, reference),
+        fid_vs_batches_figure(lines, Path(f"{base}-fid-vs-batches.png"), target, reference),
+        samples_figure(lines, Path(f"{base}-samples.png")),
+    ]
+    return [path for path in drawn if path is not None]

@@ -1,0 +1,88 @@
+"""A report's files: load and group the runs, render the table, write it and its figures atomically."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from collections.abc import Sequence
+from pathlib import Path
+
+from bench import console
+from bench.config import DEFAULT_FID_TARGET
+from bench.errors import UsageError
+from bench.layout import PLAN
+from bench.plans.plan import Plan, PlanKind
+from bench.report.aggregate import Group, best_per_arch, group_runs, is_finite, load_runs
+from bench.report.figures import write_figures
+from bench.report.render import output_format, render
+from bench.storage import write_text
+
+
+@dataclass
+class Report:
+    """What ``write_report`` produced."""
+
+    groups: list[Group]
+    out: Path | None
+    figures: list[Path]
+
+
+def is_sweep(path: Path) -> bool:
+    """Whether ``path`` is a sweep folder (``bench sweep``'s plan), whose rows are hyperparameter points."""
+    if not (path.is_dir() and (path / PLAN).is_file()):
+        return False
+    try:
+        return Plan.load(path).kind is PlanKind.SWEEP
+    except UsageError:
+        return False  # a damaged plan: its runs are still reported, one row per architecture
+
+
+def _check_out(out: Path, suffix: str) -> None:
+    if out.is_dir():
+        raise UsageError(f"--out {out} is a folder; give a file name, e.g. {out / ('report.' + suffix)}")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--out {out}: cannot create {out.parent} ({exc.strerror or exc})") from None
+
+
+def write_report(
+    paths: Sequence[str | os.PathLike],
+    fmt: str = "md",
+    out: str | os.PathLike | None = None,
+    fid_target: float = DEFAULT_FID_TARGET,
+    allow_mixed: bool = False,
+    figures: bool = True,
+    *,
+    strict: bool = False,
+    command: str | None = None,
+    intro: str | None = None,
+    by_hparams: bool | None = None,
+    best: bool = False,
+) -> Report:
+    """Load, group and render the runs in ``paths``; write the table atomically to ``out`` (stdout if None).
+
+    Figures are written beside ``out`` when ``figures`` is on and ``out`` is given. ``by_hparams``
+    gives each hyperparameter point its own row (None: only when a path is a sweep folder);
+    ``best`` keeps the point with the lowest mean FID per architecture.
+    """
+    suffix = output_format(fmt).suffix
+    if not (is_finite(fid_target) and fid_target > 0):
+        raise UsageError(f"--fid-target must be a positive number, got {fid_target}")
+    if by_hparams is None:
+        by_hparams = best or any(is_sweep(Path(p)) for p in paths)
+    elif best and not by_hparams:
+        raise UsageError("--best picks one hyperparameter point per architecture; drop --no-by-hparams")
+    groups = group_runs(load_runs(paths), fid_target, allow_mixed=allow_mixed, require_single_protocol=strict,
+                        by_hparams=by_hparams)
+    if best:
+        groups = best_per_arch(groups)
+    if out is None:
+        console.out.file.write(render(groups, fmt))  # verbatim: the text may be piped into a parser
+        console.out.file.flush()
+        return Report(groups, None, [])
+    out = Path(out)
+    _check_out(out, suffix)
+    drawn = write_figures(groups, out) if figures else []
+    write_text(out, render(groups, fmt, [p.name for p in drawn], command, intro))
+    return Report(groups, out, drawn)
