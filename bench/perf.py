@@ -39,7 +39,7 @@ from torch.autograd import Variable
 from torch.utils.flop_counter import FlopCounterMode
 
 from bench import console
-from bench.data import FILES, PACKAGED_DIR, SUBSET_SEED, BatchSampler, _read_verified, training_images
+from bench.data import FILES, PACKAGED_DIR, SUBSET_SEED, BatchSampler, read_verified, training_images
 from bench.errors import UsageError
 from bench.results import atomic_path, environment, tune_allocator, write_json
 
@@ -208,7 +208,7 @@ def study_mnist_root(cache_dir: str | os.PathLike | None = None) -> Path:
             target = raw / name
             if target.is_file() and target.stat().st_size == size:
                 continue
-            data = _read_verified(PACKAGED_DIR, name)  # checks the SHA-256 of the content
+            data = read_verified(PACKAGED_DIR, name)  # checks the SHA-256 of the content
             with atomic_path(target) as tmp:
                 tmp.write_bytes(data)
     except OSError as exc:
