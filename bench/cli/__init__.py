@@ -195,11 +195,11 @@ def build_parser() -> Parser:
     add_training_options(p, seed=False)
     p.set_defaults(func=cmd_compare)
 
-    from bench.perf import add_perf_parser
+    from bench.cli import perf
 
     add_classifier_parser(sub)
     add_report_parser(sub)
-    add_perf_parser(sub)
+    perf.add_parser(sub)
     from bench.sweep import add_sweep_parser; add_sweep_parser(sub)
 
     p = sub.add_parser("list", help="show the registered architectures")

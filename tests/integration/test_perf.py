@@ -15,10 +15,12 @@ import torch
 from torch import nn
 
 from architectures.nets import ConvGenerator, upsample_conv
-from bench import perf
-from bench.cli import Parser
+from bench.cli import perf as perf_command
+from bench.cli.options import Parser
+from bench.data import FILES
 from bench.errors import UsageError
-from bench.perf import STUDY_REFERENCES, study_model, study_step
+from bench.perf.measure import PerfConfig
+from bench.perf.study import STUDY_REFERENCES, study_mnist_root, study_model, study_step
 from bench.registry import default_registry
 
 from helpers import architecture_names
@@ -36,7 +38,7 @@ def float64():
 
 
 def train_both(name: str, steps: int, batch_size: int):
-    """``steps`` steps of the suite's default step and of the study's step (bench.perf), from
+    """``steps`` steps of the suite's default step and of the study's step (bench.perf.study), from
     the same seed, on the same batches and the same latent draws. Returns both GANs' networks
     and losses per step."""
     spec = default_registry().load(name)
@@ -193,7 +195,7 @@ def test_sigmoid_outputs_are_float32_under_autocast():
 def perf_args(*argv: str) -> argparse.Namespace:
     parser = Parser(prog="python -m bench")
     sub = parser.add_subparsers(dest="command", parser_class=Parser)
-    perf.add_perf_parser(sub)
+    perf_command.add_parser(sub)
     return parser.parse_args(["perf", *argv])
 
 
@@ -218,12 +220,12 @@ def test_perf_runs_end_to_end_and_writes_its_record(tmp_path):
     assert {"before", "after", "cpus"} == record["load_average"].keys()
     assert set(record["matmul_peak_gflops"]) == {"fp32", "bf16"}
     raw = tmp_path / "cache" / "MNIST" / "raw"
-    assert sorted(p.name for p in raw.iterdir()) == sorted(perf.FILES)  # uncompressed, nothing left half-written
+    assert sorted(p.name for p in raw.iterdir()) == sorted(FILES)  # uncompressed, nothing left half-written
 
 
 def test_perf_refuses_architectures_without_a_study_loop():
     with pytest.raises(UsageError, match="dcgan, vanilla, wgan"):
-        perf.PerfConfig(arch="lsgan").validate()
+        PerfConfig(arch="lsgan").validate()
     assert set(STUDY_REFERENCES) <= set(architecture_names())
 
 
@@ -231,12 +233,12 @@ def test_perf_refuses_an_unwritable_cache(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     with pytest.raises(UsageError, match="--cache-dir"):
-        perf.study_mnist_root(blocker / "cache")
+        study_mnist_root(blocker / "cache")
 
 
 FAULTS_SCRIPT = """
 import json, resource, sys, torch
-from bench.results import environment, tune_allocator
+from bench.environment import environment, tune_allocator
 from architectures.vanilla import Vanilla, VanillaConfig
 setting = tune_allocator()
 torch.set_num_threads(1)
