@@ -3,8 +3,8 @@
 The study's vanilla and dcgan update G on a fresh fake batch, then D on that same batch,
 detached. The architectures of this family differ only in their networks, optimizers and
 losses, so they subclass :class:`GeneratorFirstGAN` and write just those; the step itself is
-the study's computed with less work (``bench.perf.study_step`` is the study's code written
-out; ``tests/test_perf.py`` checks they agree):
+the study's computed with less work (``bench.perf.study.study_step`` is the study's code
+written out; ``tests/unit/test_architectures.py`` checks they agree):
 
 - each backward goes only where it is used: the generator loss into G's parameters (the
   study also filled D's gradients, which its discriminator step then zeroed), the

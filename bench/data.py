@@ -35,7 +35,7 @@ SPLITS = {"train": "train", "test": "t10k"}
 SUBSET_SEED = 0
 
 
-def _read_verified(data_dir: Path, name: str) -> bytes:
+def read_verified(data_dir: Path, name: str) -> bytes:
     """Return the uncompressed bytes of ``name`` (``.gz`` or plain) after checking them."""
     digest, size = FILES[name]
     fix = "restore it from a clean copy of MNIST, or drop --data-dir to use the copy shipped with gan-bench"
@@ -83,8 +83,8 @@ def load_mnist(split: str = "train", data_dir: str | None = None) -> tuple[Tenso
     if not folder.is_dir():
         raise DataError(f"--data-dir {folder} is not a folder")
     prefix = SPLITS[split]
-    images = _parse_idx(_read_verified(folder, f"{prefix}-images-idx3-ubyte"))
-    labels = _parse_idx(_read_verified(folder, f"{prefix}-labels-idx1-ubyte")).long()
+    images = _parse_idx(read_verified(folder, f"{prefix}-images-idx3-ubyte"))
+    labels = _parse_idx(read_verified(folder, f"{prefix}-labels-idx1-ubyte")).long()
     return images, labels
 
 

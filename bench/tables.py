@@ -292,3 +292,64 @@ def plan_table(title: str, rows: list[tuple[tuple[str, ...], str | None]], hidde
     if hidden:
         table.caption = f"{hidden} more not shown"
     return table
+
+
+# Perf: the study's loop against the runner (`bench perf`) ------------------------------------
+
+_PERF_COLUMNS = ("contender", "precision", "batches/s", "min-max", "vs study", "min-max ", "GFLOP/step", "GFLOP/s",
+                "of peak", "vs bare loop")
+
+
+def _perf_title(record: dict[str, Any]) -> str:
+    """Return the perf table's title: architecture, batch size, machine and rounds."""
+    graphs = " with CUDA graphs" if record.get("cuda_graphs") else ""
+    return (f"{record['arch']}: batches of {record['batch_size']} on {record['env']['device_name']}{graphs}, "
+            f"{record['rounds']} rounds x {record['batches_per_round']} batches (+{record['warmup_batches']} warm-up)")
+
+
+def _perf_caption(record: dict[str, Any], peak_size: int) -> str:
+    """Return the perf table's caption: the runner's overhead, the matmul peaks and the machine."""
+    peaks = ", ".join(f"{p} {g:.0f} GFLOP/s" for p, g in record["matmul_peak_gflops"].items())
+    over = "; ".join(
+        f"{p} {o['vs_bare_loop']['median']:+.1%} ({o['vs_bare_loop']['min']:+.1%} to {o['vs_bare_loop']['max']:+.1%}), "
+        f"of which outside its batch timer {o['outside_batch_timer']['median']:+.1%}"
+        for p, o in record["runner_overhead"].items()
+    )
+    env, load = record["env"], record["load_average"]
+    return (
+        f"runner's time per batch vs the bare loop (median batch times, alternating): {over}\n"
+        f"matmul peak ({peak_size}x{peak_size}, measured here): {peaks}; "
+        f"{env['cpu_model']}, {env['torch_threads']} threads, torch {env['torch']}; "
+        f"allocator (every contender): {env.get('allocator', 'default')}; "
+        f"load average {load['before']:.1f} before, {load['after']:.1f} after"
+    )
+
+
+def perf_table(record: dict[str, Any]) -> Table:
+    """Build the comparison table of one perf record, one row per contender."""
+    from bench.perf.measure import CONTENDERS, PEAK_SIZE, Kind  # perf's own imports: only when one is drawn
+
+    described = {c.key: c for c in CONTENDERS}
+    table = Table(title=_perf_title(record), title_justify="left", caption=_perf_caption(record, PEAK_SIZE))
+    for col in _PERF_COLUMNS:
+        table.add_column(col, justify="left" if col == "contender" else "right",
+                         style="bold" if col == "contender" else None)
+    for key, c in record["contenders"].items():
+        v, r = c["batches_per_s"], c["vs_study"]
+        contender = described.get(key)
+        runner = contender is not None and contender.kind is Kind.RUNNER
+        over = record["runner_overhead"].get(c["precision"]) if runner else None
+        table.add_row(
+            key if contender is None else contender.label, c["precision"], f"{c['batches_per_s_median']:.1f}",
+            f"{min(v):.1f}-{max(v):.1f}", f"{r['median']:.2f}x", f"{r['min']:.2f}-{r['max']:.2f}",
+            "-" if c["flops_per_step"] is None else f"{c['flops_per_step'] / 1e9:.3f}",
+            "-" if c["gflops_per_s"] is None else f"{c['gflops_per_s']:.1f}",
+            "-" if c["share_of_peak"] is None else f"{c['share_of_peak']:.0%}",
+            "-" if over is None else f"{over['vs_bare_loop']['median']:+.1%}",
+        )
+    return table
+
+
+def print_perf(record: dict[str, Any]) -> None:
+    """Print the comparison table of one perf record."""
+    console.out.print(perf_table(record))

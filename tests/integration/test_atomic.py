@@ -13,7 +13,7 @@ import torch
 
 WRITER = """
 import sys, torch
-from bench.results import save_torch, write_json
+from bench.storage import save_torch, write_json
 path, kind = sys.argv[1], sys.argv[2]
 print("ready", flush=True)
 i = 0
