@@ -38,7 +38,10 @@ class LSGAN(GeneratorFirstGAN):
 
 SPEC = ArchSpec(
     name="lsgan",
-    description="Vanilla's MLP networks and step with least-squares losses on raw outputs (targets 1/0, D loss halved), Adam 2e-4.",
+    description=(
+        "Vanilla's MLP networks and step with least-squares losses on raw outputs "
+        "(targets 1/0, D loss halved), Adam 2e-4."
+    ),
     image_size=28,
     config=LSGANConfig,
     build=LSGAN,

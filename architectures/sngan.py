@@ -47,7 +47,10 @@ class SNGAN(GeneratorFirstGAN):
 
 SPEC = ArchSpec(
     name="sngan",
-    description="dcgan's generator with a spectral-norm discriminator (no BatchNorm, no Dropout) and hinge loss, Adam 2e-4, 32x32.",
+    description=(
+        "dcgan's generator with a spectral-norm discriminator (no BatchNorm, no Dropout) "
+        "and hinge loss, Adam 2e-4, 32x32."
+    ),
     image_size=32,
     config=SNGANConfig,
     build=SNGAN,

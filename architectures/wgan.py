@@ -47,7 +47,9 @@ class WGAN(GAN):
         return (torch.optim.RMSprop(self.generator.parameters(), lr=cfg.lr),
                 torch.optim.RMSprop(self.discriminator.parameters(), lr=cfg.lr))
 
-    def critic_loss(self, real: Tensor, fake: Tensor, d_real: Tensor, d_fake: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+    def critic_loss(
+        self, real: Tensor, fake: Tensor, d_real: Tensor, d_fake: Tensor
+    ) -> tuple[Tensor, dict[str, Tensor]]:
         """The critic's loss, and any extra (detached) outputs of the step."""
         return wasserstein_critic_loss(d_real, d_fake), {}
 
@@ -101,7 +103,10 @@ class WGAN(GAN):
 
 SPEC = ArchSpec(
     name="wgan",
-    description="The study's WGAN: vanilla MLP G, critic without Sigmoid, weight clip 0.01, RMSprop 5e-5, 5 critic steps per G step.",
+    description=(
+        "The study's WGAN: vanilla MLP G, critic without Sigmoid, weight clip 0.01, "
+        "RMSprop 5e-5, 5 critic steps per G step."
+    ),
     image_size=28,
     config=WGANConfig,
     build=WGAN,

@@ -31,7 +31,9 @@ class WGANGP(WGAN):
         return (torch.optim.Adam(self.generator.parameters(), lr=cfg.lr, betas=betas),
                 torch.optim.Adam(self.discriminator.parameters(), lr=cfg.lr, betas=betas))
 
-    def critic_loss(self, real: Tensor, fake: Tensor, d_real: Tensor, d_fake: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+    def critic_loss(
+        self, real: Tensor, fake: Tensor, d_real: Tensor, d_fake: Tensor
+    ) -> tuple[Tensor, dict[str, Tensor]]:
         gp = gradient_penalty(self.discriminator, real, fake)
         return wasserstein_critic_loss(d_real, d_fake) + self.cfg.lambda_gp * gp, {"gp": gp.detach()}
 
@@ -41,7 +43,10 @@ class WGANGP(WGAN):
 
 SPEC = ArchSpec(
     name="wgan-gp",
-    description="Same networks as wgan; differs only in how the Lipschitz constraint is enforced: gradient penalty (lambda 10) instead of clipping, Adam 1e-4.",
+    description=(
+        "Same networks as wgan; differs only in how the Lipschitz constraint is enforced: "
+        "gradient penalty (lambda 10) instead of clipping, Adam 1e-4."
+    ),
     image_size=28,
     config=WGANGPConfig,
     build=WGANGP,

@@ -9,7 +9,8 @@ from __future__ import annotations
 import math
 import os
 import time
-from typing import Any, Iterable
+from typing import Any
+from collections.abc import Iterable
 
 from rich.console import Console
 from rich.markup import escape
@@ -82,7 +83,7 @@ class TrainingProgress:
         self._progress: Progress | None = None
         self._task = None
 
-    def __enter__(self) -> "TrainingProgress":
+    def __enter__(self) -> TrainingProgress:
         if self.live:
             total = self.total_steps if self.total_steps is not None else self.time_budget
             self._progress = Progress(

@@ -127,7 +127,7 @@ class GAN(abc.ABC):
         checkpoints: tensors only. Override together with :meth:`load_extra_state`."""
         return {}
 
-    def load_extra_state(self, state: dict[str, Tensor]) -> None:
+    def load_extra_state(self, state: dict[str, Tensor]) -> None:  # noqa: B027 (an opt-in hook)
         """Restore what :meth:`extra_state` returned."""
 
     def state_dict(self) -> dict[str, Any]:
@@ -177,4 +177,5 @@ def check_samples(name: str, images: Any, n: int, image_size: int) -> None:
     if not torch.isfinite(images).all():
         raise PluginError(name, "generate returned non-finite values")
     if images.min() < -1.0001 or images.max() > 1.0001:
-        raise PluginError(name, f"generate returned values in [{images.min():.3g}, {images.max():.3g}], expected [-1, 1]")
+        low, high = float(images.min()), float(images.max())
+        raise PluginError(name, f"generate returned values in [{low:.3g}, {high:.3g}], expected [-1, 1]")

@@ -189,7 +189,8 @@ class RunRecord:
         version = data.get("schema_version")
         if isinstance(version, int) and not isinstance(version, bool) and version != SCHEMA_VERSION:
             newer = "newer than this gan-bench reads" if version > SCHEMA_VERSION else "older than this gan-bench reads"
-            fix = "upgrade gan-bench" if version > SCHEMA_VERSION else "rerun it, or read it with the gan-bench that wrote it"
+            fix = ("upgrade gan-bench" if version > SCHEMA_VERSION
+                   else "rerun it, or read it with the gan-bench that wrote it")
             raise UsageError(f"{where}: schema_version {version} is {newer} ({SCHEMA_VERSION}); {fix}")
         missing = missing_keys(cls, data)
         if missing:

@@ -65,7 +65,8 @@ def discover(distributions: Iterable[md.Distribution] | None = None) -> list[Ent
                 found[ep.name] = entry
             elif _normalize(previous.package) != _normalize(package):
                 a, b = sorted([previous.package, package])
-                raise RegistryError(f"architecture {ep.name!r} is registered by two packages: {a} and {b}; uninstall one")
+                raise RegistryError(
+                    f"architecture {ep.name!r} is registered by two packages: {a} and {b}; uninstall one")
             # The same distribution seen twice on sys.path (an editable install) is one entry.
     return [found[name] for name in sorted(found)]
 
@@ -110,7 +111,8 @@ class Registry:
         if not isinstance(spec, ArchSpec):
             raise PluginError(name, f"{entry.value} is a {type(spec).__name__}, not a bench.contract.ArchSpec {where}")
         if spec.name != name:
-            raise PluginError(name, f"its spec is named {spec.name!r}; the entry point and spec names must match {where}")
+            raise PluginError(
+                name, f"its spec is named {spec.name!r}; the entry point and spec names must match {where}")
         self._loaded[name] = spec
         return spec
 

@@ -54,12 +54,7 @@ def from_plain(tp: type[T], value: Any, where: str = "") -> T:
     if origin in (Union, types.UnionType):
         return _from_union(tp, value, where)
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise _wrong(tp, value, where)
-        hints = typing.get_type_hints(tp)
-        prefix = f"{where}." if where else ""
-        known = {f.name for f in dataclasses.fields(tp) if f.init}
-        return tp(**{k: from_plain(hints[k], v, prefix + k) for k, v in value.items() if k in known})
+        return _from_object(tp, value, where)
     if origin is list:
         if not isinstance(value, list):
             raise _wrong(tp, value, where)
@@ -136,6 +131,15 @@ def _type_text(tp: Any) -> str:
 
 def _wrong(tp: Any, value: Any, where: str) -> SchemaError:
     return SchemaError(f"{where or 'the file'} is {json_type(value)}, expected {_type_text(tp)}")
+
+
+def _from_object(tp: type[T], value: Any, where: str) -> T:
+    if not isinstance(value, dict):
+        raise _wrong(tp, value, where)
+    hints = typing.get_type_hints(tp)
+    prefix = f"{where}." if where else ""
+    known = {f.name for f in dataclasses.fields(tp) if f.init}
+    return tp(**{k: from_plain(hints[k], v, prefix + k) for k, v in value.items() if k in known})
 
 
 def _from_union(tp: Any, value: Any, where: str) -> Any:

@@ -6,18 +6,20 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
 from bench import console
 from bench.console import fmt
 from bench.record import Metrics, RunRecord
-from bench.registry import Loaded
 from bench.report.aggregate import (
     FlatProtocol, Group, Row, TimeToQuality, differences_text, evaluation_settings, setting_text,
 )
-from bench.timing import Stats
+from bench.stats import Stats
+
+if TYPE_CHECKING:  # for annotations only: listing architectures needs no torch here
+    from bench.registry import Loaded
 
 
 def _mib(n: int | None) -> str:

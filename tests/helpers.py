@@ -51,14 +51,17 @@ class Cfg(GANConfig):
 class Tiny(GAN):
     def __init__(self, cfg, device):
         self.latent_dim = cfg.latent_dim
-        self.generator = torch.nn.Sequential(torch.nn.Linear(cfg.latent_dim, 784), torch.nn.Tanh(), torch.nn.Unflatten(1, (1, 28, 28))).to(device)
+        self.generator = torch.nn.Sequential(
+            torch.nn.Linear(cfg.latent_dim, 784), torch.nn.Tanh(), torch.nn.Unflatten(1, (1, 28, 28))
+        ).to(device)
         self.discriminator = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 1)).to(device)
         self.opt_g = torch.optim.SGD(self.generator.parameters(), lr=0.01)
         self.opt_d = torch.optim.SGD(self.discriminator.parameters(), lr=0.01)
 
     def train_step(self, real, step):
         z = torch.randn(real.shape[0], self.latent_dim, device=real.device)
-        d_loss = torch.nn.functional.softplus(-self.discriminator(real)).mean() + torch.nn.functional.softplus(self.discriminator(self.generator(z).detach())).mean()
+        d_loss = (torch.nn.functional.softplus(-self.discriminator(real)).mean()
+                  + torch.nn.functional.softplus(self.discriminator(self.generator(z).detach())).mean())
         self.opt_d.zero_grad(); d_loss.backward(); self.opt_d.step()
         g_loss = torch.nn.functional.softplus(-self.discriminator(self.generator(z))).mean()
         self.opt_g.zero_grad(); g_loss.backward(); self.opt_g.step()

@@ -29,7 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("bench.cli.report", "compare finished runs and publish the table"),
     "perf": ("bench.cli.perf", "time the runner against the study's loop, side by side"),
     "sweep": ("bench.cli.sweep", "every architecture x seed x hyperparameter point, here or on Ray"),
-    "list": ("bench.cli.list", "show the registered architectures"),
+    "list": ("bench.cli.listing", "show the registered architectures"),
 }
 
 

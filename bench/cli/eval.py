@@ -19,7 +19,8 @@ DESCRIPTION = "Rebuild a run's generator from run.json and generator.pt and scor
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", help="a run folder")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
-    p.add_argument("--eval-samples", type=parse_int, default=10_000, metavar="N", help="generated images (default 10000)")
+    p.add_argument("--eval-samples", type=parse_int, default=10_000, metavar="N",
+                   help="generated images (default 10000)")
     p.add_argument("--fid-backbone", default="classifier", choices=["classifier", "inception"],
                    help="inception adds the classic FID (needs --inception-weights)")
     p.add_argument("--inception-weights", metavar="PATH", help="FID Inception-v3 weights (pt_inception-2015-12-05)")

@@ -77,10 +77,7 @@ def parse_assignment(text: str) -> tuple[str, str]:
 def parse_seeds(text: str) -> list[int]:
     """``3`` means seeds 0, 1, 2; ``0,5,7`` means those seeds."""
     try:
-        if "," in text:
-            seeds = [int(s) for s in text.split(",") if s.strip()]
-        else:
-            seeds = list(range(int(text)))
+        seeds = [int(s) for s in text.split(",") if s.strip()] if "," in text else list(range(int(text)))
     except ValueError:
         raise argparse.ArgumentTypeError(f"--seeds takes a count (3) or a list (0,5,7), got {text!r}") from None
     if not seeds or len(set(seeds)) != len(seeds):

@@ -46,7 +46,7 @@ from bench.perf.study import (
     run_study_loop, study_dataloader, study_mnist_root, study_model, study_reference, study_step,
 )
 from bench.registry import default_registry
-from bench.timing import Stats
+from bench.stats import Stats
 from bench.training.flops import FLOP_STEPS
 from bench.training.runner import Runner
 
@@ -128,8 +128,6 @@ CONTENDERS = (
     Contender(Kind.BARE, "fp32", "bare loop (preloaded)"),
     Contender(Kind.BARE, "bf16", "bare loop, bf16 autocast"),
 )
-#: The table's name for each key of the record's ``contenders``.
-LABELS = {c.key: c.label for c in CONTENDERS}
 
 
 def precisions(precision: str) -> list[str]:

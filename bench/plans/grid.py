@@ -114,7 +114,7 @@ def grid_points(arch: str, spec: ArchSpec, grid: Grid, fixed: dict[str, Any]) ->
             raise UsageError(f"{key!r} is given both by --set and by the grid; keep one")
     points = []
     for values in itertools.product(*table.values()):
-        point = dict(zip(table, values))
+        point = dict(zip(table, values, strict=True))
         try:
             cfg = spec.make_config({**fixed, **point})
         except UsageError as exc:

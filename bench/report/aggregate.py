@@ -24,7 +24,7 @@ from bench.console import fmt
 from bench.errors import UsageError
 from bench.layout import RUN_JSON, Status
 from bench.record import METRIC_NAMES, Evaluation, Metrics, RunRecord, read_record
-from bench.timing import Stats
+from bench.stats import Stats
 
 T = TypeVar("T")
 

@@ -24,7 +24,7 @@ from bench.plans.plan import Plan
 from bench.record import METRIC_NAMES
 from bench.report.aggregate import Group, Row, evaluation_settings
 from bench.schema import to_plain
-from bench.timing import Stats
+from bench.stats import Stats
 
 
 @dataclass(frozen=True)

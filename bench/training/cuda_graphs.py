@@ -22,7 +22,8 @@ class StepGraph:
 
     def __init__(self, gan: GAN, name: str):
         if not getattr(gan, "graph_safe", False):
-            raise UsageError(f"architecture {name!r} does not declare its step graph-safe (graph_safe = True); run it without --cuda-graphs")
+            raise UsageError(f"architecture {name!r} does not declare its step graph-safe (graph_safe = True); "
+                             "run it without --cuda-graphs")
         self.gan = gan
         for opt in gan.optimizers().values():
             for group in opt.param_groups:
@@ -39,7 +40,8 @@ class StepGraph:
             self.static_real.copy_(real)
             self.graph.replay()
             return {k: v.clone() for k, v in self.static_out.items()}
-        if self.graph is None and self.eager_steps >= self.WARMUP and self.static_real is not None and real.shape == self.static_real.shape:
+        same_shape = self.static_real is not None and real.shape == self.static_real.shape
+        if self.graph is None and self.eager_steps >= self.WARMUP and same_shape:
             torch.cuda.current_stream().wait_stream(self.side)
             self.static_real.copy_(real)
             self.graph = torch.cuda.CUDAGraph()

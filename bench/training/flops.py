@@ -30,7 +30,8 @@ def measure_flops(gan: GAN, real: torch.Tensor, steps: int = FLOP_STEPS) -> int 
                 clone.train_step(real, step)
         return int(counter.get_total_flops() // steps)
     except RuntimeError as exc:
-        console.warn(f"FLOPs per step not measured: torch's FLOP counter failed on this step ({str(exc).splitlines()[0]})")
+        reason = str(exc).splitlines()[0]
+        console.warn(f"FLOPs per step not measured: torch's FLOP counter failed on this step ({reason})")
         return None
     finally:
         set_rng_state(state, real.device)

@@ -92,8 +92,8 @@ class Recorder:
                 rows = [[_csv(getattr(e, c)) for c in cols] for e in record.evaluations]
                 write_csv(self.dir / METRICS_CSV, cols, rows)
             if record.metrics is not None:
-                self.tb.add_hparams(hparam_values(record), {f"hparam/{k}": record.metrics.value(k) for k in METRIC_NAMES},
-                                    run_name=".")
+                final = {f"hparam/{k}": record.metrics.value(k) for k in METRIC_NAMES}
+                self.tb.add_hparams(hparam_values(record), final, run_name=".")
             record.write(self.dir)
 
     def close(self) -> None:

@@ -145,7 +145,8 @@ class Run:
         window = self.state.times_ms[-n:]
         images = sum(self.state.batch_sizes[-n:])
         ips = images / (sum(window) / 1e3) if window and sum(window) > 0 else float("nan")
-        self.recorder.log_interval(means, self.state.step, sorted(window)[len(window) // 2] if window else math.nan, ips)
+        median_ms = sorted(window)[len(window) // 2] if window else math.nan
+        self.recorder.log_interval(means, self.state.step, median_ms, ips)
         return {"d": means.get("d_loss"), "g": means.get("g_loss"), "ips": ips}
 
     def _diverge(self, step: int) -> None:

@@ -55,7 +55,8 @@ class TrainState:
         try:
             ckpt = torch.load(path, map_location=device, weights_only=True)
         except Exception as exc:
-            raise UsageError(f"{path} cannot be read ({type(exc).__name__}: {exc}); the run cannot be resumed") from None
+            raise UsageError(f"{path} cannot be read ({type(exc).__name__}: {exc}); "
+                             "the run cannot be resumed") from None
         if not isinstance(ckpt, dict):
             raise UsageError(f"{path} is not a gan-bench checkpoint (a {type(ckpt).__name__}, not a dict)")
         missing = [k for k in (*(f.name for f in dataclasses.fields(cls)), "gan", "rng") if k not in ckpt]

@@ -27,5 +27,6 @@ def load_trained(run_dir: str | os.PathLike, load_spec: Callable[[str], ArchSpec
         state = torch.load(path, map_location=device, weights_only=True)
         gan.generator.load_state_dict(state)
     except Exception as exc:
-        raise UsageError(f"{path} cannot be loaded into {record.arch}'s generator: {type(exc).__name__}: {exc}") from None
+        raise UsageError(f"{path} cannot be loaded into {record.arch}'s generator: "
+                         f"{type(exc).__name__}: {exc}") from None
     return record, gan

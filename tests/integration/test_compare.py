@@ -62,7 +62,8 @@ def test_resume_skips_finished_runs(tmp_path):
 def test_two_compare_processes_on_one_folder_do_not_clobber(tmp_path):
     args = [sys.executable, "-m", "bench", "compare", "--arch", "vanilla", "--steps", "5", "--no-eval",
             "--sample-every", "0", "--out", str(tmp_path)]
-    procs = [subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
     for p in procs:
         _, err = p.communicate(timeout=300)
         assert p.returncode == 0, err

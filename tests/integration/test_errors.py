@@ -80,7 +80,9 @@ BROKEN_PLUGINS = {
         class Bad(GAN):
             def __init__(self, cfg, device):
                 self.latent_dim = cfg.latent_dim
-                self.generator = torch.nn.Sequential(torch.nn.Linear(cfg.latent_dim, 784), torch.nn.Tanh(), torch.nn.Unflatten(1, (1, 28, 28)))
+                self.generator = torch.nn.Sequential(
+                    torch.nn.Linear(cfg.latent_dim, 784), torch.nn.Tanh(), torch.nn.Unflatten(1, (1, 28, 28))
+                )
                 self.discriminator = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 1))
             def train_step(self, real, step):
                 return {"d_loss": self.discriminator(real).mean().detach()}
@@ -119,8 +121,10 @@ CASES = [
     ("train subset out of range", "run --arch vanilla --train-subset 60001",
      ["run", "--arch", "vanilla", "--train-subset", "60001"], None),
     ("cuda without CUDA", "run --arch vanilla --device cuda", ["run", "--arch", "vanilla", "--device", "cuda"], None),
-    ("unknown precision", "run --arch vanilla --precision fp8", ["run", "--arch", "vanilla", "--precision", "fp8"], None),
-    ("unknown hyperparameter", "run --arch vanilla --set lrr=1e-4", ["run", "--arch", "vanilla", "--set", "lrr=1e-4"], None),
+    ("unknown precision", "run --arch vanilla --precision fp8",
+     ["run", "--arch", "vanilla", "--precision", "fp8"], None),
+    ("unknown hyperparameter", "run --arch vanilla --set lrr=1e-4",
+     ["run", "--arch", "vanilla", "--set", "lrr=1e-4"], None),
     ("unwritable --out", "run --arch vanilla --steps 1 --out DIR/runs (DIR is a file)",
      ["run", "--arch", "vanilla", "--steps", "1", "--no-eval", "--out", "DIR/runs"], _file),
     ("data file missing", "run --arch vanilla --data-dir DIR (no train-images file)",
@@ -134,7 +138,8 @@ CASES = [
     ("eval on a run.json of another version", "eval DIR (schema_version 99)",
      ["eval", "DIR"], _run_json(json.dumps({"schema_version": 99, "arch": "vanilla", "config": {}}))),
     ("report on a folder without runs", "report DIR (empty folder)", ["report", "DIR"], _empty),
-    ("report on a damaged run.json", "report DIR (run.json cut short)", ["report", "DIR"], _run_json('{"arch": "vanil')),
+    ("report on a damaged run.json", "report DIR (run.json cut short)",
+     ["report", "DIR"], _run_json('{"arch": "vanil')),
     ("resume a folder without a run", "run --resume DIR (empty folder)", ["run", "--resume", "DIR"], _empty),
     ("plugin that raises on import", "run --arch broken-import (its module raises ImportError)",
      ["run", "--arch", "broken-import"], _plugins),
@@ -206,7 +211,7 @@ if __name__ == "__main__":  # print the README rows from what the program prints
 
     _Cap.buf = io.StringIO()
     bc.err = Console(file=_Cap.buf, width=10_000, highlight=False)
-    for name, shown, argv, prepare in CASES:
+    for _name, shown, argv, prepare in CASES:
         with tempfile.TemporaryDirectory() as t:
             code, err = run_case(argv, prepare, Path(t), _Cap())
         line = err.strip().splitlines()[0].removeprefix("error: ") if err.strip() else "(nothing)"

@@ -15,8 +15,7 @@ import sys
 
 import pytest
 
-from bench.cli import perf as perf_command
-from bench.cli.options import Parser
+from bench.cli import build_parser
 from bench.data import FILES
 from bench.errors import UsageError
 from bench.perf.measure import PerfConfig
@@ -26,10 +25,7 @@ from helpers import architecture_names
 
 
 def perf_args(*argv: str) -> argparse.Namespace:
-    parser = Parser(prog="python -m bench")
-    sub = parser.add_subparsers(dest="command", parser_class=Parser)
-    perf_command.add_parser(sub)
-    return parser.parse_args(["perf", *argv])
+    return build_parser("perf").parse_args(["perf", *argv])
 
 
 def test_perf_runs_end_to_end_and_writes_its_record(tmp_path, capsys):

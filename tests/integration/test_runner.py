@@ -69,7 +69,8 @@ def test_cli_run_writes_every_result_file(tmp_path):
 
 def test_same_seed_same_run_and_other_seed_differs(tmp_path):
     def losses(seed):
-        runner = Runner(RunConfig("vanilla", steps=12, log_every=4, out=str(tmp_path), seed=seed, eval=False), vanilla())
+        runner = Runner(RunConfig("vanilla", steps=12, log_every=4, out=str(tmp_path), seed=seed, eval=False),
+                        vanilla())
         runner.train()
         return [(h["d_loss"], h["g_loss"]) for h in runner.run.state.history], runner.gan.generator.state_dict()
 
@@ -137,7 +138,9 @@ class Toy(GAN):
     def __init__(self, cfg: ToyConfig, device):
         self.cfg = cfg
         self.latent_dim = cfg.latent_dim
-        self.generator = torch.nn.Sequential(torch.nn.Linear(cfg.latent_dim, 784), torch.nn.Tanh(), torch.nn.Unflatten(1, (1, 28, 28)))
+        self.generator = torch.nn.Sequential(
+            torch.nn.Linear(cfg.latent_dim, 784), torch.nn.Tanh(), torch.nn.Unflatten(1, (1, 28, 28))
+        )
         self.discriminator = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 1))
         self.opt_g = torch.optim.SGD(self.generator.parameters(), lr=0.01)
         self.opt_d = torch.optim.SGD(self.discriminator.parameters(), lr=0.01)
@@ -147,9 +150,13 @@ class Toy(GAN):
             raise RuntimeError("the plugin's own bug")
         fake = self.generator(torch.randn(real.shape[0], self.latent_dim))
         d_loss = self.discriminator(fake.detach()).mean() - self.discriminator(real).mean()
-        self.opt_d.zero_grad(); d_loss.backward(); self.opt_d.step()
+        self.opt_d.zero_grad()
+        d_loss.backward()
+        self.opt_d.step()
         g_loss = -self.discriminator(fake).mean()
-        self.opt_g.zero_grad(); g_loss.backward(); self.opt_g.step()
+        self.opt_g.zero_grad()
+        g_loss.backward()
+        self.opt_g.step()
         if step >= self.cfg.nan_at >= 0:
             d_loss = d_loss * float("nan")
         out = {"d_loss": d_loss.detach(), "g_loss": g_loss.detach()}

@@ -57,7 +57,7 @@ def snapshot(module: nn.Module) -> list[torch.Tensor]:
 
 
 def changed(before: list[torch.Tensor], module: nn.Module) -> bool:
-    return any(not torch.equal(a, p) for a, p in zip(before, module.parameters()))
+    return any(not torch.equal(a, p) for a, p in zip(before, module.parameters(), strict=True))
 
 
 @pytest.mark.parametrize("name", ARCHS)
@@ -197,7 +197,7 @@ def test_wgan_counts_critic_steps_within_each_epoch_like_the_study():
     for step in range(15):
         before = [p.clone() for p in gan.generator.parameters()]
         gan.train_step(real, step)
-        updated.append(any(not torch.equal(a, b) for a, b in zip(before, gan.generator.parameters())))
+        updated.append(any(not torch.equal(a, b) for a, b in zip(before, gan.generator.parameters(), strict=True)))
     # Epoch batches 0..6, 0..6, 0: generator steps at batches 0 and 5 of each epoch.
     assert [s for s, u in enumerate(updated) if u] == [0, 5, 7, 12, 14]
 
@@ -249,7 +249,8 @@ def test_generator_first_step_is_the_plain_step_in_float64(name):
             a, b = getattr(gan, net).state_dict(), getattr(ref, net).state_dict()
             for k in a:
                 if a[k].is_floating_point():
-                    torch.testing.assert_close(a[k], b[k], rtol=1e-7, atol=1e-10, msg=lambda m: f"{net} {k}: {m}")
+                    torch.testing.assert_close(a[k], b[k], rtol=1e-7, atol=1e-10,
+                                               msg=lambda m, net=net, k=k: f"{net} {k}: {m}")
     finally:
         torch.set_default_dtype(previous)
 
@@ -278,7 +279,8 @@ def train_both(name: str, steps: int, batch_size: int):
     ref = study_model(name, spec.build(hparams, CPU), hparams, spec.image_size)
     gen = torch.Generator().manual_seed(1)
     size = spec.image_size
-    batches = [torch.rand(batch_size, 1, size, size, generator=gen).to(torch.get_default_dtype()) * 2 - 1 for _ in range(steps)]
+    batches = [torch.rand(batch_size, 1, size, size, generator=gen).to(torch.get_default_dtype()) * 2 - 1
+               for _ in range(steps)]
 
     torch.manual_seed(5)  # the suite's step draws z (and any dropout masks) from the global RNG
     ours = [gan.train_step(real, i) for i, real in enumerate(batches)]
@@ -292,10 +294,10 @@ def train_both(name: str, steps: int, batch_size: int):
 
 
 def assert_losses_close(ours, theirs, **tol) -> None:
-    for i, (out, (d_loss, g_loss)) in enumerate(zip(ours, theirs)):
-        torch.testing.assert_close(out["d_loss"], d_loss, **tol, msg=lambda m: f"d_loss at step {i}: {m}")
+    for i, (out, (d_loss, g_loss)) in enumerate(zip(ours, theirs, strict=True)):
+        torch.testing.assert_close(out["d_loss"], d_loss, **tol, msg=lambda m, i=i: f"d_loss at step {i}: {m}")
         if g_loss is not None:
-            torch.testing.assert_close(out["g_loss"], g_loss, **tol, msg=lambda m: f"g_loss at step {i}: {m}")
+            torch.testing.assert_close(out["g_loss"], g_loss, **tol, msg=lambda m, i=i: f"g_loss at step {i}: {m}")
 
 
 def state(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -307,7 +309,8 @@ def bias_before_batchnorm(module: nn.Module) -> set[str]:
     names = [n for n, _ in module.named_modules()]
     mods = dict(module.named_modules())
     keys = set()
-    for a, b in zip(names, names[1:]):
+    # consecutive pairs: names[1:] is one shorter, so the last name is meant to be dropped
+    for a, b in zip(names, names[1:], strict=False):
         if isinstance(mods[a], nn.Linear) and isinstance(mods[b], nn.BatchNorm1d):
             keys |= {f"{a}.bias", f"{b}.running_mean"}
     return keys
@@ -326,7 +329,7 @@ def test_default_step_is_the_study_step_in_float64(name, float64):
         a, b = state(getattr(gan, net)), state(getattr(ref, net))
         assert a.keys() == b.keys()
         for k in a:
-            torch.testing.assert_close(a[k], b[k], rtol=1e-9, atol=1e-11, msg=lambda m: f"{net} {k}: {m}")
+            torch.testing.assert_close(a[k], b[k], rtol=1e-9, atol=1e-11, msg=lambda m, net=net, k=k: f"{net} {k}: {m}")
 
 
 def test_vanilla_default_step_matches_the_study_step_in_float32():
@@ -350,7 +353,8 @@ def test_vanilla_default_step_matches_the_study_step_in_float32():
             if k in noise:
                 assert (a[k] - b[k]).abs().max() <= 2 * steps * lr, f"{net} {k}"
             else:
-                torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=lambda m: f"{net} {k}: {m}")
+                torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5,
+                                           msg=lambda m, net=net, k=k: f"{net} {k}: {m}")
 
 
 def test_dcgan_default_step_matches_the_study_step(float64):
@@ -364,7 +368,7 @@ def test_dcgan_default_step_matches_the_study_step(float64):
     for net in ("generator", "discriminator"):
         a, b = state(getattr(gan, net)), state(getattr(ref, net))
         for k in a:
-            torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=lambda m: f"{net} {k}: {m}")
+            torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=lambda m, net=net, k=k: f"{net} {k}: {m}")
 
 
 def test_upsample_conv_is_upsample_then_conv(float64):
@@ -377,7 +381,7 @@ def test_upsample_conv_is_upsample_then_conv(float64):
     torch.testing.assert_close(y, y_ref, rtol=1e-12, atol=1e-12)
     g = torch.randn_like(y)
     params = (x, conv.weight, conv.bias)
-    for a, b in zip(torch.autograd.grad(y, params, g), torch.autograd.grad(y_ref, params, g)):
+    for a, b in zip(torch.autograd.grad(y, params, g), torch.autograd.grad(y_ref, params, g), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
 

@@ -58,7 +58,9 @@ def test_altered_file_names_file_and_expected_checksum(tmp_path):
     raw = bytearray(gzip.decompress((data / "t10k-labels-idx1-ubyte.gz").read_bytes()))
     raw[100] ^= 1
     (data / "t10k-labels-idx1-ubyte.gz").write_bytes(gzip.compress(bytes(raw)))
-    with pytest.raises(DataError, match="t10k-labels-idx1-ubyte.*ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"):
+    with pytest.raises(
+        DataError, match="t10k-labels-idx1-ubyte.*ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"
+    ):
         load_mnist("test", str(data))
 
 

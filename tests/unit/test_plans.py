@@ -121,7 +121,9 @@ def test_driver_runs_every_entry_and_records_where(tmp_path):
     assert Driver(plan, backend).run() == 0
     saved = Plan.load(plan.folder)
     assert [e.status for e in saved.runs] == [Status.COMPLETED] * 4
-    assert [e.run_dir for e in saved.runs] == ["a-s0", "a-s1", "b-s0", "b-s1"] and all(e.attempts == 1 for e in saved.runs)
+    assert [e.run_dir for e in saved.runs] == ["a-s0", "a-s1", "b-s0", "b-s1"] and all(
+        e.attempts == 1 for e in saved.runs
+    )
 
 
 def test_failures_are_retried_then_recorded_without_stopping_the_rest(tmp_path):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.metadata as md
-import textwrap
 
 import pytest
 
@@ -55,7 +54,9 @@ def test_broken_plugin_is_reported_and_others_still_load(tmp_path, monkeypatch):
 def test_unknown_name_lists_known_and_closest(tmp_path):
     make_dist(tmp_path, "pkg", {"vanilla": "v:SPEC", "dcgan": "d:SPEC"})
     registry = Registry(discover(md.distributions(path=[str(tmp_path)])))
-    with pytest.raises(RegistryError, match=r"unknown architecture 'vanila' \(did you mean 'vanilla'\?\); known: dcgan, vanilla"):
+    with pytest.raises(
+        RegistryError, match=r"unknown architecture 'vanila' \(did you mean 'vanilla'\?\); known: dcgan, vanilla"
+    ):
         registry.entry("vanila")
 
 

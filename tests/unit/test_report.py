@@ -25,7 +25,7 @@ from bench.report.publish import write_report
 from bench.report.render import FORMATS, render
 from bench.storage import write_json
 from bench.tables import mean_pm_std, mean_text, millions, time_to_quality_texts
-from bench.timing import Stats
+from bench.stats import Stats
 from helpers import REPO, make_record, make_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from bench.timing import Stats, summarize
+from bench.stats import Stats
+from bench.timing import summarize
 
 
 def test_stats_of_finite_values_only():

@@ -7,7 +7,8 @@ import argparse
 from bench import tables
 from bench.registry import default_registry
 
-DESCRIPTION = "Show every registered architecture: name, package, image size and description (or why it failed to load)."
+DESCRIPTION = ("Show every registered architecture: name, package, image size and description "
+               "(or why it failed to load).")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
