@@ -10,7 +10,7 @@ from rich.console import Console
 from bench import tables
 from bench.errors import UsageError
 from bench.perf.measure import (
-    CONTENDERS, LABELS, STUDY, Contender, Kind, PerfConfig, Timing, contender_entry, lineup, machine_was_busy,
+    CONTENDERS, STUDY, Contender, Kind, PerfConfig, Timing, contender_entry, lineup, machine_was_busy,
     median_min_max, precisions, runner_overhead,
 )
 
@@ -28,7 +28,7 @@ def test_each_precision_lines_up_the_study_then_the_runner_then_the_bare_loop():
 
 def test_a_contender_is_one_description_of_its_key_kind_precision_and_label():
     assert len({c.key for c in CONTENDERS}) == len(CONTENDERS)
-    assert LABELS == {
+    assert {c.key: c.label for c in CONTENDERS} == {
         "study": "study's loop (as published)",
         "runner_fp32": "runner",
         "runner_bf16": "runner, bf16 autocast",
