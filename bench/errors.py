@@ -29,3 +29,7 @@ class PluginError(BenchError):
     def __init__(self, plugin: str, message: str):
         super().__init__(f"architecture {plugin!r}: {message}")
         self.plugin = plugin
+
+
+class DiskFullError(BenchError):
+    """A file could not be written for want of space (or the file-size limit, ``ulimit -f``)."""

@@ -15,6 +15,9 @@ LOSSES_CSV = "losses.csv"
 METRICS_CSV = "metrics.csv"
 TENSORBOARD = "tb"
 
+#: Held by the process that writes a run or plan folder (see :func:`bench.storage.folder_lock`).
+LOCK = ".gan-bench.lock"
+
 #: A plan folder (``compare-<UTC stamp>/`` or ``sweep-<UTC stamp>/``): the plan and each run's status.
 PLAN = "compare.json"
 

@@ -20,6 +20,10 @@ from bench import console
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
+class Stopped(Exception):
+    """Work cut short at a safe point because a stop was requested (an evaluation, between chunks)."""
+
+
 class StopRequest:
     """Whether, and by which signal, a stop was asked for."""
 
@@ -33,6 +37,11 @@ class StopRequest:
     @property
     def requested(self) -> bool:
         return self.signal is not None
+
+    def check(self) -> None:
+        """Raise :class:`Stopped` if a stop was requested."""
+        if self.signal is not None:
+            raise Stopped(signal.Signals(self.signal).name)
 
     def request(self, signum: int = signal.SIGINT) -> None:
         """Ask for a stop, as the first signal would (without the warning)."""

@@ -9,26 +9,51 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
+import fcntl
 import io
 import json
 import os
+import socket
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 from collections.abc import Iterator
 
-from bench.errors import UsageError
+from bench.errors import DiskFullError, UsageError
+from bench.layout import LOCK
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+#: The suffix of :func:`atomic_path`'s temporary files (``.<name>.<random>.tmp``).
+TMP_SUFFIX = ".tmp"
+
+
+#: The errors of a write that found no room: no space, no quota, or the file-size limit.
+_NO_ROOM = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
+            errno.EFBIG: "file too large for the file-size limit (ulimit -f)"}
+
+
+def no_room(path: str | os.PathLike, exc: OSError) -> DiskFullError:
+    """The one line a write that found no room ends with."""
+    return DiskFullError(f"no space left for {path}: {_NO_ROOM[exc.errno]}; free some space or choose another --out")
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it over ``path`` if the block succeeds."""
+    """Yield a temporary path beside ``path``; rename it over ``path`` if the block succeeds.
+
+    Raises:
+        DiskFullError: the device (or the file-size limit) left no room; the temporary file is removed.
+    """
     target = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=TMP_SUFFIX)
+    except OSError as exc:
+        if exc.errno in _NO_ROOM:
+            raise no_room(target, exc) from None
+        raise
     os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are ordinary files
     os.close(fd)
     try:
@@ -36,10 +61,20 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno in _NO_ROOM:
+            raise no_room(target, exc) from None
         raise
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files that writes killed mid-way (``kill -9``) left in ``folder``."""
+    stale = [p for p in Path(folder).glob(f".*{TMP_SUFFIX}") if p.is_file()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -70,13 +105,15 @@ def write_csv(path: str | os.PathLike, header: list[str], rows: list[list[Any]])
 def save_torch(path: str | os.PathLike, obj: Any) -> None:
     """``torch.save`` ``obj`` to ``path`` atomically.
 
-    Through a file handle: given a path, torch names the archive's root folder after the
-    (random) temporary file, and two saves of the same tensors would differ in bytes.
+    Serialized in memory first: given a path, torch would name the archive's root folder after
+    the (random) temporary file, so two saves of the same tensors would differ in bytes; and a
+    full disk then surfaces as Python's own OSError rather than torch's "enforce fail".
     """
     import torch
 
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        torch.save(obj, fh)
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    write_bytes(path, buffer.getvalue())
 
 
 def _jsonable(obj: Any) -> Any:
@@ -125,3 +162,28 @@ def make_unique_dir(root: Path, base: str) -> Path:
         except OSError as exc:
             raise UsageError(f"--out {root} is not writable: {exc.strerror or exc}") from None
     raise UsageError(f"could not create a unique run folder under {root}")
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike, what: str) -> Iterator[None]:
+    """Hold ``folder``'s lock while the block runs; refuse at once if another process holds it.
+
+    An OS lock (``flock``) on ``folder/.gan-bench.lock``: it ends with the process that holds it,
+    so a lock left by a killed process is simply taken over. The file names the holder.
+
+    Raises:
+        UsageError: another process holds the lock (the message names it).
+    """
+    path = Path(folder) / LOCK
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 512, 0).decode("utf-8", "replace").strip() or "another process"
+            raise UsageError(f"{folder} is in use by {holder}; wait for it to end, or stop it") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"process {os.getpid()} on {socket.gethostname()} ({what}, since {utc_iso()})\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock

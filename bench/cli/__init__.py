@@ -73,11 +73,12 @@ def main(argv: Sequence[str] | None = None, stop: StopRequest | None = None) -> 
         stop: the stop request the command honours (tests inject one; signals set it otherwise).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    chosen = _chosen(argv)
-    args = build_parser(chosen if chosen in COMMANDS else None).parse_args(argv)
-    args.argv = argv
-    args.stop = stop or StopRequest()
     try:
+        chosen = _chosen(argv)
+        # Building the chosen command's parser imports its library (torch among it).
+        args = build_parser(chosen if chosen in COMMANDS else None).parse_args(argv)
+        args.argv = argv
+        args.stop = stop or StopRequest()
         return int(args.func(args) or 0)
     except BenchError as exc:
         if exc.__cause__ is not None:  # a plugin's own error: keep its traceback for its author

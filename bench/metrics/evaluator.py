@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -42,6 +42,7 @@ from bench.metrics.scores import (
     kid_subset_size,
 )
 from bench.record import Metrics
+from bench.stop import StopRequest
 
 #: The latent seed of every evaluation; separate from any training seed.
 EVAL_SEED = 1234
@@ -149,17 +150,24 @@ class Evaluator:
         p = self._protocol if n_generated is None else self._protocol.generating(n_generated)
         return p.to_dict()
 
-    def evaluate(self, gan: GAN) -> Metrics:
+    def evaluate(self, gan: GAN, stop: StopRequest | None = None) -> Metrics:
         """Generate ``n_samples`` images from the fixed evaluation latents and score them.
 
         The latents come from a generator seeded with ``eval_seed``, so the GAN's own RNG
-        (and the global one) is left as it was.
+        (and the global one) is left as it was. A ``stop`` request cuts the evaluation short
+        between chunks (:class:`bench.stop.Stopped`): nothing of the model changes meanwhile.
         """
         start = time.perf_counter()
         gen = torch.Generator().manual_seed(self.eval_seed)
         n = self.n_samples
-        chunks = (gan.generate(gan.sample_latent(min(BATCH, n - i), gen)) for i in range(0, n, BATCH))
-        return self._score(chunks, start, inception=True)
+
+        def chunks() -> Iterator[Tensor]:
+            for i in range(0, n, BATCH):
+                if stop is not None:
+                    stop.check()
+                yield gan.generate(gan.sample_latent(min(BATCH, n - i), gen))
+
+        return self._score(chunks(), start, inception=True)
 
     def evaluate_images(self, images: Tensor) -> Metrics:
         """Score given images in [-1, 1], shape (N, 1, S, S), like :meth:`evaluate`."""

@@ -21,6 +21,7 @@ from bench.layout import CHECKPOINT, Status
 from bench.plans.plan import Outcome, Plan, PlanEntry
 from bench.record import read_record
 from bench.stop import StopRequest
+from bench.storage import folder_lock
 
 
 class Backend(Protocol):
@@ -72,7 +73,14 @@ class Driver:
         return self.plan.runs
 
     def run(self) -> int:
-        """Run every unfinished entry; return the exit status (1 if a run failed, 128+N if interrupted)."""
+        """Run every unfinished entry; return the exit status (1 if a run failed, 128+N if interrupted).
+
+        The plan folder is locked meanwhile: a second process on it is refused, naming this one.
+        """
+        with folder_lock(self.plan.folder, f"bench {self.plan.kind}"):
+            return self._run()
+
+    def _run(self) -> int:
         todo = [i for i, e in enumerate(self.entries) if not e.status.finished and not self._adopt(e)]
         self.plan.save()
         console.err.print(f"{self.plan.kind} {self.plan.folder}: {len(self.entries)} runs, {len(todo)} to go, "

@@ -27,8 +27,9 @@ GRID_SIDE = 5
 
 
 def sample_grid(gan: GAN, z: torch.Tensor) -> torch.Tensor:
-    """A 5x5 grid of images generated from ``z``, in [0, 1]."""
-    return make_grid(gan.generate(z).float().cpu(), nrow=GRID_SIDE, normalize=True, value_range=(-1, 1))
+    """A 5x5 grid of images generated from ``z``, in [0, 1] (a diverged generator's NaNs drawn black)."""
+    grid = make_grid(gan.generate(z).float().cpu(), nrow=GRID_SIDE, normalize=True, value_range=(-1, 1))
+    return torch.nan_to_num(grid, nan=0.0)
 
 
 def mean_of(rows: list[dict[str, float]], key: str) -> float | None:
@@ -79,12 +80,16 @@ class Recorder:
         (self.dir / CHECKPOINT).unlink(missing_ok=True)
 
     def write_results(self, record: RunRecord, history: list[dict[str, float]], log_every: int,
-                      grid: torch.Tensor, gan: GAN) -> None:
-        """The files of a run that has ended (or stopped): samples, generator, CSVs, hparams, run.json."""
+                      grid: torch.Tensor | None, gan: GAN) -> None:
+        """The files of a run that has ended (or stopped): samples, generator, CSVs, hparams, run.json.
+
+        run.json comes last, so a completed run.json means every other file is there.
+        """
         with self.stop.critical():
-            self.tb.add_image("samples", grid, record.steps)
-            with atomic_path(self.dir / SAMPLES) as tmp:
-                save_image(grid, tmp, format="png")
+            if grid is not None:  # None: the generator could not draw one (a failed run)
+                self.tb.add_image("samples", grid, record.steps)
+                with atomic_path(self.dir / SAMPLES) as tmp:
+                    save_image(grid, tmp, format="png")
             save_torch(self.dir / GENERATOR, gan.generator.state_dict())
             self._write_losses(history, log_every)
             if record.evaluations:

@@ -12,7 +12,7 @@ import contextlib
 import dataclasses
 import math
 import signal
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import torch
@@ -20,7 +20,7 @@ from torch import Tensor
 
 from bench import console
 from bench.config import RunConfig
-from bench.contract import DIAGNOSTICS, GAN, ArchSpec, GANConfig, check_samples, check_step_output, count_parameters
+from bench.contract import DIAGNOSTICS, GAN, ArchSpec, GANConfig, check_samples, count_parameters
 from bench.data import BatchSampler, training_images
 from bench.device import peak_memory_bytes
 from bench.environment import environment
@@ -31,8 +31,8 @@ from bench.record import (
     DiscriminatorMeans, Environment, Evaluation, Losses, Metrics, RecordedConfig, RunRecord, TimingRecord,
 )
 from bench.schema import from_plain
-from bench.stop import StopRequest
-from bench.storage import make_run_dir, utc_iso
+from bench.stop import Stopped, StopRequest
+from bench.storage import make_run_dir, remove_stale_temporaries, utc_iso
 from bench.timing import summarize
 from bench.training.recorder import GRID_SIDE, SAMPLE_SEED, Recorder, mean_of, sample_grid
 from bench.training.state import TrainState
@@ -49,6 +49,23 @@ def weights_finite(networks: Iterable[torch.nn.Module]) -> bool:
     """
     bounds = [torch.stack(torch.aminmax(p.detach())) for m in networks for p in m.parameters() if p.numel()]
     return not bounds or bool(torch.cat(bounds).isfinite().all())
+
+
+@torch.no_grad()
+def outputs_finite(gan: GAN, z: Tensor) -> bool:
+    """True unless the networks turn ``z`` into non-finite images or scores: weights can stay
+    finite while their products overflow. A network that cannot be called so is not judged."""
+    try:
+        images = gan.generate(z)
+        was_training = gan.discriminator.training
+        gan.discriminator.eval()
+        try:
+            scores = gan.discriminator(images.to(gan.device))
+        finally:
+            gan.discriminator.train(was_training)
+    except Exception:
+        return True
+    return bool(torch.isfinite(images).all() and torch.isfinite(scores).all())
 
 
 class Run:
@@ -104,19 +121,26 @@ class Run:
             return self.state.step < self.total_steps
         return self.state.train_wall_s < self.budget.value
 
-    def open(self) -> None:
-        """Make the run folder (unless given) and its writer; a new run records itself as running at once."""
+    def make_dir(self) -> Path:
+        """The run folder, made under ``--out`` unless the run was given one."""
         if self.dir is None:
             self.dir = make_run_dir(self.cfg.out, self.spec.name, self.cfg.seed)
-        self.recorder = Recorder(self.dir, self.stop)
+        return self.dir
+
+    def open(self) -> None:
+        """Start the run folder's writer; a resumed run first clears what a write killed mid-way left."""
+        self.recorder = Recorder(self.make_dir(), self.stop)
+        if self.resumed:
+            remove_stale_temporaries(self.dir)
         self.recorder.open(self.state.step if self.resumed else None)
-        if not self.resumed:
-            self.recorder.write_record(self.record())  # status "running": a crash leaves a trace
+
+    @property
+    def first_step(self) -> bool:
+        """Whether no step has been taken yet (the first one's output is checked against the contract)."""
+        return not self.state.history and not self._pending
 
     def add_step(self, out: dict[str, Tensor], batch_size: int) -> None:
         """Keep one step's outputs on the device until the next flush."""
-        if not self.state.history and not self._pending:
-            check_step_output(self.spec.name, out)  # one sync, inside warm-up
         self._pending.append(out)
         self.state.batch_sizes.append(batch_size)
         self.state.step += 1
@@ -135,11 +159,11 @@ class Run:
         first = self.state.step - len(self._pending)
         for i, row in enumerate(values.tolist()):
             if self.diverged_at is None and not all(map(math.isfinite, row)):
-                self._diverge(first + i)
+                self.diverge(first + i)
             self.state.history.append({"step": first + i, **dict(zip(keys, row, strict=True))})
         self._pending.clear()
         if self.diverged_at is None and not weights_finite(gan.networks().values()):
-            self._diverge(self.state.step - 1)
+            self.diverge(self.state.step - 1)
         n = len(values)
         means = {k: mean_of(self.state.history[-n:], k) for k in keys}
         window = self.state.times_ms[-n:]
@@ -149,15 +173,18 @@ class Run:
         self.recorder.log_interval(means, self.state.step, median_ms, ips)
         return {"d": means.get("d_loss"), "g": means.get("g_loss"), "ips": ips}
 
-    def _diverge(self, step: int) -> None:
+    def diverge(self, step: int) -> None:
         self.diverged_at, self.status = step, Status.DIVERGED
 
     def interrupt(self, signum: int | None) -> None:
         self.status, self.stop_signal = Status.INTERRUPTED, signum
 
-    def evaluate(self, gan: GAN) -> None:
-        """Score the generator now (the caller keeps the time it takes out of the training time)."""
-        m = self.evaluator.evaluate(gan)
+    def evaluate(self, gan: GAN, interruptible: bool = False) -> None:
+        """Score the generator now (the caller keeps the time it takes out of the training time).
+
+        An ``interruptible`` evaluation ends at a stop request (:class:`bench.stop.Stopped`).
+        """
+        m = self.evaluator.evaluate(gan, self.stop if interruptible else None)
         self.state.eval_s += m.eval_s or 0.0
         self.state.last_metrics = m
         evaluation = Evaluation.of(self.state.step, self.state.train_wall_s, m)
@@ -173,33 +200,52 @@ class Run:
         self.state.sampler = self.sampler.state
         self.recorder.write_checkpoint(lambda path: self.state.save(path, gan, self.device))
 
+    def evaluated_now(self) -> bool:
+        return bool(self.state.evaluations) and self.state.evaluations[-1].step == self.state.step
+
     def conclude(self, gan: GAN) -> None:
-        """The loop has ended: a completed run is evaluated at its last step, an interrupted one checkpointed."""
+        """The loop has ended: a completed run is evaluated at its last step, an interrupted one checkpointed.
+
+        A stop requested during that evaluation ends it: the run is checkpointed with its training
+        done, and ``--resume`` evaluates it and writes its results.
+        """
         if self.running:
             self.status = Status.COMPLETED
+        if self.status is Status.COMPLETED and self.evaluator is not None and not self.evaluated_now():
+            try:
+                self.evaluate(gan, interruptible=True)
+            except Stopped:
+                self.interrupt(self.stop.signal)
         if self.status is Status.INTERRUPTED:
             self.checkpoint(gan)
-        elif self.status is Status.COMPLETED and self.evaluator is not None and (
-            not self.state.evaluations or self.state.evaluations[-1].step != self.state.step
-        ):
-            self.evaluate(gan)
 
     def fail(self, exc: BaseException, gan: GAN) -> None:
-        """Keep what was earned when training raised: write the partial results (the error goes on)."""
-        self.status = Status.INTERRUPTED if isinstance(exc, KeyboardInterrupt) else Status.FAILED
+        """Keep what was earned when training raised: run.json first (small: it says what happened
+        even on a full disk), a checkpoint if it was interrupted, then what else can be written."""
+        interrupted = isinstance(exc, KeyboardInterrupt)
+        self.status = Status.INTERRUPTED if interrupted else Status.FAILED
+        self.stop_signal = self.stop.signal if interrupted else None
         self.error = f"{type(exc).__name__}: {exc}"
         self._pending.clear()
-        if self.recorder is not None:
+        if self.recorder is None:
+            return
+        writes = [lambda: self.recorder.write_record(self.record()), lambda: self.finish(gan, check=False)]
+        if interrupted:
+            writes.insert(1, lambda: self.checkpoint(gan))
+        for write in writes:
             with contextlib.suppress(Exception):
-                self.finish(gan)
+                write()
 
-    def finish(self, gan: GAN) -> RunRecord:
-        """Write the run's results (samples, generator, CSVs, run.json) and return its record."""
+    def finish(self, gan: GAN, check: bool = True) -> RunRecord:
+        """Write the run's results (samples, generator, CSVs, run.json) and return its record.
+
+        ``check``: hold the final samples to the contract (off when the run has already failed).
+        """
         state = self.state
-        if state.evaluations and state.evaluations[-1].step == state.step:
+        if self.evaluated_now():
             self.metrics = state.last_metrics
-        grid = sample_grid(gan, self.grid_z)
-        if self.status in (Status.COMPLETED, Status.INTERRUPTED):
+        grid = sample_grid(gan, self.grid_z) if check else _or_none(lambda: sample_grid(gan, self.grid_z))
+        if check and self.status in (Status.COMPLETED, Status.INTERRUPTED):
             check_samples(self.spec.name, gan.generate(self.grid_z[:2]), 2, self.spec.image_size)
         record = self.record()
         spread = record.timing.spread_p90_p10
@@ -247,3 +293,11 @@ class Run:
         settings = {**dataclasses.asdict(self.cfg), "device": str(self.device), "batch_size": self.hparams.batch_size,
                     "hparams": dataclasses.asdict(self.hparams)}
         return RecordedConfig(**settings, budget=self.budget, image_size=self.spec.image_size, sample_seed=SAMPLE_SEED)
+
+
+def _or_none(make: Callable[[], torch.Tensor]) -> torch.Tensor | None:
+    """``make()``, or None if it raises: for the files of a run that has already failed."""
+    try:
+        return make()
+    except Exception:
+        return None

@@ -19,7 +19,7 @@ import torch
 
 from bench import console
 from bench.config import RunConfig
-from bench.contract import GAN, ArchSpec
+from bench.contract import GAN, ArchSpec, check_step_output
 from bench.device import autocast, resolve_device
 from bench.environment import tune_allocator
 from bench.errors import PluginError, UsageError
@@ -27,11 +27,12 @@ from bench.layout import CHECKPOINT, Status
 from bench.metrics.evaluator import Evaluator
 from bench.record import RunRecord, read_record
 from bench.stop import StopRequest
+from bench.storage import folder_lock
 from bench.timing import StepTimer
 from bench.training.cuda_graphs import StepGraph
 from bench.training.flops import measure_flops
 from bench.training.recorder import sample_grid
-from bench.training.run import Run
+from bench.training.run import Run, outputs_finite, weights_finite
 
 
 class TrainClock:
@@ -135,19 +136,22 @@ class Runner:
         ``on_start(run_dir)`` is called once the run folder exists, before the first batch.
         """
         run = self.run
-        with self.stop.handling_signals():
+        what = f"training {self.spec.name} seed {self.cfg.seed}"
+        with self.stop.handling_signals(), folder_lock(run.make_dir(), what):
             run.open()
             if on_start is not None:
                 on_start(run.dir)
             if run.state.flops_per_step is None:
                 run.state.flops_per_step = measure_flops(self.gan, run.sampler.data[: run.hparams.batch_size])
+            if not run.resumed:
+                run.recorder.write_record(run.record())  # status "running": a crash leaves a trace
             try:
                 self._loop()
                 run.conclude(self.gan)
+                return run.finish(self.gan)
             except BaseException as exc:
                 run.fail(exc, self.gan)
                 raise
-            return run.finish(self.gan)
 
     def _loop(self) -> None:
         """Train until the budget is spent, a stop is requested or the run diverges."""
@@ -157,6 +161,8 @@ class Runner:
         time_budget = run.budget.value if run.total_steps is None else None
         with console.TrainingProgress(self.spec.name, run.total_steps, time_budget) as progress:
             progress.update(run.state.step, run.state.train_wall_s)
+            if run.resumed and run.budget_left() and every(cfg.eval_every, run.state.step) and not run.evaluated_now():
+                run.evaluate(self.gan)  # the one due when the run was cut short
             while run.budget_left() and run.running:
                 if self.stop.requested:
                     run.interrupt(self.stop.signal)
@@ -185,24 +191,58 @@ class Runner:
             progress.line(run.state.step, run.state.train_wall_s, force=True)
 
     def _train_batch(self) -> None:
-        """Draw one batch and run the architecture's step on it, timed."""
+        """Draw one batch and run the architecture's step on it, timed.
+
+        A critical section: a second Ctrl-C waits for the step and its bookkeeping, so the
+        checkpoint it leads to holds a consistent state.
+        """
         run = self.run
-        self.timer.start()
-        real = run.sampler.next()
+        with self.stop.critical():
+            self.timer.start()
+            real = run.sampler.next()
+            try:
+                with autocast(self.cfg.precision, self.device):
+                    if self.graphs is not None:
+                        out = self.graphs.step(real, run.state.step)
+                    else:
+                        out = self.gan.train_step(real, run.state.step)
+            except Exception as exc:
+                if self._diverged():
+                    return
+                raise PluginError(self.spec.name,
+                                  f"train_step raised {type(exc).__name__} at step {run.state.step}: {exc}") from exc
+            self.timer.stop()
+            if run.first_step:
+                self._check_first_output(out)
+            run.add_step(out, real.shape[0])
+
+    def _check_first_output(self, out: dict[str, torch.Tensor]) -> None:
+        """The first step's output against the contract (one sync, inside warm-up); non-finite values
+        from a model that has already blown up are divergence, which the next flush records."""
+        check_step_output(self.spec.name, out, finite=False)
         try:
-            with autocast(self.cfg.precision, self.device):
-                if self.graphs is not None:
-                    out = self.graphs.step(real, run.state.step)
-                else:
-                    out = self.gan.train_step(real, run.state.step)
-        except Exception as exc:
-            raise PluginError(self.spec.name,
-                              f"train_step raised {type(exc).__name__} at step {run.state.step}: {exc}") from exc
-        self.timer.stop()
-        run.add_step(out, real.shape[0])
+            check_step_output(self.spec.name, out)
+        except PluginError:
+            if self._finite_model():
+                raise
+
+    def _finite_model(self) -> bool:
+        return weights_finite(self.gan.networks().values()) and outputs_finite(self.gan, self.run.grid_z[:2])
+
+    def _diverged(self) -> bool:
+        """Whether a step that raised did so because the run had diverged (a loss that refuses
+        non-finite inputs, as BCE does); then the run is recorded as diverged at that step."""
+        if self._finite_model():
+            return False
+        run = self.run
+        run.flush(self.timer.drain(), self.gan)  # the first non-finite loss may be pending
+        if run.diverged_at is None:
+            run.diverge(run.state.step)
+        return True
 
     def _flush(self, progress: console.TrainingProgress) -> None:
-        means = self.run.flush(self.timer.drain(), self.gan)
+        with self.stop.critical():
+            means = self.run.flush(self.timer.drain(), self.gan)
         if means is not None:
             progress.update(self.run.state.step, self.run.state.train_wall_s,
                             **{k: v for k, v in means.items() if v is not None})
