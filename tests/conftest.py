@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
-import torch
+import os
+
+# One torch thread everywhere, before torch starts: runs compared bit for bit must use the same
+# thread count, and the default (the CPUs other work leaves free) depends on the machine's load.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

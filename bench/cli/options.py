@@ -105,13 +105,14 @@ def add_training_options(p: argparse.ArgumentParser, seed: bool = True) -> None:
     p.add_argument("--batch-size", type=parse_int, help="default: the architecture's (64 for the study's)")
     if seed:
         p.add_argument("--seed", type=parse_int, default=0,
-                       help="training seed; the same seed gives the same run on CPU (default 0)")
+                       help="training seed; the same seed and --threads give the same run on the CPU (default 0)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     p.add_argument("--precision", default="fp32", help="fp32 (default) or bf16 (autocast, fp32 master weights)")
     p.add_argument("--cuda-graphs", action="store_true",
                    help="on CUDA, replay each training step as one CUDA graph (architectures that declare graph_safe)")
     p.add_argument("--threads", type=parse_int, metavar="N",
-                   help="CPU threads for torch (default: torch's choice, one per core); 1 is faster on a busy machine")
+                   help="CPU threads for torch (default: the usable CPUs that other work leaves free, at least 1; "
+                        "recorded in run.json)")
     p.add_argument("--out", default="results/runs", help="folder for run folders (default results/runs)")
     p.add_argument("--sample-every", type=parse_int, default=400, metavar="N",
                    help="log a sample grid every N batches (default 400, 0 = only at the end)")

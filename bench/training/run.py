@@ -250,7 +250,9 @@ class Run:
         record = self.record()
         spread = record.timing.spread_p90_p10
         if record.timing.measured_steps >= 20 and spread > SPREAD_WARNING:
-            console.warn(f"batch times vary widely (p90/p10 = {spread:.2f}); the machine may be busy")
+            fix = "--threads 1, or fewer jobs at once," if (self.cfg.threads or 1) > 1 else "fewer jobs at once,"
+            console.warn(f"batch times vary widely (p90/p10 = {spread:.2f}): other work competed for the CPU; "
+                         f"for timings you can compare, try {fix} or run when the machine is quiet")
         self.recorder.write_results(record, state.history, self.cfg.log_every, grid, gan)
         if self.status is Status.COMPLETED:
             self.recorder.remove_checkpoint()

@@ -21,7 +21,7 @@ from bench import console
 from bench.config import RunConfig
 from bench.contract import GAN, ArchSpec, check_step_output
 from bench.device import autocast, resolve_device
-from bench.environment import tune_allocator
+from bench.environment import default_threads, tune_allocator, usable_cpus, warn_if_bf16_is_emulated
 from bench.errors import PluginError, UsageError
 from bench.layout import CHECKPOINT, Status
 from bench.metrics.evaluator import Evaluator
@@ -91,13 +91,15 @@ class Runner:
     def __init__(self, cfg: RunConfig, spec: ArchSpec, evaluator: Evaluator | None = None, *,
                  run_dir: Path | None = None, stop: StopRequest | None = None):
         cfg.validate()
-        self.cfg, self.spec = cfg, spec
+        self.spec = spec
         self.stop = stop or StopRequest()
         self.device = resolve_device(cfg.device)
         if cfg.cuda_graphs and self.device.type != "cuda":
             raise UsageError(f"--cuda-graphs needs a CUDA device, but the run is on {self.device}")
-        if cfg.threads is not None:
-            torch.set_num_threads(cfg.threads)
+        self.cfg = cfg = dataclasses.replace(cfg, threads=cfg.threads or self._choose_threads())
+        torch.set_num_threads(cfg.threads)
+        if cfg.precision == "bf16" and self.device.type == "cpu":
+            warn_if_bf16_is_emulated()
         tune_allocator()
         overrides = dict(cfg.hparams) | ({} if cfg.batch_size is None else {"batch_size": cfg.batch_size})
         hparams = spec.make_config(overrides)
@@ -111,6 +113,16 @@ class Runner:
         self.graphs = StepGraph(self.gan, spec.name) if cfg.cuda_graphs else None
         self.run.attach(self.gan)
         self.timer = StepTimer(self.device)
+
+    def _choose_threads(self) -> int:
+        """Without ``--threads``: the CPUs other work leaves free (recorded, so a resumed run keeps it)."""
+        if self.device.type != "cpu":
+            return torch.get_num_threads()
+        threads, why = default_threads()
+        if threads < usable_cpus():
+            console.err.print(f"using {threads} torch thread(s): {why} (--threads N to choose)", soft_wrap=True,
+                              markup=False, highlight=False)
+        return threads
 
     @classmethod
     def resume(cls, run_dir: str | Path, load_spec: Callable[[str], ArchSpec], evaluator: Evaluator | None = None,

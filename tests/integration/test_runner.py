@@ -207,3 +207,10 @@ def test_every_architecture_runs_through_the_runner(name, tmp_path):
     record = runner.train()
     assert record.status is Status.COMPLETED and record.steps == 3
     assert (runner.run.dir / "samples.png").is_file() and (runner.run.dir / "generator.pt").is_file()
+
+
+def test_the_thread_count_a_run_chose_is_recorded_and_kept_on_resume(tmp_path):
+    runner = Runner(RunConfig("vanilla", steps=6, log_every=2, sample_every=0, eval=False, out=str(tmp_path),
+                              checkpoint_every=3), vanilla())
+    record = runner.train()
+    assert record.config.threads == record.env.torch_threads == torch.get_num_threads()
