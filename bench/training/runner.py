@@ -93,6 +93,7 @@ class Runner:
         cfg.validate()
         self.spec = spec
         self.stop = stop or StopRequest()
+        self._notes: list[str] = []  # shown when training starts, after every check has passed
         self.device = resolve_device(cfg.device)
         if cfg.cuda_graphs and self.device.type != "cuda":
             raise UsageError(f"--cuda-graphs needs a CUDA device, but the run is on {self.device}")
@@ -119,9 +120,8 @@ class Runner:
         if self.device.type != "cpu":
             return torch.get_num_threads()
         threads, why = default_threads()
-        if threads < usable_cpus():
-            console.err.print(f"using {threads} torch thread(s): {why} (--threads N to choose)", soft_wrap=True,
-                              markup=False, highlight=False)
+        if threads < usable_cpus() and why != "OMP_NUM_THREADS":
+            self._notes.append(f"using {threads} torch thread(s): {why} (--threads N to choose)")
         return threads
 
     @classmethod
@@ -148,6 +148,8 @@ class Runner:
         ``on_start(run_dir)`` is called once the run folder exists, before the first batch.
         """
         run = self.run
+        for note in self._notes:
+            console.err.print(note, soft_wrap=True, markup=False, highlight=False)
         what = f"training {self.spec.name} seed {self.cfg.seed}"
         with self.stop.handling_signals(), folder_lock(run.make_dir(), what):
             run.open()
