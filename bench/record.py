@@ -55,6 +55,36 @@ class TimingRecord:
 
 
 @dataclass(kw_only=True)
+class Contention:
+    """``contention``: how much of the machine the run had while it trained.
+
+    ``cpu_s`` is this process's CPU time (all threads) over the ``wall_s`` of training, so
+    ``cpu_share`` is the part of its ``threads`` it actually got; the load averages (1 minute)
+    show what else ran. A run that got much less than its threads timed its neighbours' load.
+    """
+
+    cpu_s: float
+    wall_s: float
+    threads: int
+    usable_cpus: int | None = None
+    load_start: float | None = None
+    load_end: float | None = None
+
+    #: A run whose cpu_share falls below this is flagged as contended.
+    CONTENDED_BELOW: ClassVar[float] = 0.75
+
+    @property
+    def cpu_share(self) -> float | None:
+        """CPU time over wall time and threads: 1.0 when every thread ran all the time."""
+        return self.cpu_s / (self.wall_s * self.threads) if self.wall_s > 0 and self.threads else None
+
+    @property
+    def contended(self) -> bool:
+        share = self.cpu_share
+        return share is not None and share < self.CONTENDED_BELOW
+
+
+@dataclass(kw_only=True)
 class Losses:
     """``losses``: the last logged D and G loss."""
 
@@ -168,6 +198,7 @@ class RunRecord:
     references: dict[str, Metrics] | None = None
     peak_memory_bytes: int | None = None
     env: Environment
+    contention: Contention | None = field(default=None, metadata=OMIT_NONE)
 
     @property
     def seed(self) -> int:

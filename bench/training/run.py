@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import os
 import signal
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -23,12 +24,12 @@ from bench.config import RunConfig
 from bench.contract import DIAGNOSTICS, GAN, ArchSpec, GANConfig, check_samples, count_parameters
 from bench.data import BatchSampler, training_images
 from bench.device import peak_memory_bytes
-from bench.environment import environment
+from bench.environment import environment, usable_cpus
 from bench.errors import UsageError
 from bench.layout import Status
 from bench.metrics.evaluator import Evaluator
 from bench.record import (
-    DiscriminatorMeans, Environment, Evaluation, Losses, Metrics, RecordedConfig, RunRecord, TimingRecord,
+    Contention, DiscriminatorMeans, Environment, Evaluation, Losses, Metrics, RecordedConfig, RunRecord, TimingRecord,
 )
 from bench.schema import from_plain
 from bench.stop import Stopped, StopRequest
@@ -89,6 +90,8 @@ class Run:
         self.stop_signal: int | None = None
         self.error: str | None = None
         self.started = utc_iso()
+        #: The 1-minute load average as the run was set up: what else the machine was doing.
+        self.load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
         self.resumed = False
         self.metrics: Metrics | None = None
         self.grid_z = torch.empty(0)
@@ -288,7 +291,14 @@ class Run:
             references=references,
             peak_memory_bytes=peak_memory_bytes(self.device),
             env=from_plain(Environment, environment(self.device)),
+            contention=self._contention() if self.device.type == "cpu" else None,
         )
+
+    def _contention(self) -> Contention:
+        state = self.state
+        load_end = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+        return Contention(cpu_s=state.train_cpu_s, wall_s=state.train_wall_s, threads=torch.get_num_threads(),
+                          usable_cpus=usable_cpus(), load_start=self.load_start, load_end=load_end)
 
     def resolved_config(self) -> RecordedConfig:
         """Every setting of the run with defaults resolved, as recorded in run.json."""

@@ -36,21 +36,27 @@ from bench.training.run import Run, outputs_finite, weights_finite
 
 
 class TrainClock:
-    """Training wall-clock seconds: evaluation and checkpoints are paused out of it."""
+    """Training wall-clock seconds, and this process's CPU seconds over the same time: evaluation
+    and checkpoints are paused out of both."""
 
-    def __init__(self, elapsed: float = 0.0):
+    def __init__(self, elapsed: float = 0.0, cpu_elapsed: float = 0.0):
         self._start = time.perf_counter() - elapsed
+        self._cpu_start = time.process_time() - cpu_elapsed
 
     def elapsed(self) -> float:
         return time.perf_counter() - self._start
 
+    def cpu_elapsed(self) -> float:
+        return time.process_time() - self._cpu_start
+
     @contextlib.contextmanager
     def paused(self) -> Iterator[None]:
-        paused_at = time.perf_counter()
+        paused_at, cpu_paused_at = time.perf_counter(), time.process_time()
         try:
             yield
         finally:
             self._start += time.perf_counter() - paused_at
+            self._cpu_start += time.process_time() - cpu_paused_at
 
 
 class EvalSchedule:
@@ -170,7 +176,7 @@ class Runner:
     def _loop(self) -> None:
         """Train until the budget is spent, a stop is requested or the run diverges."""
         run, cfg = self.run, self.cfg
-        clock = TrainClock(run.state.train_wall_s)
+        clock = TrainClock(run.state.train_wall_s, run.state.train_cpu_s)
         evaluations = EvalSchedule(cfg.eval_every, cfg.eval_every_s, run.state.train_wall_s)
         time_budget = run.budget.value if run.total_steps is None else None
         with console.TrainingProgress(self.spec.name, run.total_steps, time_budget) as progress:
@@ -187,7 +193,7 @@ class Runner:
                     self._flush(progress)
                 if every(cfg.sample_every, step):
                     run.recorder.log_samples(sample_grid(self.gan, run.grid_z), step)
-                run.state.train_wall_s = clock.elapsed()
+                run.state.train_wall_s, run.state.train_cpu_s = clock.elapsed(), clock.cpu_elapsed()
                 if run.running and evaluations.due(step, run.state.train_wall_s):
                     with clock.paused():
                         run.evaluate(self.gan)
@@ -201,7 +207,7 @@ class Runner:
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)  # the host runs ahead; wall time ends when the device does
             if run.status is not Status.INTERRUPTED or run.state.step:  # stopped before its first batch: no time
-                run.state.train_wall_s = clock.elapsed()
+                run.state.train_wall_s, run.state.train_cpu_s = clock.elapsed(), clock.cpu_elapsed()
             progress.line(run.state.step, run.state.train_wall_s, force=True)
 
     def _train_batch(self) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -39,6 +39,11 @@ class TrainState:
     eval_s: float = 0.0
     flops_per_step: int | None = None
     last_metrics: Metrics | None = None
+    #: This process's CPU seconds over the training time (checkpoints of gan-bench 0.1.0 lack it).
+    train_cpu_s: float = 0.0
+
+    #: Fields a checkpoint may lack: those added after the first release, which take their defaults.
+    _added: ClassVar[frozenset[str]] = frozenset({"train_cpu_s"})
 
     def save(self, path: str | os.PathLike, gan: GAN, device: torch.device) -> None:
         """Write a checkpoint of this state, the model and the RNG (atomically)."""
@@ -59,11 +64,12 @@ class TrainState:
                              "the run cannot be resumed") from None
         if not isinstance(ckpt, dict):
             raise UsageError(f"{path} is not a gan-bench checkpoint (a {type(ckpt).__name__}, not a dict)")
-        missing = [k for k in (*(f.name for f in dataclasses.fields(cls)), "gan", "rng") if k not in ckpt]
+        names = [f.name for f in dataclasses.fields(cls)]
+        missing = [k for k in (*names, "gan", "rng") if k not in ckpt and k not in cls._added]
         if missing:
             raise UsageError(f"{path} is damaged (missing {', '.join(missing)}); the run cannot be resumed")
         try:
-            state = from_plain(cls, {f.name: ckpt[f.name] for f in dataclasses.fields(cls)})
+            state = from_plain(cls, {name: ckpt[name] for name in names if name in ckpt})
         except SchemaError as exc:
             raise UsageError(f"{path} is damaged ({exc}); the run cannot be resumed") from None
         try:

@@ -163,3 +163,20 @@ def test_resume_adopts_a_finished_run_the_plan_missed_and_clears_a_broken_one(tm
     assert Driver(Plan.load(plan.folder), backend).run() == 0
     assert backend.started == [("vanilla", 1, 1)]  # seed 0 was adopted, not run again
     assert not (broken / "run.json").exists()  # the broken folder was removed before the rerun
+
+
+def test_step_times_round_trip_and_flag_a_wide_spread(tmp_path):
+    from bench.plans.steptimes import ArchStepTimes, StepTimes
+
+    steady = ArchStepTimes(batch_size=64, times_ms=[10.0, 10.5, 10.2, 9.9] * 5, round_medians_ms=[10.1, 10.2])
+    noisy = ArchStepTimes(batch_size=64, times_ms=[10.0, 30.0] * 10, round_medians_ms=[10.0, 30.0])
+    times = StepTimes(created="now", device="cpu", threads=1, precision="fp32", rounds=2, steps_per_round=10,
+                      warmup_steps=3, archs={"a": steady, "b": noisy})
+    assert StepTimes.load(tmp_path) is None
+    times.save(tmp_path)
+    again = StepTimes.load(tmp_path)
+    assert again == times and not again.archs["a"].wide and again.archs["b"].wide
+    assert again.archs["a"].stats.median == pytest.approx(10.1, abs=0.2)
+    (tmp_path / "step_times.json").write_text('{"archs": 3}')
+    with pytest.raises(UsageError, match="step_times.json is damaged"):
+        StepTimes.load(tmp_path)

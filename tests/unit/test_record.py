@@ -73,3 +73,13 @@ def test_unknown_keys_are_ignored_so_a_newer_file_of_the_same_schema_reads(tmp_p
 def test_records_can_be_built_in_code():
     record = RunRecord.from_dict(json.loads((LEGACY_RUNS[0] / "run.json").read_text()))
     assert record.seed == record.config.seed and record.config.budget.text() == "20 steps"
+
+
+def test_contention_is_the_cpu_share_a_run_got_and_older_files_have_none(tmp_path):
+    from bench.record import Contention
+
+    assert Contention(cpu_s=9.0, wall_s=10.0, threads=1).contended is False
+    assert Contention(cpu_s=9.0, wall_s=10.0, threads=2).cpu_share == 0.45
+    assert Contention(cpu_s=9.0, wall_s=10.0, threads=2).contended is True
+    assert read_record(LEGACY_RUNS[0]).contention is None
+    assert "contention" not in read_record(LEGACY_RUNS[0]).to_dict()  # older files write back unchanged
