@@ -106,6 +106,20 @@ def _plugins(d: Path) -> Path:
     return d
 
 
+def _clashing(d: Path) -> Path:
+    """Fake two installed distributions that declare the same architecture name; put them on sys.path."""
+    d.mkdir()
+    for package in ("twin-one", "twin-two"):
+        info = d / f"{package.replace('-', '_')}-1.0.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {package}\nVersion: 1.0\n")
+        (info / "entry_points.txt").write_text(f"[gan_bench.architectures]\ntwin = {package.replace('-', '_')}:SPEC\n")
+    return d
+
+
+#: Preparations that install fake plugins (their folder goes on sys.path for the case).
+PLUGIN_FOLDERS = (_plugins, _clashing)
+
 # (id, the input as the README shows it, argv with DIR for the prepared path, how to prepare DIR)
 CASES = [
     ("unknown architecture", "run --arch vanila", ["run", "--arch", "vanila"], None),
@@ -145,6 +159,8 @@ CASES = [
      ["run", "--arch", "broken-import"], _plugins),
     ("plugin whose step breaks the contract", "run --arch broken-step (its step returns no g_loss)",
      ["run", "--arch", "broken-step", "--steps", "5", "--no-eval", "--out", "DIR/runs"], _plugins),
+    ("two packages declare one name", "run --arch twin (two installed packages declare it)",
+     ["run", "--arch", "twin"], _clashing),
 ]
 
 
@@ -155,7 +171,7 @@ def run_case(argv: list[str], prepare, tmp: Path, capsys) -> tuple[int, str]:
     d = tmp / "case"
     if prepare is not None:
         prepare(d)
-    added = prepare is _plugins
+    added = prepare in PLUGIN_FOLDERS
     if added:
         sys.path.insert(0, str(d))
         default_registry.cache_clear()

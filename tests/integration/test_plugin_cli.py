@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from helpers import make_dist, run_cli
+from helpers import GOOD_MODULE, make_dist, run_cli
 
 
 def test_cli_reports_a_broken_plugin_and_keeps_working(tmp_path, monkeypatch):
@@ -20,3 +20,21 @@ def test_cli_reports_a_broken_plugin_and_keeps_working(tmp_path, monkeypatch):
     assert "architecture 'broken'" in failed.stderr and "boom at import" in failed.stderr
     assert unknown.returncode == 2 and "did you mean 'vanilla'" in unknown.stderr
     assert len(unknown.stderr.strip().splitlines()) == 1
+
+
+def test_a_name_clash_is_shown_and_leaves_every_other_name_working(tmp_path, monkeypatch):
+    """Two packages declaring one name made every command fail, `--arch lsgan` included."""
+    make_dist(tmp_path, "twin-one", {"twin": "twin_one:SPEC"}, {"twin_one": GOOD_MODULE.replace("{name}", "twin")})
+    make_dist(tmp_path, "twin-two", {"twin": "twin_two:SPEC"}, {"twin_two": GOOD_MODULE.replace("{name}", "twin")})
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    listing = run_cli("list")
+    clashing = run_cli("run", "--arch", "twin", "--steps", "1")
+    other = run_cli("run", "--arch", "lsgan", "--steps", "2", "--batch-size", "8", "--no-eval",
+                    "--out", str(tmp_path / "runs"))
+    assert listing.returncode == 0, listing.stderr
+    row = next(line for line in listing.stdout.splitlines() if "twin" in line)
+    assert "twin-one, twin-two" in row and "registered by two" in row
+    assert "lsgan" in listing.stdout and "vanilla" in listing.stdout
+    assert clashing.returncode == 2 and clashing.stderr.strip() == (
+        "error: architecture 'twin' is registered by two packages: twin-one and twin-two; uninstall one")
+    assert other.returncode == 0, other.stderr
