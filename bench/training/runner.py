@@ -26,6 +26,7 @@ from bench.errors import PluginError, UsageError
 from bench.layout import CHECKPOINT, Status
 from bench.metrics.evaluator import Evaluator
 from bench.record import RunRecord, read_record
+from bench.registry import Entry
 from bench.stop import StopRequest
 from bench.timing import StepTimer
 from bench.training.cuda_graphs import StepGraph
@@ -85,10 +86,12 @@ class Runner:
             given (share one across the runs of a plan).
         run_dir: the run folder, made under ``cfg.out`` when not given.
         stop: the stop request to honour (one is made, and signals handled, when not given).
+        entry: the registry entry ``spec`` was loaded from: run.json records its package and
+            version (unknown when a spec is given directly).
     """
 
     def __init__(self, cfg: RunConfig, spec: ArchSpec, evaluator: Evaluator | None = None, *,
-                 run_dir: Path | None = None, stop: StopRequest | None = None):
+                 run_dir: Path | None = None, stop: StopRequest | None = None, entry: Entry | None = None):
         cfg.validate()
         self.cfg, self.spec = cfg, spec
         self.stop = stop or StopRequest()
@@ -104,6 +107,8 @@ class Runner:
         if cfg.eval and evaluator is None:
             evaluator = Evaluator(self.device, n_samples=cfg.eval_samples, data_dir=cfg.data_dir)
         self.run = Run(cfg, spec, hparams, self.device, evaluator, self.stop, run_dir)
+        if entry is not None:
+            self.run.package, self.run.package_version = entry.package, entry.version
         torch.manual_seed(cfg.seed)
         self.gan: GAN = spec.build(hparams, self.device)
         self.gan.batches_per_epoch = self.run.sampler.batches_per_epoch
@@ -113,11 +118,13 @@ class Runner:
 
     @classmethod
     def resume(cls, run_dir: str | Path, load_spec: Callable[[str], ArchSpec], evaluator: Evaluator | None = None,
-               stop: StopRequest | None = None) -> Runner:
+               stop: StopRequest | None = None, entry_of: Callable[[str], Entry] | None = None) -> Runner:
         """Rebuild the run in ``run_dir`` from its run.json and checkpoint, ready to continue.
 
         Args:
             load_spec: ``name -> ArchSpec`` (the registry's ``load``).
+            entry_of: ``name -> Entry`` (the registry's ``entry``), for the package that
+                provides the architecture now; without it, run.json keeps the one it recorded.
         """
         run_dir = Path(run_dir)
         record = read_record(run_dir)
@@ -125,7 +132,10 @@ class Runner:
         if not checkpoint.is_file():
             raise UsageError(f"{run_dir} has no {CHECKPOINT} to resume from (status: {record.status})")
         cfg = RunConfig.from_settings(dataclasses.asdict(record.config))
-        runner = cls(cfg, load_spec(record.arch), evaluator, run_dir=run_dir, stop=stop)
+        entry = entry_of(record.arch) if entry_of is not None else None
+        runner = cls(cfg, load_spec(record.arch), evaluator, run_dir=run_dir, stop=stop, entry=entry)
+        if entry is None:
+            runner.run.package, runner.run.package_version = record.package, record.package_version
         runner.run.restore(checkpoint, runner.gan, record.started)
         return runner
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.metadata
 import json
 from dataclasses import dataclass
 
@@ -47,6 +48,7 @@ def test_cli_run_writes_every_result_file(tmp_path):
     assert 0 < record["discriminator"]["d_real"] < 1
     for key in ("python", "torch", "gan_bench", "device_name", "cpu_model", "cpu_count", "git_commit"):
         assert key in record["env"]
+    assert (record["package"], record["package_version"]) == ("gan-bench", importlib.metadata.version("gan-bench"))
 
     rows = list(csv.reader((run_dir / "losses.csv").open()))
     assert rows[0] == ["step", "loss/D", "loss/G", "D(x)", "D(G(z))"]
@@ -176,6 +178,7 @@ def test_divergence_stops_the_run_and_keeps_what_was_earned(tmp_path):
     run_dir = runner.run.dir
     saved = json.loads((run_dir / "run.json").read_text())
     assert saved["status"] == "diverged"
+    assert "package" not in saved and record.package is None  # a spec given directly: no package known
     assert (run_dir / "losses.csv").exists() and (run_dir / "generator.pt").exists()
 
 

@@ -73,3 +73,14 @@ def test_unknown_keys_are_ignored_so_a_newer_file_of_the_same_schema_reads(tmp_p
 def test_records_can_be_built_in_code():
     record = RunRecord.from_dict(json.loads((LEGACY_RUNS[0] / "run.json").read_text()))
     assert record.seed == record.config.seed and record.config.budget.text() == "20 steps"
+
+
+def test_the_providing_package_is_recorded_and_older_files_lack_it(tmp_path):
+    record = read_record(LEGACY_RUNS[0])
+    assert record.package is None and record.package_version is None
+    assert "package" not in record.to_dict()  # a record that does not know writes no key
+    record.package, record.package_version = "gan-bench-mlp-hinge", "0.1.0"
+    record.write(tmp_path)
+    data = json.loads((tmp_path / "run.json").read_text())
+    assert list(data)[:4] == ["schema_version", "arch", "package", "package_version"] and data["schema_version"] == 1
+    assert read_record(tmp_path).package_version == "0.1.0"
