@@ -63,6 +63,13 @@ class GAN(abc.ABC):
 
     Subclasses set ``generator``, ``discriminator`` and ``latent_dim`` in ``__init__``
     and implement :meth:`train_step`.
+
+    Calls the runner makes beyond the training loop: before a new run's first batch it counts
+    FLOPs by calling :meth:`train_step` five times (steps 0 to 4, on the first batch) on
+    ``copy.deepcopy(gan)``, and throws the copy away (the RNG state is restored). So a GAN must
+    be deep-copyable, and its step must reach its networks and optimizers only through the
+    object (not through a closure or a module global holding the originals), or the count
+    would train the real model. ``bench.testing.check_architecture`` checks both.
     """
 
     generator: nn.Module

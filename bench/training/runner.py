@@ -12,14 +12,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 
 import torch
 
 from bench import console
 from bench.config import RunConfig
-from bench.contract import GAN, ArchSpec
+from bench.contract import GAN, ArchSpec, GANConfig
 from bench.device import autocast, resolve_device
 from bench.environment import tune_allocator
 from bench.errors import PluginError, UsageError
@@ -76,6 +76,24 @@ def every(n: int | None, step: int) -> bool:
     return bool(n) and step % n == 0
 
 
+def build_gan(spec: ArchSpec, hparams: GANConfig, device: torch.device, overridden: Collection[str] = ()) -> GAN:
+    """Build ``spec``'s model; its exception is a :class:`PluginError` naming the architecture.
+
+    Args:
+        overridden: the hyperparameters the user set (``--set``, ``--batch-size``). With any, a
+            ``ValueError`` or ``TypeError`` (an optimizer refusing ``lr=nan``, say) is most likely
+            the user's value rather than the plugin's fault: it is raised as it is, for the
+            caller to report as the user's.
+    """
+    try:
+        gan = spec.build(hparams, device)
+    except Exception as exc:  # a plugin may raise anything
+        if overridden and isinstance(exc, (ValueError, TypeError)):
+            raise  # most likely the user's value, not the plugin's fault: the caller reports it as the user's
+        raise PluginError(spec.name, f"build raised {type(exc).__name__}: {exc}") from exc
+    return gan
+
+
 class Runner:
     """Train one architecture under one budget, evaluate it and write its run folder.
 
@@ -110,7 +128,7 @@ class Runner:
         if entry is not None:
             self.run.package, self.run.package_version = entry.package, entry.version
         torch.manual_seed(cfg.seed)
-        self.gan: GAN = spec.build(hparams, self.device)
+        self.gan = build_gan(spec, hparams, self.device, overridden=sorted(overrides))
         self.gan.batches_per_epoch = self.run.sampler.batches_per_epoch
         self.graphs = StepGraph(self.gan, spec.name) if cfg.cuda_graphs else None
         self.run.attach(self.gan)
@@ -146,11 +164,12 @@ class Runner:
         """
         run = self.run
         with self.stop.handling_signals():
+            if run.state.flops_per_step is None:  # before the folder: a step that cannot run leaves none behind
+                run.state.flops_per_step = measure_flops(self.gan, run.sampler.data[: run.hparams.batch_size],
+                                                         self.spec.name)
             run.open()
             if on_start is not None:
                 on_start(run.dir)
-            if run.state.flops_per_step is None:
-                run.state.flops_per_step = measure_flops(self.gan, run.sampler.data[: run.hparams.batch_size])
             try:
                 self._loop()
                 run.conclude(self.gan)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import csv
 import importlib.metadata
 import json
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, replace
 
 import pytest
 import torch
@@ -17,7 +18,8 @@ from bench.contract import GAN, ArchSpec, GANConfig
 from bench.errors import PluginError, UsageError
 from bench.layout import Status
 from bench.registry import default_registry
-from bench.training.runner import Runner
+from bench.training.flops import measure_flops
+from bench.training.runner import Runner, build_gan
 
 from helpers import run_cli
 
@@ -131,7 +133,9 @@ class ToyConfig(GANConfig):
     batch_size: int = 8
     nan_at: int = -1
     raise_at: int = -1
+    raise_type: str = "RuntimeError"
     drop_g_loss: bool = False
+    wrong_shape: bool = False
 
 
 class Toy(GAN):
@@ -149,8 +153,10 @@ class Toy(GAN):
 
     def train_step(self, real, step):
         if step == self.cfg.raise_at:
-            raise RuntimeError("the plugin's own bug")
+            raise {"RuntimeError": RuntimeError, "ValueError": ValueError}[self.cfg.raise_type]("the plugin's own bug")
         fake = self.generator(torch.randn(real.shape[0], self.latent_dim))
+        if self.cfg.wrong_shape:
+            fake = fake[:, :, :27, :27]  # a shape bug: the discriminator's Linear(784) cannot take it
         d_loss = self.discriminator(fake.detach()).mean() - self.discriminator(real).mean()
         self.opt_d.zero_grad()
         d_loss.backward()
@@ -199,6 +205,76 @@ def test_a_step_that_raises_keeps_the_results_earned_so_far(tmp_path):
     rows = list(csv.reader((run_dir / "losses.csv").open()))
     assert [r[0] for r in rows[1:]] == ["4", "8"]
     assert (run_dir / "generator.pt").is_file()
+
+
+@pytest.mark.parametrize(
+    "hparams, message",
+    [
+        ({"raise_at": 0}, "train_step raised RuntimeError at step 0 of the FLOP count "
+                          r"\(steps 0-4 on a copy of the model, before training\): the plugin's own bug"),
+        ({"raise_at": 3, "raise_type": "ValueError"}, "train_step raised ValueError at step 3 of the FLOP count"),
+        ({"wrong_shape": "true"}, "train_step raised RuntimeError at step 0 of the FLOP count .*mat1 and mat2 shapes"),
+    ],
+)
+def test_a_step_that_fails_in_the_flop_count_is_the_plugins_error_before_any_folder(hparams, message, tmp_path,
+                                                                                     capsys):
+    """The hidden FLOP-count steps used to fail outside the plugin wrapper: "internal error" with a folder
+    holding only tb/, or, for a shape bug, a FLOP-counter warning blaming torch first."""
+    out = tmp_path / "runs"
+    runner = Runner(RunConfig("toy", steps=20, out=str(out), eval=False, hparams=hparams), TOY)
+    with pytest.raises(PluginError, match=f"^architecture 'toy': {message}"):
+        runner.train()
+    assert runner.run.dir is None and not out.exists(), "no run folder for a run that could not start"
+    assert "FLOP counter" not in capsys.readouterr().err
+
+
+def test_the_flop_counters_own_failure_stays_a_warning(capsys):
+    """wgan-gp's gradient penalty (autograd.grad) defeats the FLOP counter's hooks: no FLOPs, no error."""
+    spec = default_registry().load("wgan-gp")
+    torch.manual_seed(0)
+    gan = spec.build(spec.make_config({"batch_size": 8}), torch.device("cpu"))
+    before = {k: v.clone() for k, v in gan.generator.state_dict().items()}
+    real = torch.rand(8, 1, 28, 28) * 2 - 1
+    rng = torch.get_rng_state()
+    assert measure_flops(gan, real, "wgan-gp") is None
+    assert "FLOPs per step not measured: torch's FLOP counter failed" in capsys.readouterr().err
+    assert all(torch.equal(before[k], v) for k, v in gan.generator.state_dict().items())
+    assert torch.equal(rng, torch.get_rng_state())
+
+
+def test_a_build_that_raises_is_the_plugins_error(tmp_path):
+    def broken_build(cfg, device):
+        raise RuntimeError("needs a file that is not there")
+
+    with pytest.raises(PluginError, match="^architecture 'toy': build raised RuntimeError: needs a file"):
+        Runner(RunConfig("toy", steps=3, out=str(tmp_path / "runs"), eval=False), replace(TOY, build=broken_build))
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_value_error_at_build_with_user_overrides_is_left_for_the_caller():
+    """The seam for the user's own values: with hyperparameters overridden, ValueError/TypeError pass through."""
+    def refusing(cfg, device):
+        raise ValueError("Invalid learning rate: nan")
+
+    spec = replace(TOY, build=refusing)
+    with pytest.raises(PluginError, match="build raised ValueError"):
+        build_gan(spec, spec.make_config(), torch.device("cpu"))
+    with pytest.raises(ValueError, match="Invalid learning rate"):
+        build_gan(spec, spec.make_config(), torch.device("cpu"), overridden=["lr"])
+
+
+class Undeepcopyable(Toy):
+    def __init__(self, cfg, device):
+        super().__init__(cfg, device)
+        self.lock = threading.Lock()  # a plugin holding a lock, a file or a process handle
+
+
+def test_a_model_that_cannot_be_deep_copied_is_the_plugins_error(tmp_path):
+    runner = Runner(RunConfig("toy", steps=3, out=str(tmp_path / "runs"), eval=False),
+                    replace(TOY, build=Undeepcopyable))
+    with pytest.raises(PluginError, match="^architecture 'toy': cannot be deep-copied .*lock.*must be deep-copyable"):
+        runner.train()
+    assert not (tmp_path / "runs").exists()
 
 
 @pytest.mark.parametrize("name", default_registry().names())
