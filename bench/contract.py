@@ -137,6 +137,20 @@ class GAN(abc.ABC):
     def load_extra_state(self, state: dict[str, Tensor]) -> None:  # noqa: B027 (an opt-in hook)
         """Restore what :meth:`extra_state` returned."""
 
+    def sampling_state(self) -> dict[str, Any]:
+        """Whatever :meth:`generate` needs besides ``generator`` (e.g. an EMA copy's state dict).
+
+        The runner writes it beside the generator when a run ends, and ``bench eval`` loads it
+        into a freshly built model whose ``generator`` holds the trained weights. Tensors, or
+        dicts of them (state dicts). The default, nothing, fits a ``generate`` that uses only
+        ``generator``. Override together with :meth:`load_sampling_state`. (Checkpoints hold
+        :meth:`state_dict`: keep such a module in :meth:`networks` too, so a resume keeps it.)
+        """
+        return {}
+
+    def load_sampling_state(self, state: dict[str, Any]) -> None:  # noqa: B027 (an opt-in hook)
+        """Restore what :meth:`sampling_state` returned."""
+
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue training exactly: networks, optimizers, extra state."""
         return {

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 
-from helpers import GOOD_MODULE, make_dist, run_cli
+from bench.record import METRIC_NAMES
+
+from helpers import GOOD_MODULE, ema_module, make_dist, run_cli
 
 
 def test_cli_reports_a_broken_plugin_and_keeps_working(tmp_path, monkeypatch):
@@ -38,3 +41,21 @@ def test_a_name_clash_is_shown_and_leaves_every_other_name_working(tmp_path, mon
     assert clashing.returncode == 2 and clashing.stderr.strip() == (
         "error: architecture 'twin' is registered by two packages: twin-one and twin-two; uninstall one")
     assert other.returncode == 0, other.stderr
+
+
+def test_eval_reproduces_the_metrics_of_a_plugin_that_samples_from_an_ema(tmp_path, monkeypatch):
+    """bench eval rebuilt only the generator, so an EMA plugin was scored with a fresh EMA."""
+    make_dist(tmp_path, "ema-plugin", {"ema": "ema_arch:SPEC"}, {"ema_arch": ema_module("ema")})
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    trained = run_cli("run", "--arch", "ema", "--steps", "30", "--eval-samples", "200", "--log-every", "10",
+                      "--out", str(tmp_path / "runs"))
+    assert trained.returncode == 0, trained.stderr
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert (run_dir / "sampling.pt").is_file() and (run_dir / "generator.pt").is_file()
+    out = tmp_path / "eval.json"
+    evaluated = run_cli("eval", str(run_dir), "--eval-samples", "200", "--out", str(out))
+    assert evaluated.returncode == 0, evaluated.stderr
+    own = json.loads((run_dir / "run.json").read_text())["metrics"]
+    again = json.loads(out.read_text())["metrics"]
+    assert {m: again[m] for m in METRIC_NAMES} == {m: own[m] for m in METRIC_NAMES}
+    assert again["protocol"] == own["protocol"]
