@@ -173,8 +173,8 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
-def check_step_output(name: str, out: Any) -> None:
-    """Raise :class:`PluginError` if one training step's output breaks the contract."""
+def check_step_output(name: str, out: Any, when: str = "on the first step") -> None:
+    """Raise :class:`PluginError` if one training step's output breaks the contract (``when``: the step, as named)."""
     if not isinstance(out, Mapping):
         raise PluginError(name, f"train_step returned {type(out).__name__}, expected a dict of scalar tensors")
     missing = [k for k in REQUIRED_LOSSES if k not in out]
@@ -186,7 +186,7 @@ def check_step_output(name: str, out: Any) -> None:
         if value.requires_grad:
             raise PluginError(name, f"train_step value {key!r} is not detached (call .detach())")
         if not math.isfinite(float(value)):
-            raise PluginError(name, f"train_step value {key!r} is not finite on the first step ({float(value)})")
+            raise PluginError(name, f"train_step value {key!r} is not finite {when} ({float(value)})")
 
 
 def check_samples(name: str, images: Any, n: int, image_size: int) -> None:

@@ -6,10 +6,12 @@ Imported as ``helpers`` (tests/conftest.py's folder is on sys.path); fixtures li
 from __future__ import annotations
 
 import copy
+import importlib.metadata as md
 import os
 import subprocess
 import sys
 import textwrap
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +20,30 @@ from bench.layout import LOSS_TAGS, LOSSES_CSV, METRICS_CSV, SAMPLES, Status
 from bench.record import (
     DiscriminatorMeans, Environment, Evaluation, Losses, Metrics, RecordedConfig, RunRecord, TimingRecord,
 )
-from bench.registry import GROUP, default_registry
+from bench.registry import GROUP, Registry, discover
 from bench.schema import to_plain
 from bench.storage import write_csv
 
 REPO = Path(__file__).resolve().parent.parent
 
 
+#: The distribution whose entry points are the built-in architectures.
+BUILTIN_PACKAGE = "gan-bench"
+
+
+@lru_cache(maxsize=1)
+def builtin_registry() -> Registry:
+    """The built-in architectures alone: gan-bench's own entry points, whatever else is installed.
+
+    gan-bench's tests walk these (timm-style); a third-party plugin is checked by its author with
+    bench.testing.check_architecture, so a broken one installed here cannot fail gan-bench's tests.
+    """
+    return Registry(discover([md.distribution(BUILTIN_PACKAGE)]))
+
+
 def architecture_names() -> list[str]:
-    return default_registry().names()
+    """The built-in architectures' names."""
+    return builtin_registry().names()
 
 
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300, env: dict[str, str] | None = None,

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 
 from bench.record import METRIC_NAMES
 
-from helpers import GOOD_MODULE, ema_module, make_dist, run_cli
+from helpers import GOOD_MODULE, REPO, ema_module, make_dist, run_cli
 
 
 def test_cli_reports_a_broken_plugin_and_keeps_working(tmp_path, monkeypatch):
@@ -59,3 +61,15 @@ def test_eval_reproduces_the_metrics_of_a_plugin_that_samples_from_an_ema(tmp_pa
     again = json.loads(out.read_text())["metrics"]
     assert {m: again[m] for m in METRIC_NAMES} == {m: own[m] for m in METRIC_NAMES}
     assert again["protocol"] == own["protocol"]
+
+
+def test_a_broken_third_party_plugin_cannot_fail_gan_benchs_own_tests(tmp_path):
+    """gan-bench's tests walked every installed architecture, so one broken plugin failed them."""
+    make_dist(tmp_path, "broken-plugin", {"broken": "broken_arch:SPEC"},
+              {"broken_arch": "raise RuntimeError('boom at import')\n"})
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    walking = ["tests/unit/test_contract.py", "tests/unit/test_architectures.py", "tests/integration/test_runner.py"]
+    proc = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *walking],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "[vanilla]" in proc.stdout and "[broken]" not in proc.stdout

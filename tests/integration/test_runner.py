@@ -21,7 +21,7 @@ from bench.registry import default_registry
 from bench.training.flops import measure_flops
 from bench.training.runner import Runner, build_gan
 
-from helpers import run_cli
+from helpers import architecture_names, builtin_registry, run_cli
 
 
 def vanilla():
@@ -277,10 +277,10 @@ def test_a_model_that_cannot_be_deep_copied_is_the_plugins_error(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
-@pytest.mark.parametrize("name", default_registry().names())
+@pytest.mark.parametrize("name", architecture_names())
 def test_every_architecture_runs_through_the_runner(name, tmp_path):
-    """The runner's own work around a step (FLOP counting, logging, samples) holds for every plugin."""
-    spec = default_registry().load(name)
+    """The runner's own work around a step (FLOP counting, logging, samples) holds for every built-in."""
+    spec = builtin_registry().load(name)
     runner = Runner(RunConfig(name, steps=3, log_every=2, sample_every=2, batch_size=8, out=str(tmp_path), eval=False),
                     spec)
     record = runner.train()
