@@ -60,6 +60,7 @@ def test_cli_run_writes_every_result_file(tmp_path):
         assert img.size == (5 * 28 + 6 * 2, 5 * 28 + 6 * 2)
     state = torch.load(run_dir / "generator.pt", weights_only=True)
     MLPGenerator().load_state_dict(state)
+    assert not (run_dir / "sampling.pt").exists()  # vanilla generates from its generator alone
 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
