@@ -72,9 +72,7 @@ class Run:
         self.stop_signal: int | None = None
         self.error: str | None = None
         self.started = utc_iso()
-        #: The distribution and version that provided the architecture, where known (run.json records them).
-        self.package: str | None = None
-        self.package_version: str | None = None
+        self.package, self.package_version = None, None  # what provided the architecture, where known
         self.resumed = False
         self.metrics: Metrics | None = None
         self.grid_z = torch.empty(0)
@@ -223,8 +221,7 @@ class Run:
         references = self.evaluator.reference_points() if self.evaluator is not None and self.metrics else None
         return RunRecord(
             arch=self.spec.name,
-            package=self.package,
-            package_version=self.package_version,
+            package=self.package, package_version=self.package_version,
             status=self.status,
             diverged_at_step=self.diverged_at,
             error=self.error,
