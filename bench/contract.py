@@ -63,6 +63,13 @@ class GAN(abc.ABC):
 
     Subclasses set ``generator``, ``discriminator`` and ``latent_dim`` in ``__init__``
     and implement :meth:`train_step`.
+
+    Calls the runner makes beyond the training loop: before a new run's first batch it counts
+    FLOPs by calling :meth:`train_step` five times (steps 0 to 4, on the first batch) on
+    ``copy.deepcopy(gan)``, and throws the copy away (the RNG state is restored). So a GAN must
+    be deep-copyable, and its step must reach its networks and optimizers only through the
+    object (not through a closure or a module global holding the originals), or the count
+    would train the real model. ``bench.testing.check_architecture`` checks both.
     """
 
     generator: nn.Module
@@ -130,6 +137,20 @@ class GAN(abc.ABC):
     def load_extra_state(self, state: dict[str, Tensor]) -> None:  # noqa: B027 (an opt-in hook)
         """Restore what :meth:`extra_state` returned."""
 
+    def sampling_state(self) -> dict[str, Any]:
+        """Whatever :meth:`generate` needs besides ``generator`` (e.g. an EMA copy's state dict).
+
+        The runner writes it beside the generator when a run ends, and ``bench eval`` loads it
+        into a freshly built model whose ``generator`` holds the trained weights. Tensors, or
+        dicts of them (state dicts). The default, nothing, fits a ``generate`` that uses only
+        ``generator``. Override together with :meth:`load_sampling_state`. (Checkpoints hold
+        :meth:`state_dict`: keep such a module in :meth:`networks` too, so a resume keeps it.)
+        """
+        return {}
+
+    def load_sampling_state(self, state: dict[str, Any]) -> None:  # noqa: B027 (an opt-in hook)
+        """Restore what :meth:`sampling_state` returned."""
+
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue training exactly: networks, optimizers, extra state."""
         return {
@@ -152,8 +173,8 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
-def check_step_output(name: str, out: Any, finite: bool = True) -> None:
-    """Raise :class:`PluginError` if one training step's output breaks the contract.
+def check_step_output(name: str, out: Any, finite: bool = True, when: str = "on the first step") -> None:
+    """Raise :class:`PluginError` if one training step's output breaks the contract (``when``: the step, as named).
 
     ``finite``: also require finite values (the runner asks separately, since a run that has
     already diverged on its first step returns non-finite losses without breaking the contract).
@@ -169,7 +190,7 @@ def check_step_output(name: str, out: Any, finite: bool = True) -> None:
         if value.requires_grad:
             raise PluginError(name, f"train_step value {key!r} is not detached (call .detach())")
         if finite and not math.isfinite(float(value)):
-            raise PluginError(name, f"train_step value {key!r} is not finite on the first step ({float(value)})")
+            raise PluginError(name, f"train_step value {key!r} is not finite {when} ({float(value)})")
 
 
 def check_samples(name: str, images: Any, n: int, image_size: int) -> None:

@@ -10,6 +10,8 @@ import enum
 RUN_JSON = "run.json"
 CHECKPOINT = "checkpoint.pt"
 GENERATOR = "generator.pt"
+#: What ``generate()`` needs besides the generator (``GAN.sampling_state``), only where there is any.
+SAMPLING = "sampling.pt"
 SAMPLES = "samples.png"
 LOSSES_CSV = "losses.csv"
 METRICS_CSV = "metrics.csv"

@@ -178,6 +178,9 @@ class RunRecord:
 
     schema_version: int = SCHEMA_VERSION
     arch: str
+    #: The distribution that provided the architecture, and its version (unknown for a spec given directly).
+    package: str | None = field(default=None, metadata=OMIT_NONE)
+    package_version: str | None = field(default=None, metadata=OMIT_NONE)
     status: Status
     diverged_at_step: int | None = None
     error: str | None = None

@@ -4,11 +4,13 @@ Every architecture, built-in or third-party, is an entry point in the group
 ``gan_bench.architectures`` whose object is an :class:`~bench.contract.ArchSpec`.
 Discovery reads the installed distributions' metadata without importing anything and
 sorts the names; a plugin is imported only when it is used, and one that fails to import
-is reported by name without taking the others down.
+is reported by name without taking the others down. A name that two packages declare is
+unusable until one is uninstalled; every other name keeps working.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import importlib.metadata as md
 import re
@@ -32,14 +34,25 @@ class Entry:
     version: str
     value: str
     entry_point: md.EntryPoint = field(compare=False, repr=False)
+    #: Other packages that declare the same name; while there are any, the name cannot be used.
+    clashes: tuple[str, ...] = ()
+
+    def clash(self) -> RegistryError | None:
+        """The error of using a name that several packages declare, or None."""
+        if not self.clashes:
+            return None
+        *first, last = sorted({self.package, *self.clashes})
+        count = "two" if len(first) == 1 else "several"
+        return RegistryError(f"architecture {self.name!r} is registered by {count} packages: "
+                             f"{', '.join(first)} and {last}; uninstall {'one' if count == 'two' else 'all but one'}")
 
 
 class Loaded(NamedTuple):
-    """An entry after loading: its spec, or the error that kept it from loading."""
+    """An entry after loading: its spec, or the error that kept it from loading (or from being used)."""
 
     entry: Entry
     spec: ArchSpec | None
-    error: PluginError | None
+    error: PluginError | RegistryError | None
 
 
 def _normalize(dist_name: str) -> str:
@@ -49,8 +62,8 @@ def _normalize(dist_name: str) -> str:
 def discover(distributions: Iterable[md.Distribution] | None = None) -> list[Entry]:
     """Return the architectures declared by installed distributions, sorted by name.
 
-    Raises:
-        RegistryError: two different packages declare the same architecture name.
+    A name declared by two different packages is returned once, with the other packages in
+    ``clashes``: it fails when used, and only it (one bad install must not stop every command).
     """
     dists = md.distributions() if distributions is None else distributions
     found: dict[str, Entry] = {}
@@ -59,14 +72,11 @@ def discover(distributions: Iterable[md.Distribution] | None = None) -> list[Ent
         for ep in dist.entry_points:
             if ep.group != GROUP:
                 continue
-            entry = Entry(ep.name, package, dist.version or "?", ep.value, ep)
             previous = found.get(ep.name)
             if previous is None:
-                found[ep.name] = entry
-            elif _normalize(previous.package) != _normalize(package):
-                a, b = sorted([previous.package, package])
-                raise RegistryError(
-                    f"architecture {ep.name!r} is registered by two packages: {a} and {b}; uninstall one")
+                found[ep.name] = Entry(ep.name, package, dist.version or "?", ep.value, ep)
+            elif _normalize(package) not in map(_normalize, (previous.package, *previous.clashes)):
+                found[ep.name] = dataclasses.replace(previous, clashes=(*previous.clashes, package))
             # The same distribution seen twice on sys.path (an editable install) is one entry.
     return [found[name] for name in sorted(found)]
 
@@ -82,9 +92,13 @@ class Registry:
         return sorted(self.entries)
 
     def entry(self, name: str) -> Entry:
-        """Return the entry of ``name``, or fail naming the known ones and the closest match."""
+        """Return the entry of ``name``, or fail naming the known ones and the closest match.
+
+        Raises:
+            RegistryError: no architecture of that name, or several packages declare it.
+        """
         try:
-            return self.entries[name]
+            entry = self.entries[name]
         except KeyError:
             known = self.names()
             close = difflib.get_close_matches(name, known, n=1, cutoff=0.4)
@@ -92,12 +106,16 @@ class Registry:
             raise RegistryError(
                 f"unknown architecture {name!r}{hint}; known: {', '.join(known) or 'none installed'}"
             ) from None
+        clash = entry.clash()
+        if clash is not None:
+            raise clash
+        return entry
 
     def load(self, name: str) -> ArchSpec:
         """Import the plugin ``name`` and return its spec.
 
         Raises:
-            RegistryError: no architecture of that name.
+            RegistryError: no architecture of that name, or several packages declare it.
             PluginError: it failed to import, or its object is not a valid ArchSpec.
         """
         if name in self._loaded:
@@ -122,7 +140,7 @@ class Registry:
         for name in self.names():
             try:
                 rows.append(Loaded(self.entries[name], self.load(name), None))
-            except PluginError as exc:
+            except (PluginError, RegistryError) as exc:
                 rows.append(Loaded(self.entries[name], None, exc))
         return rows
 

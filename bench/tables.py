@@ -93,12 +93,14 @@ def print_metrics(metrics: Metrics, references: dict[str, Metrics] | None, title
 
 
 def print_architectures(rows: list[Loaded]) -> None:
-    """Print the registered architectures, with the load error of any that failed."""
+    """Print the registered architectures, with the load error of any that failed and any name clash."""
     table = Table(title="Registered architectures", title_justify="left")
     for col in ("name", "package", "image", "description"):
         table.add_column(col, overflow="fold")
     for entry, spec, error in rows:
-        if spec is None:
+        if entry.clashes:  # unusable until one of its packages is uninstalled
+            table.add_row(entry.name, ", ".join(sorted({entry.package, *entry.clashes})), "-", f"[red]{error}[/]")
+        elif spec is None:
             table.add_row(entry.name, entry.package, "-", f"[red]failed to load: {error}[/]")
         else:
             table.add_row(entry.name, f"{entry.package} {entry.version}", f"{spec.image_size}x{spec.image_size}",

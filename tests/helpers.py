@@ -6,10 +6,12 @@ Imported as ``helpers`` (tests/conftest.py's folder is on sys.path); fixtures li
 from __future__ import annotations
 
 import copy
+import importlib.metadata as md
 import os
 import subprocess
 import sys
 import textwrap
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +20,30 @@ from bench.layout import LOSS_TAGS, LOSSES_CSV, METRICS_CSV, SAMPLES, Status
 from bench.record import (
     DiscriminatorMeans, Environment, Evaluation, Losses, Metrics, RecordedConfig, RunRecord, TimingRecord,
 )
-from bench.registry import GROUP, default_registry
+from bench.registry import GROUP, Registry, discover
 from bench.schema import to_plain
 from bench.storage import write_csv
 
 REPO = Path(__file__).resolve().parent.parent
 
 
+#: The distribution whose entry points are the built-in architectures.
+BUILTIN_PACKAGE = "gan-bench"
+
+
+@lru_cache(maxsize=1)
+def builtin_registry() -> Registry:
+    """The built-in architectures alone: gan-bench's own entry points, whatever else is installed.
+
+    gan-bench's tests walk these (timm-style); a third-party plugin is checked by its author with
+    bench.testing.check_architecture, so a broken one installed here cannot fail gan-bench's tests.
+    """
+    return Registry(discover([md.distribution(BUILTIN_PACKAGE)]))
+
+
 def architecture_names() -> list[str]:
-    return default_registry().names()
+    """The built-in architectures' names."""
+    return builtin_registry().names()
 
 
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300, env: dict[str, str] | None = None,
@@ -69,6 +86,67 @@ class Tiny(GAN):
 
 SPEC = ArchSpec(name="{name}", description="a tiny test GAN", image_size=28, config=Cfg, build=Tiny)
 """
+
+
+EMA_MODULE = """
+import copy
+from dataclasses import dataclass
+import torch
+from bench.contract import GAN, ArchSpec, GANConfig
+
+@dataclass
+class Cfg(GANConfig):
+    batch_size: int = 16
+    ema_decay: float = 0.8
+
+class EMA(GAN):
+    \"\"\"A tiny GAN that samples from an exponential moving average of its generator's weights.\"\"\"
+
+    def __init__(self, cfg, device):
+        self.latent_dim = cfg.latent_dim
+        self.decay = cfg.ema_decay
+        self.generator = torch.nn.Sequential(
+            torch.nn.Linear(cfg.latent_dim, 784), torch.nn.Tanh(), torch.nn.Unflatten(1, (1, 28, 28))
+        ).to(device)
+        self.ema = copy.deepcopy(self.generator).requires_grad_(False)
+        self.discriminator = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 1)).to(device)
+        self.opt_g = torch.optim.SGD(self.generator.parameters(), lr=0.05)
+        self.opt_d = torch.optim.SGD(self.discriminator.parameters(), lr=0.05)
+
+    def networks(self):
+        return {**super().networks(), "ema": self.ema}  # checkpoints keep it
+
+    def train_step(self, real, step):
+        z = torch.randn(real.shape[0], self.latent_dim, device=real.device)
+        d_loss = (torch.nn.functional.softplus(-self.discriminator(real)).mean()
+                  + torch.nn.functional.softplus(self.discriminator(self.generator(z).detach())).mean())
+        self.opt_d.zero_grad(); d_loss.backward(); self.opt_d.step()
+        g_loss = torch.nn.functional.softplus(-self.discriminator(self.generator(z))).mean()
+        self.opt_g.zero_grad(); g_loss.backward(); self.opt_g.step()
+        with torch.no_grad():
+            for e, p in zip(self.ema.parameters(), self.generator.parameters()):
+                e.lerp_(p, 1 - self.decay)
+        return {"d_loss": d_loss.detach(), "g_loss": g_loss.detach()}
+
+    @torch.no_grad()
+    def generate(self, z):
+        return self.ema(z.to(self.device))
+{sampling}
+SPEC = ArchSpec(name="{name}", description="a tiny GAN sampling from an EMA", image_size=28, config=Cfg, build=EMA)
+"""
+#: The EMA module's declaration of its sampling state (without it, ``bench eval`` cannot rebuild the EMA).
+EMA_SAMPLING = """
+    def sampling_state(self):
+        return {"ema": self.ema.state_dict()}
+
+    def load_sampling_state(self, state):
+        self.ema.load_state_dict(state["ema"])
+"""
+
+
+def ema_module(name: str, declared: bool = True) -> str:
+    """The source of the EMA test plugin named ``name``, declaring its sampling state or not."""
+    return EMA_MODULE.replace("{name}", name).replace("{sampling}", EMA_SAMPLING if declared else "")
 
 
 def make_dist(root, dist: str, entries: dict[str, str], modules: dict[str, str] | None = None) -> None:

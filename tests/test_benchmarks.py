@@ -11,7 +11,7 @@ import torch
 from bench.data import BatchSampler, training_images
 from bench.registry import default_registry
 
-from helpers import architecture_names
+from helpers import architecture_names, builtin_registry
 
 CPU = torch.device("cpu")
 WEIGHTS = Path(__file__).resolve().parent.parent / "bench" / "weights" / "mnist_classifier.pt"
@@ -29,7 +29,7 @@ def _autocast(precision: str) -> contextlib.AbstractContextManager:
 def test_train_step(benchmark, name, precision):
     """One training step at the architecture's default batch size on the CPU, as the runner
     calls it (under bf16 autocast for bf16); each architecture's two precisions side by side."""
-    spec = default_registry().load(name)
+    spec = builtin_registry().load(name)
     cfg = spec.make_config()
     benchmark.group = f"train step: {name} (batch {cfg.batch_size}, cpu)"
     benchmark.extra_info["precision"] = precision

@@ -13,7 +13,7 @@ from bench.schema import to_plain
 from bench.storage import write_json
 from bench.training.trained import load_trained
 
-DESCRIPTION = "Rebuild a run's generator from run.json and generator.pt and score it."
+DESCRIPTION = "Rebuild a run's generator from run.json and generator.pt (and sampling.pt) and score it."
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -29,11 +29,12 @@ def run(args: argparse.Namespace) -> int:
         if read_record(args.resume).status is Status.COMPLETED:
             console.out.print(f"{args.resume} is already complete; nothing to do")
             return 0
-        runner = Runner.resume(args.resume, registry.load, stop=args.stop)
+        runner = Runner.resume(args.resume, registry.load, stop=args.stop, entry_of=registry.entry)
     elif not args.arch:
         raise UsageError("--arch NAME is required (see: python -m bench list)")
     else:
-        runner = Runner(run_config(args, args.arch), registry.load(args.arch), stop=args.stop)
+        runner = Runner(run_config(args, args.arch), registry.load(args.arch), stop=args.stop,
+                        entry=registry.entry(args.arch))
     record = runner.train()
     tables.print_run(record, runner.run.dir)
     if runner.run.stop_signal is not None:

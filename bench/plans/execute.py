@@ -39,11 +39,11 @@ def execute(settings: Mapping[str, Any], entry: PlanEntry, folder: Path, evaluat
     runner = None
     try:
         if previous is not None and (previous / CHECKPOINT).is_file():
-            runner = Runner.resume(previous, registry.load, evaluator, stop)
+            runner = Runner.resume(previous, registry.load, evaluator, stop, entry_of=registry.entry)
         else:
             cfg = RunConfig.from_settings(settings, arch=entry.arch, seed=entry.seed, out=str(folder),
                                           hparams={**settings.get("hparams", {}), **entry.hparams})
-            runner = Runner(cfg, registry.load(entry.arch), evaluator, stop=stop)
+            runner = Runner(cfg, registry.load(entry.arch), evaluator, stop=stop, entry=registry.entry(entry.arch))
         record = runner.train(on_start)
     except PluginError as exc:
         console.error(str(exc))

@@ -1,4 +1,5 @@
-"""Everything a run writes: TensorBoard events, losses.csv, metrics.csv, samples.png, generator.pt, run.json.
+"""Everything a run writes: TensorBoard events, losses.csv, metrics.csv, samples.png, generator.pt (and
+sampling.pt), run.json.
 
 The runner decides what happened; the recorder decides how it is kept. Every file is written
 atomically (:mod:`bench.storage`) inside the stop request's critical section, so a second
@@ -16,7 +17,8 @@ from torch.utils.tensorboard import SummaryWriter
 from torchvision.utils import make_grid, save_image
 
 from bench.contract import DIAGNOSTICS, GAN, REQUIRED_LOSSES
-from bench.layout import CHECKPOINT, GENERATOR, LOSS_TAGS, LOSSES_CSV, METRICS_CSV, SAMPLES, TENSORBOARD
+from bench.errors import PluginError
+from bench.layout import CHECKPOINT, GENERATOR, LOSS_TAGS, LOSSES_CSV, METRICS_CSV, SAMPLES, SAMPLING, TENSORBOARD
 from bench.record import METRIC_NAMES, Evaluation, RunRecord
 from bench.stop import StopRequest
 from bench.storage import atomic_path, save_torch, write_csv
@@ -91,6 +93,7 @@ class Recorder:
                 with atomic_path(self.dir / SAMPLES) as tmp:
                     save_image(grid, tmp, format="png")
             save_torch(self.dir / GENERATOR, gan.generator.state_dict())
+            self._write_sampling_state(gan, record.arch)
             self._write_losses(history, log_every)
             if record.evaluations:
                 cols = ["step", "train_wall_s", *METRIC_NAMES, "eval_s"]
@@ -100,6 +103,17 @@ class Recorder:
                 final = {f"hparam/{k}": record.metrics.value(k) for k in METRIC_NAMES}
                 self.tb.add_hparams(hparam_values(record), final, run_name=".")
             record.write(self.dir)
+
+    def _write_sampling_state(self, gan: GAN, arch: str) -> None:
+        """sampling.pt: what ``generate()`` needs besides the generator, where the architecture declares any."""
+        try:
+            state = gan.sampling_state()
+        except Exception as exc:  # a plugin may raise anything
+            raise PluginError(arch, f"sampling_state raised {type(exc).__name__}: {exc}") from exc
+        if state:
+            save_torch(self.dir / SAMPLING, state)
+        else:
+            (self.dir / SAMPLING).unlink(missing_ok=True)
 
     def close(self) -> None:
         if self.tb is not None:

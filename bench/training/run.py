@@ -13,7 +13,7 @@ import dataclasses
 import math
 import os
 import signal
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -36,37 +36,11 @@ from bench.stop import Stopped, StopRequest
 from bench.storage import make_run_dir, remove_stale_temporaries, utc_iso
 from bench.timing import summarize
 from bench.training.recorder import GRID_SIDE, SAMPLE_SEED, Recorder, mean_of, sample_grid
+from bench.training.divergence import weights_finite
 from bench.training.state import TrainState
 
 #: p90/p10 of the batch times above which a run warns that they vary widely.
 SPREAD_WARNING = 1.5
-
-
-def weights_finite(networks: Iterable[torch.nn.Module]) -> bool:
-    """True when no parameter holds a NaN or an infinity; one host sync.
-
-    Through each parameter's min and max (NaN propagates into both), which is several times
-    cheaper than ``isfinite(p).all()`` per parameter.
-    """
-    bounds = [torch.stack(torch.aminmax(p.detach())) for m in networks for p in m.parameters() if p.numel()]
-    return not bounds or bool(torch.cat(bounds).isfinite().all())
-
-
-@torch.no_grad()
-def outputs_finite(gan: GAN, z: Tensor) -> bool:
-    """True unless the networks turn ``z`` into non-finite images or scores: weights can stay
-    finite while their products overflow. A network that cannot be called so is not judged."""
-    try:
-        images = gan.generate(z)
-        was_training = gan.discriminator.training
-        gan.discriminator.eval()
-        try:
-            scores = gan.discriminator(images.to(gan.device))
-        finally:
-            gan.discriminator.train(was_training)
-    except Exception:
-        return True
-    return bool(torch.isfinite(images).all() and torch.isfinite(scores).all())
 
 
 class Run:
@@ -92,6 +66,7 @@ class Run:
         self.started = utc_iso()
         #: The 1-minute load average as the run was set up: what else the machine was doing.
         self.load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+        self.package, self.package_version = None, None  # what provided the architecture, where known
         self.resumed = False
         self.metrics: Metrics | None = None
         self.grid_z = torch.empty(0)
@@ -264,47 +239,7 @@ class Run:
 
     def record(self) -> RunRecord:
         """The run record (run.json) as it stands."""
-        state = self.state
-        timing = summarize(state.times_ms, state.batch_sizes, self.cfg.warmup_steps, state.train_wall_s)
-        last = state.history[-1] if state.history else {}
-        tail = state.history[-self.cfg.log_every :]
-        references = self.evaluator.reference_points() if self.evaluator is not None and self.metrics else None
-        return RunRecord(
-            arch=self.spec.name,
-            status=self.status,
-            diverged_at_step=self.diverged_at,
-            error=self.error,
-            stop_signal=signal.Signals(self.stop_signal).name if self.stop_signal else None,
-            started=self.started,
-            updated=utc_iso(),
-            config=self.resolved_config(),
-            params=self.params,
-            flops_per_step=state.flops_per_step,
-            steps=state.step,
-            epochs=state.step / self.sampler.batches_per_epoch,
-            images_seen=int(sum(state.batch_sizes)),
-            timing=TimingRecord(**dataclasses.asdict(timing), spread_p90_p10=timing.spread, eval_s=state.eval_s),
-            losses=Losses(d=last.get("d_loss"), g=last.get("g_loss")),
-            discriminator=DiscriminatorMeans(**{k: mean_of(tail, k) for k in DIAGNOSTICS}),
-            metrics=self.metrics,
-            evaluations=state.evaluations,
-            references=references,
-            peak_memory_bytes=peak_memory_bytes(self.device),
-            env=from_plain(Environment, environment(self.device)),
-            contention=self._contention() if self.device.type == "cpu" else None,
-        )
-
-    def _contention(self) -> Contention:
-        state = self.state
-        load_end = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-        return Contention(cpu_s=state.train_cpu_s, wall_s=state.train_wall_s, threads=torch.get_num_threads(),
-                          usable_cpus=usable_cpus(), load_start=self.load_start, load_end=load_end)
-
-    def resolved_config(self) -> RecordedConfig:
-        """Every setting of the run with defaults resolved, as recorded in run.json."""
-        settings = {**dataclasses.asdict(self.cfg), "device": str(self.device), "batch_size": self.hparams.batch_size,
-                    "hparams": dataclasses.asdict(self.hparams)}
-        return RecordedConfig(**settings, budget=self.budget, image_size=self.spec.image_size, sample_seed=SAMPLE_SEED)
+        return run_record(self)
 
 
 def _or_none(make: Callable[[], torch.Tensor]) -> torch.Tensor | None:
@@ -313,3 +248,51 @@ def _or_none(make: Callable[[], torch.Tensor]) -> torch.Tensor | None:
         return make()
     except Exception:
         return None
+
+
+def run_record(run: Run) -> RunRecord:
+    """The run record (run.json) of ``run`` as it stands."""
+    state = run.state
+    timing = summarize(state.times_ms, state.batch_sizes, run.cfg.warmup_steps, state.train_wall_s)
+    last = state.history[-1] if state.history else {}
+    tail = state.history[-run.cfg.log_every :]
+    references = run.evaluator.reference_points() if run.evaluator is not None and run.metrics else None
+    return RunRecord(
+        arch=run.spec.name,
+        package=run.package, package_version=run.package_version,
+        status=run.status,
+        diverged_at_step=run.diverged_at,
+        error=run.error,
+        stop_signal=signal.Signals(run.stop_signal).name if run.stop_signal else None,
+        started=run.started,
+        updated=utc_iso(),
+        config=resolved_config(run),
+        params=run.params,
+        flops_per_step=state.flops_per_step,
+        steps=state.step,
+        epochs=state.step / run.sampler.batches_per_epoch,
+        images_seen=int(sum(state.batch_sizes)),
+        timing=TimingRecord(**dataclasses.asdict(timing), spread_p90_p10=timing.spread, eval_s=state.eval_s),
+        losses=Losses(d=last.get("d_loss"), g=last.get("g_loss")),
+        discriminator=DiscriminatorMeans(**{k: mean_of(tail, k) for k in DIAGNOSTICS}),
+        metrics=run.metrics,
+        evaluations=state.evaluations,
+        references=references,
+        peak_memory_bytes=peak_memory_bytes(run.device),
+        env=from_plain(Environment, environment(run.device)),
+        contention=_contention(run) if run.device.type == "cpu" else None,
+    )
+
+
+def _contention(run: Run) -> Contention:
+    state = run.state
+    load_end = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    return Contention(cpu_s=state.train_cpu_s, wall_s=state.train_wall_s, threads=torch.get_num_threads(),
+                      usable_cpus=usable_cpus(), load_start=run.load_start, load_end=load_end)
+
+
+def resolved_config(run: Run) -> RecordedConfig:
+    """Every setting of ``run`` with defaults resolved, as recorded in run.json."""
+    settings = {**dataclasses.asdict(run.cfg), "device": str(run.device), "batch_size": run.hparams.batch_size,
+                "hparams": dataclasses.asdict(run.hparams)}
+    return RecordedConfig(**settings, budget=run.budget, image_size=run.spec.image_size, sample_seed=SAMPLE_SEED)

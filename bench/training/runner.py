@@ -12,27 +12,29 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 
 import torch
 
 from bench import console
 from bench.config import RunConfig
-from bench.contract import GAN, ArchSpec, check_step_output
+from bench.contract import GAN, ArchSpec, GANConfig, check_step_output
 from bench.device import autocast, resolve_device
 from bench.environment import default_threads, tune_allocator, usable_cpus, warn_if_bf16_is_emulated
 from bench.errors import PluginError, UsageError
 from bench.layout import CHECKPOINT, Status
 from bench.metrics.evaluator import Evaluator
 from bench.record import RunRecord, read_record
+from bench.registry import Entry
 from bench.stop import StopRequest
 from bench.storage import folder_lock
 from bench.timing import StepTimer
 from bench.training.cuda_graphs import StepGraph
 from bench.training.flops import measure_flops
 from bench.training.recorder import sample_grid
-from bench.training.run import Run, outputs_finite, weights_finite
+from bench.training.divergence import model_finite
+from bench.training.run import Run
 
 
 class TrainClock:
@@ -82,6 +84,24 @@ def every(n: int | None, step: int) -> bool:
     return bool(n) and step % n == 0
 
 
+def build_gan(spec: ArchSpec, hparams: GANConfig, device: torch.device, overridden: Collection[str] = ()) -> GAN:
+    """Build ``spec``'s model; its exception is a :class:`PluginError` naming the architecture.
+
+    Args:
+        overridden: the hyperparameters the user set (``--set``, ``--batch-size``). With any, a
+            ``ValueError`` or ``TypeError`` (an optimizer refusing ``lr=nan``, say) is most likely
+            the user's value rather than the plugin's fault: it is raised as it is, for the
+            caller to report as the user's.
+    """
+    try:
+        gan = spec.build(hparams, device)
+    except Exception as exc:  # a plugin may raise anything
+        if overridden and isinstance(exc, (ValueError, TypeError)):
+            raise  # most likely the user's value, not the plugin's fault: the caller reports it as the user's
+        raise PluginError(spec.name, f"build raised {type(exc).__name__}: {exc}") from exc
+    return gan
+
+
 class Runner:
     """Train one architecture under one budget, evaluate it and write its run folder.
 
@@ -92,10 +112,12 @@ class Runner:
             given (share one across the runs of a plan).
         run_dir: the run folder, made under ``cfg.out`` when not given.
         stop: the stop request to honour (one is made, and signals handled, when not given).
+        entry: the registry entry ``spec`` was loaded from: run.json records its package and
+            version (unknown when a spec is given directly).
     """
 
     def __init__(self, cfg: RunConfig, spec: ArchSpec, evaluator: Evaluator | None = None, *,
-                 run_dir: Path | None = None, stop: StopRequest | None = None):
+                 run_dir: Path | None = None, stop: StopRequest | None = None, entry: Entry | None = None):
         cfg.validate()
         self.spec = spec
         self.stop = stop or StopRequest()
@@ -114,8 +136,10 @@ class Runner:
         if cfg.eval and evaluator is None:
             evaluator = Evaluator(self.device, n_samples=cfg.eval_samples, data_dir=cfg.data_dir)
         self.run = Run(cfg, spec, hparams, self.device, evaluator, self.stop, run_dir)
+        if entry is not None:
+            self.run.package, self.run.package_version = entry.package, entry.version
         torch.manual_seed(cfg.seed)
-        self.gan: GAN = spec.build(hparams, self.device)
+        self.gan = build_gan(spec, hparams, self.device, overridden=sorted(overrides))
         self.gan.batches_per_epoch = self.run.sampler.batches_per_epoch
         self.graphs = StepGraph(self.gan, spec.name) if cfg.cuda_graphs else None
         self.run.attach(self.gan)
@@ -132,11 +156,13 @@ class Runner:
 
     @classmethod
     def resume(cls, run_dir: str | Path, load_spec: Callable[[str], ArchSpec], evaluator: Evaluator | None = None,
-               stop: StopRequest | None = None) -> Runner:
+               stop: StopRequest | None = None, entry_of: Callable[[str], Entry] | None = None) -> Runner:
         """Rebuild the run in ``run_dir`` from its run.json and checkpoint, ready to continue.
 
         Args:
             load_spec: ``name -> ArchSpec`` (the registry's ``load``).
+            entry_of: ``name -> Entry`` (the registry's ``entry``), for the package that
+                provides the architecture now; without it, run.json keeps the one it recorded.
         """
         run_dir = Path(run_dir)
         record = read_record(run_dir)
@@ -144,7 +170,10 @@ class Runner:
         if not checkpoint.is_file():
             raise UsageError(f"{run_dir} has no {CHECKPOINT} to resume from (status: {record.status})")
         cfg = RunConfig.from_settings(dataclasses.asdict(record.config))
-        runner = cls(cfg, load_spec(record.arch), evaluator, run_dir=run_dir, stop=stop)
+        entry = entry_of(record.arch) if entry_of is not None else None
+        runner = cls(cfg, load_spec(record.arch), evaluator, run_dir=run_dir, stop=stop, entry=entry)
+        if entry is None:
+            runner.run.package, runner.run.package_version = record.package, record.package_version
         runner.run.restore(checkpoint, runner.gan, record.started)
         return runner
 
@@ -157,21 +186,28 @@ class Runner:
         for note in self._notes:
             console.err.print(note, soft_wrap=True, markup=False, highlight=False)
         what = f"training {self.spec.name} seed {self.cfg.seed}"
-        with self.stop.handling_signals(), folder_lock(run.make_dir(), what):
-            run.open()
-            if on_start is not None:
-                on_start(run.dir)
-            if run.state.flops_per_step is None:
-                run.state.flops_per_step = measure_flops(self.gan, run.sampler.data[: run.hparams.batch_size])
-            if not run.resumed:
-                run.recorder.write_record(run.record())  # status "running": a crash leaves a trace
-            try:
-                self._loop()
-                run.conclude(self.gan)
-                return run.finish(self.gan)
-            except BaseException as exc:
-                run.fail(exc, self.gan)
-                raise
+        with self.stop.handling_signals():
+            if run.state.flops_per_step is None:  # before the folder: a step that cannot run leaves none behind
+                run.state.flops_per_step = measure_flops(self.gan, run.sampler.data[: run.hparams.batch_size],
+                                                         self.spec.name)
+            with folder_lock(run.make_dir(), what):
+                return self._train_in_folder(on_start)
+
+    def _train_in_folder(self, on_start: Callable[[Path], None] | None) -> RunRecord:
+        """Open the run folder, train, evaluate and write the results, keeping what was earned on an error."""
+        run = self.run
+        run.open()
+        if on_start is not None:
+            on_start(run.dir)
+        if not run.resumed:
+            run.recorder.write_record(run.record())  # status "running": a crash leaves a trace
+        try:
+            self._loop()
+            run.conclude(self.gan)
+            return run.finish(self.gan)
+        except BaseException as exc:
+            run.fail(exc, self.gan)
+            raise
 
     def _loop(self) -> None:
         """Train until the budget is spent, a stop is requested or the run diverges."""
@@ -247,7 +283,7 @@ class Runner:
                 raise
 
     def _finite_model(self) -> bool:
-        return weights_finite(self.gan.networks().values()) and outputs_finite(self.gan, self.run.grid_z[:2])
+        return model_finite(self.gan, self.run.grid_z[:2])
 
     def _diverged(self) -> bool:
         """Whether a step that raised did so because the run had diverged (a loss that refuses

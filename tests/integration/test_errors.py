@@ -89,6 +89,34 @@ BROKEN_PLUGINS = {
 
         SPEC = ArchSpec("broken-step", "returns no g_loss", 28, GANConfig, Bad)
     """),
+    "broken_build": textwrap.dedent("""
+        from bench.contract import ArchSpec, GANConfig
+
+        def build(cfg, device):
+            raise RuntimeError("its kernels are not compiled for this machine")
+
+        SPEC = ArchSpec("broken-build", "raises when built", 28, GANConfig, build)
+    """),
+    "broken_first_step": textwrap.dedent("""
+        import threading
+        import torch
+        from bench.contract import GAN, ArchSpec, GANConfig
+
+        class Bad(GAN):
+            def __init__(self, cfg, device):
+                self.latent_dim = cfg.latent_dim
+                self.generator = torch.nn.Sequential(
+                    torch.nn.Linear(cfg.latent_dim, 784), torch.nn.Tanh(), torch.nn.Unflatten(1, (1, 28, 28))
+                )
+                self.discriminator = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 1))
+                if cfg.latent_dim == 99:
+                    self.lock = threading.Lock()
+            def train_step(self, real, step):
+                d_loss, g_loss = self.discriminator(real).mean(dim=0)
+                return {"d_loss": d_loss, "g_loss": g_loss}
+
+        SPEC = ArchSpec("broken-first-step", "its first step raises", 28, GANConfig, Bad)
+    """),
 }
 
 
@@ -100,11 +128,26 @@ def _plugins(d: Path) -> Path:
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-plugins\nVersion: 1.0\n")
     (info / "entry_points.txt").write_text(
         "[gan_bench.architectures]\nbroken-import = broken_import:SPEC\nbroken-step = broken_step:SPEC\n"
+        "broken-build = broken_build:SPEC\nbroken-first-step = broken_first_step:SPEC\n"
     )
     for name, source in BROKEN_PLUGINS.items():
         (d / f"{name}.py").write_text(source)
     return d
 
+
+def _clashing(d: Path) -> Path:
+    """Fake two installed distributions that declare the same architecture name; put them on sys.path."""
+    d.mkdir()
+    for package in ("twin-one", "twin-two"):
+        info = d / f"{package.replace('-', '_')}-1.0.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {package}\nVersion: 1.0\n")
+        (info / "entry_points.txt").write_text(f"[gan_bench.architectures]\ntwin = {package.replace('-', '_')}:SPEC\n")
+    return d
+
+
+#: Preparations that install fake plugins (their folder goes on sys.path for the case).
+PLUGIN_FOLDERS = (_plugins, _clashing)
 
 # (id, the input as the README shows it, argv with DIR for the prepared path, how to prepare DIR)
 CASES = [
@@ -145,6 +188,15 @@ CASES = [
      ["run", "--arch", "broken-import"], _plugins),
     ("plugin whose step breaks the contract", "run --arch broken-step (its step returns no g_loss)",
      ["run", "--arch", "broken-step", "--steps", "5", "--no-eval", "--out", "DIR/runs"], _plugins),
+    ("plugin whose build raises", "run --arch broken-build (its build raises RuntimeError)",
+     ["run", "--arch", "broken-build", "--steps", "5", "--no-eval", "--out", "DIR/runs"], _plugins),
+    ("plugin whose first step raises", "run --arch broken-first-step (its step raises ValueError)",
+     ["run", "--arch", "broken-first-step", "--steps", "5", "--no-eval", "--out", "DIR/runs"], _plugins),
+    ("plugin that cannot be deep-copied", "run --arch broken-first-step --set latent_dim=99 (it holds a lock)",
+     ["run", "--arch", "broken-first-step", "--set", "latent_dim=99", "--steps", "5", "--no-eval", "--out", "DIR/runs"],
+     _plugins),
+    ("two packages declare one name", "run --arch twin (two installed packages declare it)",
+     ["run", "--arch", "twin"], _clashing),
 ]
 
 
@@ -155,7 +207,7 @@ def run_case(argv: list[str], prepare, tmp: Path, capsys) -> tuple[int, str]:
     d = tmp / "case"
     if prepare is not None:
         prepare(d)
-    added = prepare is _plugins
+    added = prepare in PLUGIN_FOLDERS
     if added:
         sys.path.insert(0, str(d))
         default_registry.cache_clear()

@@ -48,7 +48,8 @@ def test_signal_checkpoints_and_resume_equals_uninterrupted(tmp_path):
     whole = Runner(RunConfig(out=str(tmp_path / "a"), **cfg), spec)
     whole.train()
 
-    first = Runner(RunConfig(out=str(tmp_path / "b"), **cfg), _interrupting(spec, at_step=11, signum=signal.SIGTERM))
+    first = Runner(RunConfig(out=str(tmp_path / "b"), **cfg), _interrupting(spec, at_step=11, signum=signal.SIGTERM),
+                   entry=default_registry().entry("vanilla"))
     record = first.train()
     assert record.status is Status.INTERRUPTED and record.stop_signal == "SIGTERM"
     assert record.steps == 12  # the batch in flight finished; none started after
@@ -60,6 +61,7 @@ def test_signal_checkpoints_and_resume_equals_uninterrupted(tmp_path):
     assert resumed.run.state.step == 12
     final = resumed.train()
     assert final.status is Status.COMPLETED and final.steps == 23
+    assert final.package == "gan-bench" and final.package_version == record.package_version  # kept from run.json
     assert [h["d_loss"] for h in resumed.run.state.history] == [h["d_loss"] for h in whole.run.state.history]
     assert [h["g_loss"] for h in resumed.run.state.history] == [h["g_loss"] for h in whole.run.state.history]
     a, b = _weights(whole), _weights(resumed)

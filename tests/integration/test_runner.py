@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import importlib.metadata
 import json
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, replace
 
 import pytest
 import torch
@@ -16,9 +18,10 @@ from bench.contract import GAN, ArchSpec, GANConfig
 from bench.errors import PluginError, UsageError
 from bench.layout import Status
 from bench.registry import default_registry
-from bench.training.runner import Runner
+from bench.training.flops import measure_flops
+from bench.training.runner import Runner, build_gan
 
-from helpers import run_cli
+from helpers import architecture_names, builtin_registry, run_cli
 
 
 def vanilla():
@@ -47,6 +50,7 @@ def test_cli_run_writes_every_result_file(tmp_path):
     assert 0 < record["discriminator"]["d_real"] < 1
     for key in ("python", "torch", "gan_bench", "device_name", "cpu_model", "cpu_count", "git_commit"):
         assert key in record["env"]
+    assert (record["package"], record["package_version"]) == ("gan-bench", importlib.metadata.version("gan-bench"))
 
     rows = list(csv.reader((run_dir / "losses.csv").open()))
     assert rows[0] == ["step", "loss/D", "loss/G", "D(x)", "D(G(z))"]
@@ -56,6 +60,7 @@ def test_cli_run_writes_every_result_file(tmp_path):
         assert img.size == (5 * 28 + 6 * 2, 5 * 28 + 6 * 2)
     state = torch.load(run_dir / "generator.pt", weights_only=True)
     MLPGenerator().load_state_dict(state)
+    assert not (run_dir / "sampling.pt").exists()  # vanilla generates from its generator alone
 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -129,7 +134,9 @@ class ToyConfig(GANConfig):
     batch_size: int = 8
     nan_at: int = -1
     raise_at: int = -1
+    raise_type: str = "RuntimeError"
     drop_g_loss: bool = False
+    wrong_shape: bool = False
 
 
 class Toy(GAN):
@@ -147,8 +154,10 @@ class Toy(GAN):
 
     def train_step(self, real, step):
         if step == self.cfg.raise_at:
-            raise RuntimeError("the plugin's own bug")
+            raise {"RuntimeError": RuntimeError, "ValueError": ValueError}[self.cfg.raise_type]("the plugin's own bug")
         fake = self.generator(torch.randn(real.shape[0], self.latent_dim))
+        if self.cfg.wrong_shape:
+            fake = fake[:, :, :27, :27]  # a shape bug: the discriminator's Linear(784) cannot take it
         d_loss = self.discriminator(fake.detach()).mean() - self.discriminator(real).mean()
         self.opt_d.zero_grad()
         d_loss.backward()
@@ -176,6 +185,7 @@ def test_divergence_stops_the_run_and_keeps_what_was_earned(tmp_path):
     run_dir = runner.run.dir
     saved = json.loads((run_dir / "run.json").read_text())
     assert saved["status"] == "diverged"
+    assert "package" not in saved and record.package is None  # a spec given directly: no package known
     assert (run_dir / "losses.csv").exists() and (run_dir / "generator.pt").exists()
 
 
@@ -198,10 +208,80 @@ def test_a_step_that_raises_keeps_the_results_earned_so_far(tmp_path):
     assert (run_dir / "generator.pt").is_file()
 
 
-@pytest.mark.parametrize("name", default_registry().names())
+@pytest.mark.parametrize(
+    "hparams, message",
+    [
+        ({"raise_at": 0}, "train_step raised RuntimeError at step 0 of the FLOP count "
+                          r"\(steps 0-4 on a copy of the model, before training\): the plugin's own bug"),
+        ({"raise_at": 3, "raise_type": "ValueError"}, "train_step raised ValueError at step 3 of the FLOP count"),
+        ({"wrong_shape": "true"}, "train_step raised RuntimeError at step 0 of the FLOP count .*mat1 and mat2 shapes"),
+    ],
+)
+def test_a_step_that_fails_in_the_flop_count_is_the_plugins_error_before_any_folder(hparams, message, tmp_path,
+                                                                                     capsys):
+    """The hidden FLOP-count steps used to fail outside the plugin wrapper: "internal error" with a folder
+    holding only tb/, or, for a shape bug, a FLOP-counter warning blaming torch first."""
+    out = tmp_path / "runs"
+    runner = Runner(RunConfig("toy", steps=20, out=str(out), eval=False, hparams=hparams), TOY)
+    with pytest.raises(PluginError, match=f"^architecture 'toy': {message}"):
+        runner.train()
+    assert runner.run.dir is None and not out.exists(), "no run folder for a run that could not start"
+    assert "FLOP counter" not in capsys.readouterr().err
+
+
+def test_the_flop_counters_own_failure_stays_a_warning(capsys):
+    """wgan-gp's gradient penalty (autograd.grad) defeats the FLOP counter's hooks: no FLOPs, no error."""
+    spec = default_registry().load("wgan-gp")
+    torch.manual_seed(0)
+    gan = spec.build(spec.make_config({"batch_size": 8}), torch.device("cpu"))
+    before = {k: v.clone() for k, v in gan.generator.state_dict().items()}
+    real = torch.rand(8, 1, 28, 28) * 2 - 1
+    rng = torch.get_rng_state()
+    assert measure_flops(gan, real, "wgan-gp") is None
+    assert "FLOPs per step not measured: torch's FLOP counter failed" in capsys.readouterr().err
+    assert all(torch.equal(before[k], v) for k, v in gan.generator.state_dict().items())
+    assert torch.equal(rng, torch.get_rng_state())
+
+
+def test_a_build_that_raises_is_the_plugins_error(tmp_path):
+    def broken_build(cfg, device):
+        raise RuntimeError("needs a file that is not there")
+
+    with pytest.raises(PluginError, match="^architecture 'toy': build raised RuntimeError: needs a file"):
+        Runner(RunConfig("toy", steps=3, out=str(tmp_path / "runs"), eval=False), replace(TOY, build=broken_build))
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_value_error_at_build_with_user_overrides_is_left_for_the_caller():
+    """The seam for the user's own values: with hyperparameters overridden, ValueError/TypeError pass through."""
+    def refusing(cfg, device):
+        raise ValueError("Invalid learning rate: nan")
+
+    spec = replace(TOY, build=refusing)
+    with pytest.raises(PluginError, match="build raised ValueError"):
+        build_gan(spec, spec.make_config(), torch.device("cpu"))
+    with pytest.raises(ValueError, match="Invalid learning rate"):
+        build_gan(spec, spec.make_config(), torch.device("cpu"), overridden=["lr"])
+
+
+class Undeepcopyable(Toy):
+    def __init__(self, cfg, device):
+        super().__init__(cfg, device)
+        self.lock = threading.Lock()  # a plugin holding a lock, a file or a process handle
+
+
+def test_a_model_that_cannot_be_deep_copied_is_the_plugins_error(tmp_path):
+    runner = Runner(RunConfig("toy", steps=3, out=str(tmp_path / "runs"), eval=False),
+                    replace(TOY, build=Undeepcopyable))
+    with pytest.raises(PluginError, match="^architecture 'toy': cannot be deep-copied .*lock.*must be deep-copyable"):
+        runner.train()
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("name", architecture_names())
 def test_every_architecture_runs_through_the_runner(name, tmp_path):
-    """The runner's own work around a step (FLOP counting, logging, samples) holds for every plugin."""
-    spec = default_registry().load(name)
+    """The runner's own work around a step (FLOP counting, logging, samples) holds for every built-in."""
+    spec = builtin_registry().load(name)
     runner = Runner(RunConfig(name, steps=3, log_every=2, sample_every=2, batch_size=8, out=str(tmp_path), eval=False),
                     spec)
     record = runner.train()

@@ -223,7 +223,8 @@ def test_failing_runs_are_retried_once_then_recorded_without_stopping_the_rest(r
     assert {a: (r["status"], r["attempts"]) for a, r in runs.items()} == {
         "flaky": ("failed", 2), "vanilla": ("completed", 1), "broken-build": ("failed", 2)}
     assert "train_step raised RuntimeError at step 8: flaky fails at step 8" in runs["flaky"]["error"]
-    assert runs["broken-build"]["error"] == "ValueError: cannot build" and runs["broken-build"]["run_dir"] is None
+    assert runs["broken-build"]["error"] == "architecture 'broken-build': build raised ValueError: cannot build"
+    assert runs["broken-build"]["run_dir"] is None
     assert sorted(log.read_text().split()) == ["broken-build", "broken-build", "flaky", "flaky"]
     # The failed attempt's folder is replaced by the retry's, which keeps what it earned.
     flaky = [p for p in sweep_folder(tmp_path).iterdir() if p.name.startswith("flaky-")]

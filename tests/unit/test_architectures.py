@@ -22,7 +22,9 @@ from bench.contract import GAN, check_samples, check_step_output, count_paramete
 from bench.perf.study import study_model, study_step
 from bench.registry import GROUP, Registry, default_registry, discover
 
-from helpers import architecture_names
+from bench.testing import check_architecture
+
+from helpers import architecture_names, builtin_registry, make_dist
 
 REPO = Path(__file__).resolve().parents[2]
 PLUGIN_SRC = REPO / "examples" / "plugin" / "src"
@@ -178,6 +180,20 @@ def test_example_plugin_is_discovered_loaded_and_trained(tmp_path, monkeypatch):
         check_samples(spec.name, gan.generate(gan.sample_latent(2)), 2, spec.image_size)
     finally:
         sys.modules.pop("gan_bench_mlp_hinge", None)
+
+
+@pytest.fixture
+def example_plugin(tmp_path, monkeypatch):
+    """The example plugin installed as a fake distribution (its source on sys.path); yields its registry."""
+    make_dist(tmp_path, "gan-bench-mlp-hinge", {"mlp-hinge": "gan_bench_mlp_hinge:SPEC"})
+    monkeypatch.syspath_prepend(str(PLUGIN_SRC))
+    yield Registry(discover(md.distributions(path=[str(tmp_path)])))
+    sys.modules.pop("gan_bench_mlp_hinge", None)
+
+
+def test_example_plugin_passes_the_conformance_kit(example_plugin):
+    """What the plugin README tells an author to run in their own tests."""
+    check_architecture(example_plugin.load("mlp-hinge"))
 
 
 def test_example_plugin_depends_only_on_the_contract():
@@ -402,7 +418,7 @@ def test_conv_generator_keeps_the_study_layers_and_parameters():
 @pytest.mark.parametrize("name", architecture_names())
 def test_two_steps_under_cpu_bf16_autocast(name):
     """Every architecture trains under the runner's bf16 autocast (fp32 master weights)."""
-    spec = default_registry().load(name)
+    spec = builtin_registry().load(name)
     torch.manual_seed(0)
     gan = spec.build(spec.make_config({"batch_size": 8}), CPU)
     real = torch.rand(8, 1, spec.image_size, spec.image_size) * 2 - 1

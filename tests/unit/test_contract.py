@@ -11,12 +11,14 @@ from bench.contract import GAN, GANConfig, check_samples, check_step_output, cou
 from bench.errors import PluginError, UsageError
 from bench.registry import default_registry
 
-from helpers import architecture_names
+from bench.testing import check_architecture
+
+from helpers import architecture_names, builtin_registry
 
 
 @pytest.mark.parametrize("name", architecture_names())
 def test_one_step_and_samples(name):
-    spec = default_registry().load(name)
+    spec = builtin_registry().load(name)
     assert spec.name == name and spec.description and "\n" not in spec.description
     assert spec.image_size in (28, 32)
     cfg = spec.make_config({"batch_size": 8})
@@ -38,6 +40,16 @@ def test_one_step_and_samples(name):
     assert gan.generator.training, "generate must restore training mode"
     assert set(gan.networks()) >= {"generator", "discriminator"}
     assert gan.optimizers(), "optimizers() must name the optimizers (checkpoints need them)"
+
+
+@pytest.mark.parametrize("name", architecture_names())
+def test_builtin_passes_the_conformance_kit_plugin_authors_run(name):
+    check_architecture(builtin_registry().load(name))
+
+
+def test_gan_bench_walks_its_built_ins_only():
+    """A third-party plugin is its author's to check (bench.testing); gan-bench's tests walk its own."""
+    assert architecture_names() == ["dcgan", "lsgan", "sngan", "vanilla", "wgan", "wgan-gp"]
 
 
 def test_vanilla_parameter_counts():

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from bench.device import autocast
-from bench.training.run import weights_finite
+from bench.training.divergence import weights_finite
 
 
 def test_bf16_autocast_sees_in_place_weight_updates():

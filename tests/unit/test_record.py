@@ -83,3 +83,14 @@ def test_contention_is_the_cpu_share_a_run_got_and_older_files_have_none(tmp_pat
     assert Contention(cpu_s=9.0, wall_s=10.0, threads=2).contended is True
     assert read_record(LEGACY_RUNS[0]).contention is None
     assert "contention" not in read_record(LEGACY_RUNS[0]).to_dict()  # older files write back unchanged
+
+
+def test_the_providing_package_is_recorded_and_older_files_lack_it(tmp_path):
+    record = read_record(LEGACY_RUNS[0])
+    assert record.package is None and record.package_version is None
+    assert "package" not in record.to_dict()  # a record that does not know writes no key
+    record.package, record.package_version = "gan-bench-mlp-hinge", "0.1.0"
+    record.write(tmp_path)
+    data = json.loads((tmp_path / "run.json").read_text())
+    assert list(data)[:4] == ["schema_version", "arch", "package", "package_version"] and data["schema_version"] == 1
+    assert read_record(tmp_path).package_version == "0.1.0"

@@ -22,8 +22,28 @@ def test_discovery_reads_without_importing_and_sorts(tmp_path):
 def test_duplicate_name_names_both_packages(tmp_path):
     make_dist(tmp_path, "first-pkg", {"same": "a:SPEC"})
     make_dist(tmp_path, "second-pkg", {"same": "b:SPEC"})
+    registry = Registry(discover(md.distributions(path=[str(tmp_path)])))
     with pytest.raises(RegistryError, match="'same'.*first-pkg and second-pkg"):
-        discover(md.distributions(path=[str(tmp_path)]))
+        registry.load("same")
+
+
+def test_a_name_clash_makes_only_that_name_unusable(tmp_path, monkeypatch):
+    """Two packages declaring one name used to make discovery, and so every command, fail."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    make_dist(tmp_path, "first-pkg", {"same": "a:SPEC", "good": "good_arch:SPEC"},
+              {"good_arch": GOOD_MODULE.replace("{name}", "good")})
+    make_dist(tmp_path, "second-pkg", {"same": "b:SPEC"})
+    make_dist(tmp_path, "third-pkg", {"same": "c:SPEC"})
+    registry = Registry(discover(md.distributions(path=[str(tmp_path)])))
+    assert registry.names() == ["good", "same"]
+    assert registry.load("good").name == "good"
+    with pytest.raises(RegistryError, match=r"^architecture 'same' is registered by several packages: "
+                                            r"first-pkg, second-pkg and third-pkg; uninstall all but one$"):
+        registry.entry("same")
+    rows = {row.entry.name: row for row in registry.load_all()}
+    assert rows["good"].spec is not None and rows["good"].error is None
+    assert rows["same"].spec is None and isinstance(rows["same"].error, RegistryError)
+    assert sorted({rows["same"].entry.package, *rows["same"].entry.clashes}) == ["first-pkg", "second-pkg", "third-pkg"]
 
 
 def test_same_distribution_seen_twice_is_not_a_duplicate(tmp_path):

@@ -431,6 +431,20 @@ def test_a_damaged_plan_only_costs_the_provenance_line(tmp_path):
     assert "## How this was made" not in render(groups, "md")
 
 
+def test_how_it_was_made_names_the_package_and_version_of_each_architecture(tmp_path):
+    """run.json records which package provided the architecture; the report lists them."""
+    for arch, package in (("vanilla", "gan-bench"), ("wgan", "gan-bench"), ("mlp-hinge", "gan-bench-mlp-hinge")):
+        record = make_record(arch=arch)
+        record.package, record.package_version = package, "0.1.0"
+        make_run(tmp_path, record)
+    make_run(tmp_path, arch="lsgan")  # written before run.json recorded its package
+    md = render(groups_of(tmp_path), "md")
+    section = md.split("## How this was made", 1)[1]
+    assert ("architectures: vanilla, wgan from gan-bench 0.1.0; mlp-hinge from gan-bench-mlp-hinge 0.1.0; "
+            "lsgan (package not recorded)\n") in section
+    assert "```sh" not in section  # no plan, no report command: nothing to reproduce with
+
+
 # Cells of the comparison tables ---------------------------------------------------------------
 
 
