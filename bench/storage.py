@@ -86,6 +86,9 @@ def check_writable(path: str | os.PathLike, option: str = "--out") -> Path:
     target = Path(path)
     if target.is_dir():
         raise UsageError(f"{option} {target} is a folder; give a file name, e.g. {target / 'scores.json'}")
+    above = next((p for p in target.parents if p.exists()), None)
+    if above is not None and not above.is_dir():
+        raise UsageError(f"{option} {target} cannot be written: {above} is a file, not a folder")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

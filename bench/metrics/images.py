@@ -18,6 +18,7 @@ generator's last layer); anything further out is refused. PNG pixels are 8-bit, 
 from __future__ import annotations
 
 import os
+import re
 import zipfile
 from collections import Counter
 from dataclasses import dataclass
@@ -160,15 +161,15 @@ def _check_numpy_magic(path: Path, suffix: str) -> None:
 
 def _read_pt(path: Path) -> Tensor:
     """Load one tensor with ``weights_only=True``; refuse anything else."""
-    import pickle
-
     try:
         value = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise UsageError(f"{path}: not an array of images, and may be unsafe (torch.load with weights_only=True "
-                         f"refused it)") from None
     except Exception as exc:  # a damaged file makes torch.load raise almost anything
-        detail = (str(exc).splitlines() or [""])[0]
+        if "Unsupported global" in str(exc):  # a pickled object: weights_only refused to build it
+            raise UsageError(f"{path}: not an array of images, and may be unsafe (torch.load with "
+                             f"weights_only=True refused it)") from None
+        # torch wraps its unpickler's reason in a page of advice; keep the reason.
+        reason = re.search(r"WeightsUnpickler error:\s*([^\n]+)", str(exc))
+        detail = reason.group(1).strip() if reason else (str(exc).splitlines() or [""])[0]
         raise UsageError(f"{path}: cannot be read as .pt ({type(exc).__name__}: {detail})") from None
     if not isinstance(value, Tensor):
         raise UsageError(f"{path}: not an array of images, and may be unsafe (it holds an object of type "
@@ -298,10 +299,12 @@ def _choose_range(path: Path, lo: float, hi: float, given: str | None, fixed: st
         name, reason = detect_range(lo, hi)
     low, high = RANGES[name]
     if lo < low - TOLERANCE * (high - low) or hi > high + TOLERANCE * (high - low):
-        accepted = "[0, 1], [0, 255] (integers or floats) or [-1, 1]"
-        raise UsageError(f"{path}: values from {lo:g} to {hi:g} fit " +
-                         (f"not the --range [{name.replace(',', ', ')}] given" if given else
-                          f"none of the accepted ranges {accepted}") + "; rescale them")
+        found = f"{path}: values from {lo:g} to {hi:g}"
+        if given is not None:
+            raise UsageError(f"{found} lie outside the --range [{name.replace(',', ', ')}] given; rescale them, "
+                             f"or leave out --range to detect it")
+        raise UsageError(f"{found} fit none of the accepted ranges [0, 1], [0, 255] (integers or floats) or "
+                         f"[-1, 1]; rescale them")
     return name, reason
 
 
