@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from bench.cli import main
-from bench.data import load_mnist
+from bench.data import load_mnist, to_model_range
 
 N = 1000
 
@@ -68,3 +68,12 @@ def test_uniform_noise_scores_by_the_noise_reference(tmp_path, capsys):
     assert abs(result["metrics"]["fid"] - reference["fid"]) < 0.02 * reference["fid"]
     assert result["metrics"]["modes_covered"] == reference["modes_covered"]
     assert result["input"]["value_range"] == "0, 1" and "read as [0, 1]" in printed
+
+
+def test_32x32_images_are_resized_as_a_runs_are_and_said_to_be(digits, tmp_path, capsys):
+    torch.save(to_model_range(torch.from_numpy(digits), 32), tmp_path / "big.pt")
+    assert main(["score", str(tmp_path / "big.pt"), "--device", "cpu", "--out", str(tmp_path / "big.json")]) == 0
+    result = json.loads((tmp_path / "big.json").read_text())
+    assert (result["input"]["image_size"], result["input"]["value_range"]) == (32, "-1, 1")
+    assert "resized to 28x28 as a run's are" in capsys.readouterr().err
+    assert result["metrics"]["modes_covered"] == 10
