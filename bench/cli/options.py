@@ -135,7 +135,7 @@ def add_training_options(p: argparse.ArgumentParser, seed: bool = True) -> None:
 
 
 def add_fid_backbone_options(p: argparse.ArgumentParser) -> None:
-    """The options that add the classic Inception FID to an evaluation (eval, score)."""
+    """Add the options that add the classic Inception FID to an evaluation (eval, score)."""
     p.add_argument("--fid-backbone", default="classifier", choices=["classifier", "inception"],
                    help="inception adds the classic FID (needs --inception-weights)")
     p.add_argument("--inception-weights", metavar="PATH", help="FID Inception-v3 weights (pt_inception-2015-12-05)")

@@ -180,14 +180,14 @@ def _read_pt(path: Path) -> Tensor:
 
 
 def _widened(tensor: Tensor) -> Tensor:
-    """Booleans and wide unsigned integers as int64, which min and max take."""
+    """Return booleans and wide unsigned integers as int64, which min and max take."""
     if tensor.dtype in (torch.bool, torch.uint16, torch.uint32, torch.uint64):
         return tensor.to(torch.int64)
     return tensor
 
 
 def _npz_key(path: Path, archive: Any, key: str | None) -> str:
-    """The ``.npz`` array to score: ``key``, the only array, or the only one with 3 or 4 dimensions."""
+    """Return the ``.npz`` array to score: ``key``, the only array, or the only one with 3 or 4 dimensions."""
     keys = list(archive.files)
     if key is not None:
         if key not in keys:
@@ -204,7 +204,7 @@ def _npz_key(path: Path, archive: Any, key: str | None) -> str:
 
 
 def _numbers(path: Path, array: np.ndarray) -> Tensor:
-    """A numpy array of numbers as a tensor (booleans and wide unsigned integers widened)."""
+    """Return a numpy array of numbers as a tensor (booleans and wide unsigned integers widened)."""
     if array.dtype.kind not in "biuf":
         raise UsageError(f"{path}: holds {array.dtype} values; expected numbers")
     if array.dtype.kind == "b" or (array.dtype.kind == "u" and array.dtype.itemsize > 1):
@@ -215,7 +215,7 @@ def _numbers(path: Path, array: np.ndarray) -> Tensor:
 
 
 def _read_png_folder(folder: Path) -> _Read:
-    """The PNG files of ``folder`` (sorted by name, not searched below) as uint8 (N, H, W), gray."""
+    """Read the PNG files of ``folder`` (sorted by name, not searched below) as gray uint8 (N, H, W)."""
     from PIL import Image, UnidentifiedImageError
 
     files = sorted(f for f in folder.iterdir() if f.suffix.lower() == ".png" and f.is_file())
@@ -259,6 +259,7 @@ def _check_shape(path: Path, values: Tensor) -> Tensor:
 
 
 def _check_count(path: Path, n: int, what: str = "images") -> None:
+    """Refuse fewer images than the metrics need, or more than the reference points can match."""
     if n < MIN_IMAGES:
         raise UsageError(f"{path}: {n:,} {what}; the metrics need at least {MIN_IMAGES:,} "
                          f"(FID's small-sample bias grows as they get fewer; {RECOMMENDED_IMAGES:,} is the protocol)")
@@ -268,7 +269,7 @@ def _check_count(path: Path, n: int, what: str = "images") -> None:
 
 
 def _finite_bounds(path: Path, images: Tensor) -> tuple[float, float]:
-    """The smallest and largest value; refuse NaN or infinite values, saying where the first is."""
+    """Return the smallest and largest value; refuse NaN or infinite values, saying where the first is."""
     if images.is_floating_point():
         bad = ~torch.isfinite(images)
         if bad.any():
@@ -281,7 +282,7 @@ def _finite_bounds(path: Path, images: Tensor) -> tuple[float, float]:
 
 
 def detect_range(lo: float, hi: float) -> tuple[str, str]:
-    """The range the values ``lo`` to ``hi`` are read in by :data:`RULE`, and why."""
+    """Return the range the values ``lo`` to ``hi`` are read in by :data:`RULE`, and why."""
     if lo < -TOLERANCE:
         return "-1,1", f"detected: a value below 0 ({lo:g}); rule: {RULE}"
     if hi > 1 + TOLERANCE:
@@ -290,7 +291,7 @@ def detect_range(lo: float, hi: float) -> tuple[str, str]:
 
 
 def _choose_range(path: Path, lo: float, hi: float, given: str | None, fixed: str | None) -> tuple[str, str]:
-    """The range to read the values in (given, fixed by the format, or detected); refuse values outside it."""
+    """Return the range to read the values in (given, fixed by the format, or detected); refuse values outside it."""
     if given is not None:
         name, reason = given, "given by --range"
     elif fixed is not None:

@@ -59,7 +59,7 @@ def figure_lines(groups: list[Group]) -> list[Line]:
 
 
 def figure_files(path: Path) -> list[Path]:
-    """The files of the figure whose PNG is ``path``: one per :data:`FORMATS`, same stem."""
+    """Return the files of the figure whose PNG is ``path``: one per :data:`FORMATS`, same stem."""
     return [path.with_suffix(f".{fmt}") for fmt in FORMATS]
 
 

@@ -122,7 +122,7 @@ class Recorder:
 
 
 def hparam_values(record: RunRecord) -> dict[str, Any]:
-    """The run's protocol and its architecture's hyperparameters, as TensorBoard's HParams view takes them.
+    """Return the run's protocol and its architecture's hyperparameters, as TensorBoard's HParams view takes them.
 
     Only what makes runs comparable or different: the protocol, then ``hp.<name>`` for each
     hyperparameter. Operational settings (cadences, folders, threads, checkpoints) change no
