@@ -77,6 +77,27 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
     return stale
 
 
+def check_writable(path: str | os.PathLike, option: str = "--out") -> Path:
+    """Refuse, before any work is done, a file that could not be written; create its folder.
+
+    Raises:
+        UsageError: ``path`` is a folder, its folder cannot be created, or it is not writable.
+    """
+    target = Path(path)
+    if target.is_dir():
+        raise UsageError(f"{option} {target} is a folder; give a file name, e.g. {target / 'scores.json'}")
+    above = next((p for p in target.parents if p.exists()), None)
+    if above is not None and not above.is_dir():
+        raise UsageError(f"{option} {target} cannot be written: {above} is a file, not a folder")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"{option} {target} cannot be written: {exc.strerror or exc}") from None
+    if not os.access(target.parent, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        raise UsageError(f"{option} {target} cannot be written: permission denied")
+    return target
+
+
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically."""
     with atomic_path(path) as tmp:

@@ -69,11 +69,15 @@ METRIC_LABELS = {
 }
 
 
-def metrics_table(metrics: Metrics, references: dict[str, Metrics] | None, title: str) -> Table:
-    """Metrics beside the reference points (train vs test, noise vs test)."""
+def metrics_table(metrics: Metrics, references: dict[str, Metrics] | None, title: str,
+                  column: str = "this run", noun: str = "generated") -> Table:
+    """Metrics beside the reference points (train vs test, noise vs test).
+
+    ``column`` heads the metrics' column; ``noun`` says what was scored in the caption.
+    """
     table = Table(title=title, title_justify="left")
     table.add_column("metric", style="bold")
-    table.add_column("this run", justify="right")
+    table.add_column(column, justify="right")
     refs = references or {}
     for name in refs:
         table.add_column(name.replace("_", " "), justify="right", style="dim")
@@ -82,14 +86,15 @@ def metrics_table(metrics: Metrics, references: dict[str, Metrics] | None, title
         shown = f"{fmt(value)} ± {fmt(metrics.kid_std)}" if key == "kid" and metrics.kid_std is not None else fmt(value)
         table.add_row(label, shown, *[fmt(r.value(key)) for r in refs.values()])
     if metrics.eval_s is not None:
-        table.caption = (f"{metrics.protocol.get('n_generated', '?')} generated vs MNIST test; "
+        table.caption = (f"{metrics.protocol.get('n_generated', '?')} {noun} vs MNIST test; "
                          f"evaluation took {metrics.eval_s:.1f} s")
     return table
 
 
-def print_metrics(metrics: Metrics, references: dict[str, Metrics] | None, title: str) -> None:
+def print_metrics(metrics: Metrics, references: dict[str, Metrics] | None, title: str,
+                  column: str = "this run", noun: str = "generated") -> None:
     """Print metrics beside the reference points."""
-    console.out.print(metrics_table(metrics, references, title))
+    console.out.print(metrics_table(metrics, references, title, column, noun))
 
 
 def print_architectures(rows: list[Loaded]) -> None:

@@ -24,6 +24,7 @@ from bench.stop import StopRequest
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("bench.cli.run", "train one architecture"),
     "eval": ("bench.cli.eval", "recompute a run's metrics from its generator.pt"),
+    "score": ("bench.cli.score", "the suite's metrics for any generator's images (.npy, .npz, .pt, PNGs)"),
     "compare": ("bench.cli.compare", "run several architectures and seeds under one protocol"),
     "classifier": ("bench.cli.classifier", "train or check the MNIST classifier behind the metrics"),
     "report": ("bench.cli.report", "compare finished runs and publish the table"),

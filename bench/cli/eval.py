@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from bench import tables
-from bench.cli.options import parse_int
+from bench.cli.options import add_fid_backbone_options, parse_int
 from bench.device import resolve_device
 from bench.metrics.evaluator import Evaluator
 from bench.registry import default_registry
@@ -21,9 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     p.add_argument("--eval-samples", type=parse_int, default=10_000, metavar="N",
                    help="generated images (default 10000)")
-    p.add_argument("--fid-backbone", default="classifier", choices=["classifier", "inception"],
-                   help="inception adds the classic FID (needs --inception-weights)")
-    p.add_argument("--inception-weights", metavar="PATH", help="FID Inception-v3 weights (pt_inception-2015-12-05)")
+    add_fid_backbone_options(p)
     p.add_argument("--out", metavar="FILE", help="also write the metrics as JSON")
 
 

@@ -135,6 +135,13 @@ def add_training_options(p: argparse.ArgumentParser, seed: bool = True) -> None:
                    help="override an architecture hyperparameter, e.g. --set lr=1e-4 (repeatable)")
 
 
+def add_fid_backbone_options(p: argparse.ArgumentParser) -> None:
+    """Add the options that add the classic Inception FID to an evaluation (eval, score)."""
+    p.add_argument("--fid-backbone", default="classifier", choices=["classifier", "inception"],
+                   help="inception adds the classic FID (needs --inception-weights)")
+    p.add_argument("--inception-weights", metavar="PATH", help="FID Inception-v3 weights (pt_inception-2015-12-05)")
+
+
 def add_plan_options(p: argparse.ArgumentParser, example: str) -> None:
     """The options of the commands that run a plan of several runs (compare, sweep)."""
     p.add_argument("--arch", type=parse_archs, help=f"comma-separated architectures, e.g. {example}")

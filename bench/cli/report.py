@@ -8,6 +8,7 @@ import shlex
 from bench import console, tables
 from bench.cli.options import add_fid_target
 from bench.report.aggregate import protocol_note
+from bench.report.figures import figure_files
 from bench.report.publish import write_report
 from bench.report.render import FORMATS
 
@@ -30,7 +31,8 @@ def run(args: argparse.Namespace) -> int:
         tables.print_comparison(report.groups)
         console.out.print(f"report: {report.out}", markup=False, soft_wrap=True)
         for path in report.figures:
-            console.out.print(f"figure: {path}", markup=False, soft_wrap=True)
+            also = ", ".join(f.suffix for f in figure_files(path)[1:])
+            console.out.print(f"figure: {path} ({also} beside it)", markup=False, soft_wrap=True)
     return 0
 
 

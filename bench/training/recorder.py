@@ -8,7 +8,6 @@ Ctrl-C cannot cut a results file or checkpoint short.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,9 @@ from bench.record import METRIC_NAMES, Evaluation, RunRecord
 from bench.stop import StopRequest
 from bench.storage import atomic_path, save_torch, write_csv
 
+#: The final metrics' tags in the HParams view: apart from the ``metrics/<name>`` curves, since a
+#: tag that is also a curve would show the curve's last point there.
+FINAL_METRIC_TAG = "final/{}"
 #: Seed of the fixed latent batch behind every sample grid (separate from the training seed).
 SAMPLE_SEED = 2024
 GRID_SIDE = 5
@@ -100,8 +102,8 @@ class Recorder:
                 rows = [[_csv(getattr(e, c)) for c in cols] for e in record.evaluations]
                 write_csv(self.dir / METRICS_CSV, cols, rows)
             if record.metrics is not None:
-                final = {f"hparam/{k}": record.metrics.value(k) for k in METRIC_NAMES}
-                self.tb.add_hparams(hparam_values(record), final, run_name=".")
+                final = {FINAL_METRIC_TAG.format(k): record.metrics.value(k) for k in METRIC_NAMES}
+                self.tb.add_hparams(hparam_values(record), final, run_name=".", global_step=record.steps)
             record.write(self.dir)
 
     def _write_sampling_state(self, gan: GAN, arch: str) -> None:
@@ -134,12 +136,27 @@ class Recorder:
 
 
 def hparam_values(record: RunRecord) -> dict[str, Any]:
-    """The run's settings as the scalar values TensorBoard's HParams view takes."""
-    config = dataclasses.asdict(record.config)
-    flat = {k: v for k, v in config.items() if k not in ("hparams", "budget")}
-    flat.update({f"hp.{k}": v for k, v in config["hparams"].items()})
-    flat["budget"] = f"{record.config.budget.kind}={record.config.budget.value}"
-    return {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in flat.items()}
+    """Return the run's protocol and its architecture's hyperparameters, as TensorBoard's HParams view takes them.
+
+    Only what makes runs comparable or different: the protocol, then ``hp.<name>`` for each
+    hyperparameter. Operational settings (cadences, folders, threads, checkpoints) change no
+    result and stay in run.json. The training precision is ``train_precision``, apart from the
+    precision metric.
+    """
+    c = record.config
+    values: dict[str, Any] = {
+        "arch": record.arch,
+        "budget": f"{c.budget.kind}={c.budget.value:g}",
+        "batch_size": c.batch_size,
+        "train_subset": "all" if c.train_subset is None else c.train_subset,
+        "train_precision": c.precision,
+        "seed": c.seed,
+        "eval_samples": c.eval_samples,
+        "device": c.device,
+    }
+    # batch_size is one of the hyperparameters too; the protocol's (resolved) value stands for both.
+    values.update({f"hp.{k}": v for k, v in c.hparams.items() if k != "batch_size"})
+    return {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in values.items()}
 
 
 def _csv(x: Any) -> str:

@@ -14,8 +14,10 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from bench.cli import main
 from bench.data import PACKAGED_DIR
@@ -149,6 +151,38 @@ def _clashing(d: Path) -> Path:
 #: Preparations that install fake plugins (their folder goes on sys.path for the case).
 PLUGIN_FOLDERS = (_plugins, _clashing)
 
+
+def _in_folder(name: str, write):
+    """Prepare DIR as a folder holding ``name``, written by ``write(path)``."""
+    def make(d: Path) -> Path:
+        d.mkdir()
+        write(d / name)
+        return d
+    return make
+
+
+def _npy(array: np.ndarray):
+    return _in_folder("images.npy", lambda path: np.save(path, array))
+
+
+def _with_nan() -> np.ndarray:
+    x = np.zeros((1000, 28, 28), np.float32)
+    x[7, 14, 14] = np.nan
+    return x
+
+
+def _pngs_of_two_sizes(d: Path) -> Path:
+    d.mkdir()
+    for i in range(1000):
+        side = 32 if i % 100 == 0 else 28
+        Image.new("L", (side, side)).save(d / f"{i:04d}.png")
+    return d
+
+
+class _Pickled:
+    """Any object but a tensor: torch.load(weights_only=True) refuses to rebuild it."""
+
+
 # (id, the input as the README shows it, argv with DIR for the prepared path, how to prepare DIR)
 CASES = [
     ("unknown architecture", "run --arch vanila", ["run", "--arch", "vanila"], None),
@@ -186,6 +220,24 @@ CASES = [
     ("resume a folder without a run", "run --resume DIR (empty folder)", ["run", "--resume", "DIR"], _empty),
     ("plugin that raises on import", "run --arch broken-import (its module raises ImportError)",
      ["run", "--arch", "broken-import"], _plugins),
+    ("score: wrong shape", "score DIR/images.npy (1000 x 3 x 28 x 28)",
+     ["score", "DIR/images.npy"], _npy(np.zeros((1000, 3, 28, 28), np.uint8))),
+    ("score: too few images", "score DIR/images.npy (10 images)",
+     ["score", "DIR/images.npy"], _npy(np.zeros((10, 28, 28), np.uint8))),
+    ("score: a NaN", "score DIR/images.npy (a NaN in image 7)", ["score", "DIR/images.npy"], _npy(_with_nan())),
+    ("score: values out of range", "score DIR/images.npy (values from -3 to 4)",
+     ["score", "DIR/images.npy"], _npy(np.linspace(-3, 4, 1000 * 784, dtype=np.float32).reshape(1000, 28, 28))),
+    ("score: PNGs of two sizes", "score DIR (990 PNGs of 28x28, 10 of 32x32)", ["score", "DIR"], _pngs_of_two_sizes),
+    ("score: empty folder", "score DIR (empty folder)", ["score", "DIR"], _empty),
+    ("score: missing file", "score DIR/images.npy (no such file)", ["score", "DIR/images.npy"], _empty),
+    ("score: unknown extension", "score DIR/images.jpg", ["score", "DIR/images.jpg"],
+     _in_folder("images.jpg", lambda path: path.write_bytes(b"\xff\xd8"))),
+    ("score: a pickled object", "score DIR/images.pt (a pickled object)", ["score", "DIR/images.pt"],
+     _in_folder("images.pt", lambda path: torch.save(_Pickled(), path))),
+    ("score: several arrays", "score DIR/images.npz (arrays a and b, no --key)", ["score", "DIR/images.npz"],
+     _in_folder("images.npz", lambda path: np.savez(path, a=np.zeros((1000, 28, 28)), b=np.zeros((1000, 28, 28))))),
+    ("score: unwritable --out", "score DIR/images.npy --out DIR/images.npy/scores.json",
+     ["score", "DIR/images.npy", "--out", "DIR/images.npy/scores.json"], _npy(np.zeros((1000, 28, 28), np.uint8))),
     ("plugin whose step breaks the contract", "run --arch broken-step (its step returns no g_loss)",
      ["run", "--arch", "broken-step", "--steps", "5", "--no-eval", "--out", "DIR/runs"], _plugins),
     ("plugin whose build raises", "run --arch broken-build (its build raises RuntimeError)",

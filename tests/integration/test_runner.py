@@ -72,6 +72,33 @@ def test_cli_run_writes_every_result_file(tmp_path):
     assert not list(run_dir.glob(".*.tmp")), "temporary files left behind"
 
 
+def test_the_hparams_view_holds_the_protocol_and_hyperparameters_only(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+
+    config = RunConfig("vanilla", steps=6, log_every=3, sample_every=0, eval_samples=100, threads=1,
+                       checkpoint_every=3, out=str(tmp_path), hparams={"lr": "1e-4"})
+    record = Runner(config, vanilla()).train()
+    events = EventAccumulator(str(next(tmp_path.iterdir()) / "tb")).Reload()
+    content = events.PluginTagToContent("hparams")
+    start = HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info
+    hparams = {k: getattr(v, v.WhichOneof("kind")) for k, v in start.hparams.items()}
+    assert hparams == {
+        "arch": "vanilla", "budget": "steps=6", "batch_size": 64, "train_subset": "all", "train_precision": "fp32",
+        "seed": 0, "eval_samples": 100, "device": "cpu",
+        "hp.latent_dim": 100, "hp.lr": 1e-4, "hp.b1": 0.5, "hp.b2": 0.999, "hp.bn_eps": 0.8,
+    }
+    experiment = HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
+    tags = [m.name.tag for m in experiment.metric_infos]
+    assert tags == ["final/fid", "final/kid", "final/precision", "final/recall", "final/classifier_score",
+                    "final/modes_covered", "final/mode_kl"]
+    # No name is used for two things: no setting is named as a metric, and each metric is one
+    # point at the last step, not a curve's last point.
+    assert not {tag.removeprefix("final/") for tag in tags} & set(hparams)
+    assert all(len(events.Scalars(tag)) == 1 for tag in tags)
+    assert [(e.step, e.value) for e in events.Scalars("final/fid")] == [(6, pytest.approx(record.metrics.fid))]
+
+
 def test_same_seed_same_run_and_other_seed_differs(tmp_path):
     def losses(seed):
         runner = Runner(RunConfig("vanilla", steps=12, log_every=4, out=str(tmp_path), seed=seed, eval=False),

@@ -11,6 +11,7 @@ import re
 import shlex
 import shutil
 import pytest
+from PIL import Image
 
 from bench.cli import build_parser
 from bench.config import DEFAULT_FID_TARGET
@@ -305,10 +306,21 @@ def test_write_report_writes_table_and_figures(three_archs, tmp_path):
     assert names == ["mnist-fid-vs-batches.png", "mnist-fid-vs-time.png", "mnist-losses.png", "mnist-samples.png"]
     for path in report.figures:
         assert path.parent == out.parent and path.read_bytes()[:8] == PNG_MAGIC
+        # For papers: print resolution, and the same figure as PDF and SVG beside it.
+        with Image.open(path) as png:
+            assert min(png.info["dpi"]) >= 199.9
+        assert path.with_suffix(".pdf").read_bytes()[:5] == b"%PDF-"
+        assert b"<svg" in path.with_suffix(".svg").read_bytes()[:1000]
     md = out.read_text()
     assert "![Generator and discriminator losses (mean over seeds)](mnist-losses.png)" in md
     assert "(mnist-samples.png)" in md and "batches to FID<20" in md
+    assert ".pdf" not in md and ".svg" not in md  # Markdown links the PNGs
     assert not list(out.parent.glob(".*tmp"))  # atomic writes leave no temporaries
+    # The same runs give the same files: no dates, no random ids.
+    again = write_report([three_archs], "md", tmp_path / "again" / "mnist.md", fid_target=20.0)
+    for first, second in zip(report.figures, again.figures, strict=True):
+        for fmt in ("png", "pdf", "svg"):
+            assert first.with_suffix(f".{fmt}").read_bytes() == second.with_suffix(f".{fmt}").read_bytes(), fmt
 
 
 def test_write_report_refuses_a_folder_as_out(three_archs, tmp_path):

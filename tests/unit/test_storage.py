@@ -7,7 +7,7 @@ import json
 import pytest
 
 from bench.errors import UsageError
-from bench.storage import atomic_path, make_run_dir, write_json
+from bench.storage import atomic_path, check_writable, make_run_dir, write_json
 
 
 def test_run_dirs_are_unique_within_one_second(tmp_path):
@@ -30,3 +30,14 @@ def test_atomic_write_keeps_the_old_version_on_failure(tmp_path):
         raise RuntimeError("killed mid-write")
     assert json.loads(target.read_text()) == {"v": 1}
     assert list(tmp_path.iterdir()) == [target]
+
+
+def test_check_writable_refuses_before_any_work(tmp_path):
+    target = check_writable(tmp_path / "new" / "scores.json")
+    assert target.parent.is_dir() and not target.exists()  # the folder is made, the file is not
+    with pytest.raises(UsageError, match="is a folder; give a file name"):
+        check_writable(tmp_path)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UsageError, match=f"--out {tmp_path}/file/a/b.json cannot be written: {tmp_path}/file is a "
+                                         f"file, not a folder"):
+        check_writable(tmp_path / "file" / "a" / "b.json")
