@@ -29,7 +29,8 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     record, gan = load_trained(args.run_dir, default_registry().load, device)
     evaluator = Evaluator(device, n_samples=args.eval_samples, data_dir=record.config.data_dir,
-                          backbone=args.fid_backbone, inception_weights=args.inception_weights)
+                          backbone=args.fid_backbone, inception_weights=args.inception_weights,
+                          image_size=record.config.image_size or 28)
     metrics = evaluator.evaluate(gan)
     references = evaluator.reference_points()
     tables.print_metrics(metrics, references, title=f"{record.arch} ({args.run_dir}): evaluation")

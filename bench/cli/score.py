@@ -7,7 +7,6 @@ import argparse
 from bench import console, tables
 from bench.cli.options import add_fid_backbone_options
 from bench.device import resolve_device
-from bench.metrics.classifier import IMAGE_SIZE
 from bench.metrics.evaluator import Evaluator
 from bench.metrics.images import RANGES, RECOMMENDED_IMAGES, load_images
 from bench.schema import to_plain
@@ -38,18 +37,14 @@ def run(args: argparse.Namespace) -> int:
     loaded = load_images(args.path, key=args.key, value_range=args.value_range)
     source = loaded.source
     # The reference points are drawn at the evaluator's n_samples: the count given, so they compare.
+    # and the real images come at the given side, as a generator of that side's training data did.
     evaluator = Evaluator(resolve_device(args.device), n_samples=source.count, backbone=args.fid_backbone,
-                          inception_weights=args.inception_weights)
+                          inception_weights=args.inception_weights, image_size=source.image_size)
     console.out.print(f"images: {source.describe()}", markup=False, highlight=False, soft_wrap=True)
     if source.count < RECOMMENDED_IMAGES:
         console.warn(f"{source.count:,} images: FID and KID are biased at fewer images; compare them only with "
                      f"numbers at the same count (the reference points below are), not with the "
                      f"{RECOMMENDED_IMAGES:,}-image protocol")
-    if source.image_size != IMAGE_SIZE:
-        console.warn(f"{source.image_size}x{source.image_size} images are resized to 28x28 as a run's are, and the "
-                     f"resize alone raises FID (MNIST's own digits, upsampled as the 32x32 architectures' data is, "
-                     f"score about 200): compare with other {source.image_size}x{source.image_size} results, not "
-                     f"with the train-vs-test reference")
     metrics = evaluator.evaluate_images(loaded.images)
     references = evaluator.reference_points()
     tables.print_metrics(metrics, references, title=f"{source.path}: scored", column="these images", noun="images")

@@ -26,7 +26,9 @@ import torch
 from torch import Tensor
 
 from bench.data import FILES, load_mnist, to_model_range
-from bench.metrics.classifier import IMAGE_SIZE, WEIGHTS_SHA256, MNISTClassifier, load_classifier, predict
+from bench.metrics.classifier import (
+    IMAGE_SIZE, WEIGHTS_SHA256, MNISTClassifier, load_classifier, predict, to_classifier_size,
+)
 from bench.metrics.scores import PR_K, knn_radii
 from bench.storage import save_torch
 
@@ -140,18 +142,21 @@ class RealStats:
         return stats
 
 
-def compute_real_stats(model: MNISTClassifier, data_dir: str | None = None, k: int = PR_K) -> RealStats:
-    """Compute the real-side statistics of the MNIST test split from scratch with ``model``."""
+def compute_real_stats(model: MNISTClassifier, data_dir: str | None = None, k: int = PR_K,
+                       image_size: int = IMAGE_SIZE) -> RealStats:
+    """Compute the real-side statistics of the MNIST test split from scratch with ``model``, the images
+    brought to ``image_size`` as training data is, then to the classifier's size as generated images are."""
     images, _ = load_mnist("test", data_dir)
-    features, _ = predict(model, to_model_range(images, IMAGE_SIZE))
+    features, _ = predict(model, to_classifier_size(to_model_range(images, image_size)))
     features = features.float().cpu()
     return RealStats(features, knn_radii(features, k))
 
 
-def real_stats(data_dir: str | None = None, k: int = PR_K) -> RealStats:
-    """Return the real-side statistics of the MNIST test split, computed once and cached."""
-    key = cache_key("real", data=data_digests("t10k-images-idx3-ubyte"), k=k)
+def real_stats(data_dir: str | None = None, k: int = PR_K, image_size: int = IMAGE_SIZE) -> RealStats:
+    """Return the real-side statistics of the MNIST test split at ``image_size``, computed once and cached."""
+    sized = {} if image_size == IMAGE_SIZE else {"image_size": image_size}  # the 28x28 key as it always was
+    key = cache_key("real", data=data_digests("t10k-images-idx3-ubyte"), k=k, **sized)
     # Computed on the CPU whatever the evaluation device, so that the real side is the same
     # bits on every machine.
-    return cached("real-stats", key, lambda: compute_real_stats(load_classifier("cpu"), data_dir, k),
+    return cached("real-stats", key, lambda: compute_real_stats(load_classifier("cpu"), data_dir, k, image_size),
                   RealStats.to_dict, RealStats.from_dict)

@@ -229,6 +229,13 @@ def load_classifier(
     return model.to(device)
 
 
+def to_classifier_size(images: Tensor) -> Tensor:
+    """Images of another side resized to the classifier's 28x28 (bilinear, antialiased), as every evaluation does."""
+    if images.shape[-2:] == (IMAGE_SIZE, IMAGE_SIZE):
+        return images
+    return F.interpolate(images, size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", antialias=True, align_corners=False)
+
+
 @torch.no_grad()
 def predict(model: MNISTClassifier, images: Tensor, batch_size: int = 1000) -> tuple[Tensor, Tensor]:
     """Return ``(features, logits)`` for images in [-1, 1], (N, 1, 28, 28), in batches."""

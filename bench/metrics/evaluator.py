@@ -18,7 +18,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 import torchmetrics
 from torch import Tensor
 
@@ -26,7 +25,7 @@ from bench.contract import GAN
 from bench.errors import UsageError
 from bench.metrics import classifier, references
 from bench.metrics.cache import PROTOCOL_VERSION, cached, real_stats
-from bench.metrics.classifier import IMAGE_SIZE, load_classifier
+from bench.metrics.classifier import IMAGE_SIZE, load_classifier, to_classifier_size
 from bench.metrics.inception import InceptionFID
 from bench.metrics.scores import (
     FID,
@@ -79,6 +78,10 @@ class EvalProtocol:
     kid_gamma: float
     fid_backbone: str
     torchmetrics: str = torchmetrics.__version__
+    #: The side the real images are brought to before the classifier resizes them, as a generator of
+    #: that side's images are: an architecture trained on 32x32 digits is measured against real digits
+    #: that went the same way (28 -> 32 -> 28), not against sharper ones it never saw.
+    real_image_size: int = IMAGE_SIZE
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kid_subset_size", kid_subset_size(self.n_generated, self.n_real))
@@ -88,8 +91,12 @@ class EvalProtocol:
         return dataclasses.replace(self, n_generated=n)
 
     def to_dict(self) -> dict[str, object]:
-        """Return the protocol as the plain dict stored in run.json."""
-        return dataclasses.asdict(self)
+        """Return the protocol as the plain dict stored in run.json (the classifier's own side is left unsaid,
+        so the 28x28 protocol reads as it always has)."""
+        protocol = dataclasses.asdict(self)
+        if protocol["real_image_size"] == IMAGE_SIZE:
+            del protocol["real_image_size"]
+        return protocol
 
 
 class Evaluator:
@@ -103,10 +110,13 @@ class Evaluator:
         data_dir: str | None = None,
         backbone: str = "classifier",
         inception_weights: str | None = None,
+        image_size: int = IMAGE_SIZE,
     ):
         """Load the classifier and the cached real statistics.
 
         Args:
+            image_size: the side of the images to score (an architecture's ``image_size``): the real
+                images are brought to it first, as the training data was.
             backbone: ``"classifier"``, or ``"inception"`` to add ``fid_inception`` (the
                 classic FID, needs ``inception_weights`` and torch-fidelity; slow on CPU).
 
@@ -126,7 +136,8 @@ class Evaluator:
         self.backbone = backbone
         self._inception = InceptionFID(inception_weights, self.device, data_dir) if backbone == "inception" else None
         self.classifier = load_classifier(self.device).to(memory_format=torch.channels_last)
-        self.real = real_stats(data_dir)
+        self.image_size = image_size
+        self.real = real_stats(data_dir, image_size=image_size)
         kid = KID(self.real.features, seed=eval_seed)
         self.scores: list[Score] = [
             FID(self.real.features),
@@ -143,6 +154,7 @@ class Evaluator:
             kid_subset_seed=eval_seed,
             kid_gamma=kid.gamma,
             fid_backbone=backbone,
+            real_image_size=image_size,
         )
 
     def protocol(self, n_generated: int | None = None) -> dict[str, object]:
@@ -183,7 +195,7 @@ class Evaluator:
         return cached("reference", key, self._score_references, references.encode, references.decode)
 
     def _score_references(self) -> dict[str, Metrics]:
-        images = references.reference_images(self.n_samples, self.eval_seed, self.data_dir)
+        images = references.reference_images(self.n_samples, self.eval_seed, self.data_dir, self.image_size)
         return {name: dataclasses.replace(self._score_images(x, inception=False), eval_s=None)
                 for name, x in images.items()}
 
@@ -228,8 +240,6 @@ class Evaluator:
         if not isinstance(images, Tensor) or images.dim() != 4 or images.shape[1] != 1:
             got = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
             raise UsageError(f"expected images of shape (N, 1, S, S) to evaluate, got {got}")
-        x = images.to(self.device, torch.float32)
-        if x.shape[-2:] != (IMAGE_SIZE, IMAGE_SIZE):
-            x = F.interpolate(x, size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", antialias=True, align_corners=False)
+        x = to_classifier_size(images.to(self.device, torch.float32))
         return self.classifier(x.contiguous(memory_format=torch.channels_last))
 

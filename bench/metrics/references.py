@@ -36,18 +36,20 @@ def reference_key(protocol: dict[str, object]) -> str:
     )
 
 
-def reference_images(n: int, seed: int, data_dir: str | None = None) -> dict[str, Tensor]:
-    """Return the images of each reference point, in [-1, 1], (n, 1, 28, 28).
+def reference_images(n: int, seed: int, data_dir: str | None = None,
+                     image_size: int = IMAGE_SIZE) -> dict[str, Tensor]:
+    """Return the images of each reference point, in [-1, 1], (n, 1, image_size, image_size).
 
     ``train_vs_test`` is the first ``n`` training images of the shuffle that ``--train-subset``
-    uses; ``noise_vs_test`` is ``n`` images of uniform noise drawn from ``seed``.
+    uses, brought to ``image_size`` as training data is; ``noise_vs_test`` is ``n`` images of
+    uniform noise at that size drawn from ``seed``.
     """
     train, _ = load_mnist("train", data_dir)
     if n > len(train):
         raise UsageError(f"reference points need at most {len(train)} samples, got {n}")
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(SUBSET_SEED))
-    noise = torch.rand(n, 1, IMAGE_SIZE, IMAGE_SIZE, generator=torch.Generator().manual_seed(seed))
-    return {"train_vs_test": to_model_range(train[order[:n]], IMAGE_SIZE), "noise_vs_test": noise.mul_(2).sub_(1)}
+    noise = torch.rand(n, 1, image_size, image_size, generator=torch.Generator().manual_seed(seed))
+    return {"train_vs_test": to_model_range(train[order[:n]], image_size), "noise_vs_test": noise.mul_(2).sub_(1)}
 
 
 def encode(points: dict[str, Metrics]) -> dict[str, Any]:

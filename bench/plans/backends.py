@@ -39,13 +39,13 @@ def error_text(exc: BaseException) -> str:
 
 
 class LocalBackend:
-    """Runs the planned entries one after another in this process, sharing one evaluator."""
+    """Runs the planned entries one after another in this process, sharing its evaluators."""
 
     live = False
 
     def __init__(self) -> None:
         self.queue: deque[tuple[int, int]] = deque()
-        self.evaluator: Any = None
+        self.evaluators: Any = None
 
     def describe(self) -> str:
         return "here, one run at a time"
@@ -57,16 +57,16 @@ class LocalBackend:
         pass
 
     def stop(self) -> None:
-        self.evaluator = None
+        self.evaluators = None
 
     def submit(self, driver: Driver, index: int, attempt: int) -> None:
         self.queue.append((index, attempt))
 
     def run(self, driver: Driver) -> None:
-        from bench.plans.execute import execute, make_evaluator  # torch: only once runs train here
+        from bench.plans.execute import Evaluators, execute  # torch: only once runs train here
 
-        if self.evaluator is None:
-            self.evaluator = make_evaluator(driver.plan.settings)  # one for the plan
+        if self.evaluators is None:
+            self.evaluators = Evaluators(driver.plan.settings)  # for the whole plan
         while self.queue and not driver.stop.requested:
             index, attempt = self.queue.popleft()
 
@@ -74,7 +74,7 @@ class LocalBackend:
                 driver.started(index, attempt, str(run_dir), None)
 
             try:
-                outcome = execute(driver.plan.settings, driver.task_entry(index), driver.plan.folder, self.evaluator,
+                outcome = execute(driver.plan.settings, driver.task_entry(index), driver.plan.folder, self.evaluators,
                                   driver.stop, started)
             except Exception as exc:  # anything else a run raises fails that run, not the plan
                 outcome = Outcome.failed(error_text(exc), driver.run_dir(index))
@@ -140,17 +140,13 @@ def write_tree(folder: Path, files: dict[str, bytes]) -> None:
 _EVALUATORS: dict[str, Any] = {}
 
 
-def worker_evaluator(settings: dict[str, Any]) -> Any:
-    """This worker process's evaluator for ``settings`` (None with --no-eval), built once and reused.
-
-    Built before any run seeds torch, as the local backend builds its one evaluator, so a run
-    on Ray draws the same random numbers as the same run here.
-    """
-    from bench.plans.execute import make_evaluator
+def worker_evaluators(settings: dict[str, Any]) -> Any:
+    """This worker process's evaluators for ``settings``, made once and reused across its tasks."""
+    from bench.plans.execute import Evaluators
 
     key = json.dumps([settings.get(k) for k in ("eval", "device", "eval_samples", "data_dir")])
     if key not in _EVALUATORS:
-        _EVALUATORS[key] = make_evaluator(settings)
+        _EVALUATORS[key] = Evaluators(settings)
     return _EVALUATORS[key]
 
 
@@ -173,13 +169,13 @@ def run_task(settings: dict[str, Any], entry: PlanEntry, folder: str, shared: bo
             tracker.started.remote(index, attempt, str(run_dir) if shared else None, socket.gethostname())
 
     try:
-        evaluator = worker_evaluator(settings)
+        evaluators = worker_evaluators(settings)
     except Exception as exc:
         return Outcome.failed(error_text(exc))
     stop = StopRequest()  # ray.cancel sends SIGINT: the run checkpoints at its next batch
     if shared:
         try:
-            return execute(settings, entry, Path(folder), evaluator, stop, started)
+            return execute(settings, entry, Path(folder), evaluators, stop, started)
         except Exception as exc:
             return Outcome.failed(error_text(exc), seen.get("run_dir"))
     with tempfile.TemporaryDirectory(prefix="gan-bench-plan-") as tmp:
@@ -189,7 +185,7 @@ def run_task(settings: dict[str, Any], entry: PlanEntry, folder: str, shared: bo
             write_tree(previous, upload[1])
             entry.run_dir = str(previous)
         try:
-            outcome = execute(settings, entry, Path(tmp), evaluator, stop, started)
+            outcome = execute(settings, entry, Path(tmp), evaluators, stop, started)
         except Exception as exc:
             outcome = Outcome.failed(error_text(exc), seen.get("run_dir"))
         if outcome.run_dir and Path(outcome.run_dir).is_dir():

@@ -8,6 +8,7 @@ from typing import Any
 
 from bench import console
 from bench.config import RunConfig
+from bench.contract import ArchSpec
 from bench.device import resolve_device
 from bench.errors import PluginError
 from bench.layout import CHECKPOINT
@@ -18,15 +19,28 @@ from bench.stop import StopRequest
 from bench.training.runner import Runner
 
 
-def make_evaluator(settings: Mapping[str, Any]) -> Evaluator | None:
-    """One evaluator for every run of a plan (same device, same protocol), or None with --no-eval."""
-    if not settings.get("eval", True):
-        return None
-    return Evaluator(resolve_device(settings["device"]), n_samples=settings["eval_samples"],
-                     data_dir=settings.get("data_dir"))
+class Evaluators:
+    """The evaluators of a plan's runs: one per image size (same device, same protocol), built on first use.
+
+    A plan shares them across its runs; each is built before the run it serves seeds torch.
+    """
+
+    def __init__(self, settings: Mapping[str, Any]):
+        self.settings = settings
+        self._built: dict[int, Evaluator] = {}
+
+    def for_spec(self, spec: ArchSpec) -> Evaluator | None:
+        """The evaluator of ``spec``'s runs, or None with --no-eval."""
+        if not self.settings.get("eval", True):
+            return None
+        if spec.image_size not in self._built:
+            self._built[spec.image_size] = Evaluator(
+                resolve_device(self.settings["device"]), n_samples=self.settings["eval_samples"],
+                data_dir=self.settings.get("data_dir"), image_size=spec.image_size)
+        return self._built[spec.image_size]
 
 
-def execute(settings: Mapping[str, Any], entry: PlanEntry, folder: Path, evaluator: Evaluator | None,
+def execute(settings: Mapping[str, Any], entry: PlanEntry, folder: Path, evaluators: Evaluators,
             stop: StopRequest, on_start: Callable[[Path], None] | None = None) -> Outcome:
     """Run ``entry`` in a new folder under ``folder``, or resume it from the checkpoint in its ``run_dir``.
 
@@ -38,12 +52,14 @@ def execute(settings: Mapping[str, Any], entry: PlanEntry, folder: Path, evaluat
     previous = Path(entry.run_dir) if entry.run_dir else None
     runner = None
     try:
+        spec = registry.load(entry.arch)
+        evaluator = evaluators.for_spec(spec)
         if previous is not None and (previous / CHECKPOINT).is_file():
             runner = Runner.resume(previous, registry.load, evaluator, stop, entry_of=registry.entry)
         else:
             cfg = RunConfig.from_settings(settings, arch=entry.arch, seed=entry.seed, out=str(folder),
                                           hparams={**settings.get("hparams", {}), **entry.hparams})
-            runner = Runner(cfg, registry.load(entry.arch), evaluator, stop=stop, entry=registry.entry(entry.arch))
+            runner = Runner(cfg, spec, evaluator, stop=stop, entry=registry.entry(entry.arch))
         record = runner.train(on_start)
     except PluginError as exc:
         console.error(str(exc))

@@ -134,7 +134,8 @@ class Runner:
         hparams = spec.make_config(overrides)
         # Before seeding: loading the classifier must not shift the training RNG.
         if cfg.eval and evaluator is None:
-            evaluator = Evaluator(self.device, n_samples=cfg.eval_samples, data_dir=cfg.data_dir)
+            evaluator = Evaluator(self.device, n_samples=cfg.eval_samples, data_dir=cfg.data_dir,
+                                  image_size=spec.image_size)
         self.run = Run(cfg, spec, hparams, self.device, evaluator, self.stop, run_dir)
         if entry is not None:
             self.run.package, self.run.package_version = entry.package, entry.version
