@@ -20,6 +20,10 @@ DEFAULT_FID_TARGET = 1000.0
 DEFAULT_EPOCHS = 5
 
 
+#: The settings a plan sets run by run; a plan's shared settings are a RunConfig without them.
+PER_RUN_KEYS = ("arch", "seed", "out", "parallel_runs")
+
+
 @dataclass(frozen=True)
 class Budget:
     """How long a run trains: ``epochs``, ``steps`` (batches) or ``time_budget`` (training seconds)."""
@@ -62,6 +66,9 @@ class RunConfig:
     eval_samples: int = 10_000
     checkpoint_every: int | None = None
     hparams: dict[str, Any] = field(default_factory=dict)
+    #: Runs that trained on this machine at the same time as this one (``--jobs``): their step times
+    #: shared the CPUs, which a report must say before it puts them beside a run's that did not.
+    parallel_runs: int = 1
 
     def budget(self) -> Budget:
         """Return the one budget that applies, ``epochs=5`` when none was given."""

@@ -40,7 +40,7 @@ class StopRequest:
 
     def check(self) -> None:
         """Raise :class:`Stopped` if a stop was requested."""
-        if self.signal is not None:
+        if self.requested:
             raise Stopped(signal.Signals(self.signal).name)
 
     def request(self, signum: int = signal.SIGINT) -> None:
@@ -83,3 +83,21 @@ class StopRequest:
             if not self._critical and self._deferred:
                 self._deferred = False
                 raise KeyboardInterrupt
+
+
+class SharedStopRequest(StopRequest):
+    """A stop request another process can make too, through a shared integer (the signal's number).
+
+    The runs of ``--jobs`` train in processes of their own; the plan driver stops them all by
+    setting the value, and each still handles its own signals.
+    """
+
+    def __init__(self, shared: Any, message: str = "stopping after this batch and saving a checkpoint"):
+        super().__init__(message)
+        self.shared = shared  # a multiprocessing.Value("i")
+
+    @property
+    def requested(self) -> bool:
+        if self.signal is None and self.shared.value:
+            self.signal = self.shared.value
+        return self.signal is not None

@@ -4,40 +4,40 @@ from __future__ import annotations
 
 import argparse
 
-from bench import console, tables
-from bench.cli.options import add_plan_options, add_training_options, plan_settings
-from bench.errors import BenchError
-from bench.plans.backends import LocalBackend
-from bench.plans.driver import Driver
+from bench.cli.options import add_jobs_option, add_plan_options, add_training_options, parse_int, plan_settings
+from bench.errors import UsageError
+from bench.perf.sidebyside import ROUNDS
+from bench.plans.comparison import run_comparison
 from bench.plans.execute import check_plan
 from bench.plans.plan import Plan, PlanEntry, PlanKind
-from bench.report.aggregate import group_runs, load_runs
+from bench.report.publish import print_plan_results
 
-DESCRIPTION = ("Run every (architecture, seed) pair through the same runner, one after another, under one budget, "
-               "then print the comparison table.")
+DESCRIPTION = ("Time every architecture's training step side by side, then run every (architecture, seed) pair "
+               "through the same runner under one budget, several at once where that is faster, and print the "
+               "comparison table.")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_plan_options(p, "vanilla,dcgan,wgan")
     p.add_argument("--resume", metavar="COMPARE_DIR",
                    help="continue a comparison: skip finished runs, resume the interrupted one")
+    add_jobs_option(p)
+    p.add_argument("--timing-rounds", type=parse_int, default=ROUNDS, metavar="N",
+                   help=f"rounds of the side-by-side step timing before the runs (default {ROUNDS}; 0: none)")
     add_training_options(p, seed=False)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
+    if args.timing_rounds < 0:
+        raise UsageError(f"--timing-rounds must be 0 or more, got {args.timing_rounds}")
     if args.resume:
         plan = Plan.load(args.resume)
-        check_plan(plan.settings, plan.runs)
     else:
         settings = plan_settings(args)
         check_plan(settings, [PlanEntry(arch=a, seed=s) for a in args.arch for s in args.seeds])
         plan = Plan.create(args.out, PlanKind.COMPARE, args.arch, args.seeds, settings, command=args.argv)
-    status = Driver(plan, LocalBackend(), retries=0, stop=args.stop).run()
-    try:
-        groups = group_runs(load_runs([plan.folder]), args.fid_target)
-    except BenchError as exc:
-        console.warn(f"no comparison table: {exc}")
-        return status
-    tables.print_comparison(groups)
-    console.out.print(f"comparison: {plan.folder}  (tensorboard --logdir {plan.folder})")
+    status = run_comparison(plan, args.jobs, args.stop, args.timing_rounds)
+    print_plan_results(plan.folder, args.fid_target)
     return status

@@ -13,7 +13,7 @@ import re
 from typing import Any, NoReturn
 
 from bench import console
-from bench.config import DEFAULT_FID_TARGET, RunConfig
+from bench.config import DEFAULT_FID_TARGET, PER_RUN_KEYS, RunConfig
 from bench.errors import UsageError
 
 
@@ -150,6 +150,12 @@ def add_plan_options(p: argparse.ArgumentParser, example: str) -> None:
     add_fid_target(p)
 
 
+def add_jobs_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--jobs", type=parse_int, metavar="N",
+                   help="train N runs at once, each in a process of its own with its share of the CPUs as torch "
+                        "threads (default: on the CPU one run per CPU that other work leaves free; on a GPU 1)")
+
+
 def add_fid_target(p: argparse.ArgumentParser, help: str = "FID for time-to-quality") -> None:
     p.add_argument("--fid-target", type=positive_float, default=DEFAULT_FID_TARGET, metavar="FID",
                    help=f"{help} (default {DEFAULT_FID_TARGET:g})")
@@ -178,6 +184,6 @@ def plan_settings(args: argparse.Namespace) -> dict[str, Any]:
     cfg = run_config(args, "-")
     cfg.validate()
     settings = dataclasses.asdict(cfg)
-    for key in ("arch", "seed", "out"):
+    for key in PER_RUN_KEYS:
         settings.pop(key)
     return settings

@@ -5,11 +5,16 @@ from __future__ import annotations
 import argparse
 
 from bench import console, tables
-from bench.cli.options import add_training_options, run_config
+from bench.cli.options import add_jobs_option, add_training_options, parse_seeds, plan_settings, run_config
+from bench.config import DEFAULT_FID_TARGET
 from bench.errors import UsageError
 from bench.layout import Status
+from bench.plans.comparison import run_comparison
+from bench.plans.execute import check_plan
+from bench.plans.plan import Plan, PlanEntry, PlanKind
 from bench.record import read_record
 from bench.registry import default_registry
+from bench.report.publish import print_plan_results
 from bench.training.runner import Runner
 
 DESCRIPTION = "Train one architecture on MNIST."
@@ -18,10 +23,18 @@ DESCRIPTION = "Train one architecture on MNIST."
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--arch", help="architecture name (see: python -m bench list)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run to its original budget")
+    p.add_argument("--seeds", type=parse_seeds, metavar="N|LIST",
+                   help="several seeds as one comparison of this architecture (a count, 3 = seeds 0,1,2, or a list "
+                        "0,5,7), --jobs at once; continue it with: python -m bench compare --resume DIR")
+    add_jobs_option(p)
     add_training_options(p)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.seeds is not None:
+        return _seeds(args)
+    if args.jobs is not None:
+        raise UsageError("--jobs goes with --seeds (several runs at once)")
     registry = default_registry()
     if args.resume:
         if args.arch:
@@ -41,3 +54,22 @@ def run(args: argparse.Namespace) -> int:
         console.err.print(f"interrupted; continue with: python -m bench run --resume {runner.run.dir}")
         return 128 + runner.run.stop_signal
     return 0
+
+
+def _seeds(args: argparse.Namespace) -> int:
+    """``--seeds``: a comparison of one architecture over several seeds, trained --jobs at once."""
+    given = [flag for flag, value in (("--resume", args.resume), ("--seed", args.seed)) if value]
+    if given:
+        raise UsageError(f"--seeds and {', '.join(given)} given together; --seeds makes a comparison folder, "
+                         "which python -m bench compare --resume continues")
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
+    if not args.arch:
+        raise UsageError("--arch NAME is required (see: python -m bench list)")
+    args.arch = [args.arch]
+    settings = plan_settings(args)
+    check_plan(settings, [PlanEntry(arch=args.arch[0], seed=s) for s in args.seeds])
+    plan = Plan.create(args.out, PlanKind.COMPARE, args.arch, args.seeds, settings, command=args.argv)
+    status = run_comparison(plan, args.jobs, args.stop, timing_rounds=0)
+    print_plan_results(plan.folder, DEFAULT_FID_TARGET)
+    return status

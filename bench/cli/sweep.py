@@ -8,17 +8,18 @@ from typing import Any
 
 from bench import console, tables
 from bench.cli.options import (
-    Parser, add_plan_options, add_training_options, parse_int, parse_number, plan_settings,
+    Parser, add_jobs_option, add_plan_options, add_training_options, parse_int, parse_number, plan_settings,
 )
-from bench.errors import BenchError, UsageError
+from bench.errors import UsageError
 from bench.layout import Status
-from bench.plans.backends import INSTALL_HINT, LocalBackend, RayBackend
+from bench.plans.backends import INSTALL_HINT, RayBackend, local_backend
 from bench.plans.driver import Backend, Driver
 from bench.plans.execute import check_plan
 from bench.plans.grid import grid_points, make_grid, split_values
 from bench.plans.plan import Plan, PlanKind
 from bench.registry import default_registry
-from bench.report.aggregate import best_per_arch, group_runs, load_runs
+from bench.report.aggregate import best_per_arch
+from bench.report.publish import print_plan_results
 
 DESCRIPTION = ("Run every (architecture, seed, hyperparameter point) through the same runner: one after another "
                "here (--backend local), or as one Ray task each (--backend ray), then print the table with one row "
@@ -42,7 +43,8 @@ def add_arguments(p: Parser) -> None:
     p.add_argument("--grid-file", metavar="FILE",
                    help="a TOML file: [grid] with key = [values], and [grid.ARCH] tables for one architecture")
     p.add_argument("--backend", choices=["local", "ray"], default="local",
-                   help="local: one run after another in this process (default); ray: one Ray task per run")
+                   help="local: on this machine (default; --jobs runs at once); ray: one Ray task per run")
+    add_jobs_option(p)
     ray = p.add_argument_group("Ray (--backend ray; needs: " + INSTALL_HINT + ")")
     ray.add_argument("--address", help="the Ray cluster to join (default: start Ray on this machine)")
     ray.add_argument("--cpus-per-run", type=parse_int, metavar="N",
@@ -59,15 +61,19 @@ def add_arguments(p: Parser) -> None:
     add_training_options(p, seed=False)
 
 
-def make_backend(args: argparse.Namespace) -> Backend:
-    """The backend the options ask for, refusing options that belong to the other one."""
+def ray_backend(args: argparse.Namespace) -> RayBackend | None:
+    """The Ray backend if the options ask for it (None for the local one), refusing options of the other one."""
     ray_only = {"--address": args.address, "--cpus-per-run": args.cpus_per_run, "--gpus-per-run": args.gpus_per_run,
                 "--no-shared-storage": args.shared}
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
     if args.backend == "local":
         given = [flag for flag, value in ray_only.items() if value is not None]
         if given:
             raise UsageError(f"{', '.join(given)} only apply to --backend ray")
-        return LocalBackend()
+        return None
+    if args.jobs is not None:
+        raise UsageError("--jobs applies to --backend local; on Ray, --cpus-per-run and the cluster decide")
     cpus = 1 if args.cpus_per_run is None else args.cpus_per_run
     gpus = 0.0 if args.gpus_per_run is None else args.gpus_per_run
     if cpus < 1:
@@ -108,18 +114,20 @@ def _resumed(args: argparse.Namespace) -> Plan:
 
 
 def run(args: argparse.Namespace) -> int:
-    backend = make_backend(args)  # first: without Ray, say so before anything is written
+    ray = ray_backend(args)  # first: without Ray, say so before anything is written
     if args.retries < 0:
         raise UsageError(f"--retries must be 0 or more, got {args.retries}")
     if args.resume:
         plan: Plan | None = _resumed(args)
-        backend.check(plan.settings)
+        settings, runs = plan.settings, sum(not e.status.finished for e in plan.runs)
     else:
         if args.retry_failed:
             raise UsageError("--retry-failed goes with --resume SWEEP_DIR")
         planned = plan_points(args)
-        backend.check(planned["settings"])
+        settings, runs = planned["settings"], len(args.seeds) * sum(map(len, planned["points"].values()))
         plan = None
+    backend: Backend = ray or local_backend(settings, args.jobs, runs)
+    backend.check(settings)
     backend.start()  # Ray is up, or the cluster joined, before the sweep folder is made
     try:
         if plan is None:
@@ -133,12 +141,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _print_results(plan: Plan, fid_target: float) -> None:
     """The table with one row per point, and the best point of every architecture."""
-    try:
-        groups = group_runs(load_runs([plan.folder]), fid_target, by_hparams=True)
-    except BenchError as exc:
-        console.warn(f"no sweep table: {exc}")
-        return
-    tables.print_comparison(groups)
+    groups = print_plan_results(plan.folder, fid_target, by_hparams=True)
     for group, best in zip(groups, best_per_arch(groups), strict=True):
         for row in best.rows:
             fid = row.metrics["fid"]

@@ -8,6 +8,7 @@ task begins).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -16,6 +17,7 @@ import socket
 import tempfile
 import time
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,7 @@ from bench.layout import RUN_JSON, Status
 from bench.plans.driver import Driver
 from bench.plans.plan import Outcome, PlanEntry
 from bench.stop import StopRequest
-from bench.storage import make_unique_dir, write_bytes
+from bench.storage import make_run_dir, make_unique_dir, write_bytes
 
 INSTALL_HINT = 'pip install -e ".[ray]" (or: pip install "ray>=2.9")'
 #: How long an interrupted Ray plan waits for its running tasks to checkpoint.
@@ -79,6 +81,168 @@ class LocalBackend:
             except Exception as exc:  # anything else a run raises fails that run, not the plan
                 outcome = Outcome.failed(error_text(exc), driver.run_dir(index))
             driver.finished(index, attempt, outcome)
+
+
+# Several processes at once ---------------------------------------------------------------------
+
+
+#: A plan folder's subfolder for the output of runs trained in processes of their own.
+LOGS = "logs"
+#: How long a stopped plan waits for its runs' processes to checkpoint and exit before ending them.
+PROCESS_GRACE_S = 120.0
+
+
+def run_in_process(settings: dict[str, Any], entry: PlanEntry, folder: str, shared_stop: Any, log: str,
+                   results: Any) -> None:
+    """One planned run in a process of its own: its output into ``log``, its outcome back through ``results``."""
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    from bench.plans.execute import Evaluators, execute  # torch: in the run's own process
+    from bench.stop import SharedStopRequest
+
+    try:
+        outcome = execute(settings, entry, Path(folder), Evaluators(settings), SharedStopRequest(shared_stop))
+    except BaseException as exc:  # Ctrl-C twice, or anything else: the parent must hear of it
+        interrupted = isinstance(exc, KeyboardInterrupt)
+        outcome = Outcome(Status.INTERRUPTED if interrupted else Status.FAILED, entry.run_dir, error_text(exc))
+    results.send(outcome)
+    results.close()
+
+
+@dataclass
+class _Running:
+    process: Any
+    results: Any
+    attempt: int
+
+
+class ProcessBackend:
+    """Runs ``jobs`` planned entries at once, each in a process of its own with ``threads`` torch threads.
+
+    The runs' own output goes to ``logs/<run folder>.log`` in the plan folder; this process shows
+    the plan's table. A stop (Ctrl-C, SIGTERM) reaches every run, which checkpoints and ends.
+    """
+
+    live = True  # the runs train in other processes and print nothing here
+
+    def __init__(self, jobs: int, threads: int):
+        self.jobs, self.threads = jobs, threads
+        self.queue: deque[tuple[int, int]] = deque()
+        self.running: dict[int, _Running] = {}
+        self._context: Any = None
+        self._stop: Any = None
+
+    def describe(self) -> str:
+        return f"here, {self.jobs} runs at a time in processes of their own, {self.threads} torch thread(s) each"
+
+    def check(self, settings: dict[str, Any]) -> None:
+        pass
+
+    def start(self) -> None:
+        import multiprocessing
+
+        # spawn, not fork: a forked child would inherit torch's thread pools in an undefined state.
+        self._context = multiprocessing.get_context("spawn")
+        self._stop = self._context.Value("i", 0)
+
+    def stop(self) -> None:
+        pass
+
+    def submit(self, driver: Driver, index: int, attempt: int) -> None:
+        self.queue.append((index, attempt))
+
+    def run(self, driver: Driver) -> None:
+        try:
+            while self.queue or self.running:
+                if driver.stop.requested:
+                    self._stop.value = driver.stop.signal
+                while self.queue and len(self.running) < self.jobs and not driver.stop.requested:
+                    self._launch(driver, *self.queue.popleft())
+                self._collect(driver, timeout=0.5)
+                if driver.stop.requested and not self.running:
+                    return
+        except KeyboardInterrupt:
+            driver.stop.request()
+            self._stop.value = driver.stop.signal
+            deadline = time.monotonic() + PROCESS_GRACE_S
+            with contextlib.suppress(KeyboardInterrupt):
+                while self.running and time.monotonic() < deadline:
+                    self._collect(driver, timeout=0.5)
+            self._end_the_rest(driver)
+
+    def _launch(self, driver: Driver, index: int, attempt: int) -> None:
+        entry = driver.task_entry(index)
+        if entry.run_dir is None:  # named here, so the plan knows where it trains from the start
+            entry.run_dir = str(make_run_dir(driver.plan.folder, entry.arch, entry.seed).resolve())
+        logs = driver.plan.folder / LOGS
+        logs.mkdir(exist_ok=True)
+        settings = {**driver.plan.settings, "threads": driver.plan.settings.get("threads") or self.threads,
+                    "parallel_runs": self.jobs}
+        receive, send = self._context.Pipe(duplex=False)
+        process = self._context.Process(
+            target=run_in_process, name=f"gan-bench {entry.describe()}",
+            args=(settings, entry, str(driver.plan.folder.resolve()), self._stop,
+                  str(logs / f"{Path(entry.run_dir).name}.log"), send))
+        process.start()
+        send.close()  # the child holds its end; EOF then means it has gone
+        self.running[index] = _Running(process, receive, attempt)
+        driver.started(index, attempt, entry.run_dir, f"process {process.pid}")
+
+    def _collect(self, driver: Driver, timeout: float) -> None:
+        """Take the outcomes of the runs that have ended within ``timeout`` seconds."""
+        from multiprocessing.connection import wait
+
+        ready = wait([r.results for r in self.running.values()], timeout=timeout)
+        for index, running in list(self.running.items()):
+            if running.results not in ready:
+                continue
+            try:
+                outcome = running.results.recv()
+            except (EOFError, OSError):  # the process died without a word (killed, out of memory)
+                running.process.join()
+                outcome = Outcome.failed(f"the run's process ended with exit code {running.process.exitcode}",
+                                         driver.run_dir(index))
+            running.process.join()
+            del self.running[index]
+            driver.finished(index, running.attempt, outcome)
+
+    def _end_the_rest(self, driver: Driver) -> None:
+        for index, running in list(self.running.items()):
+            running.process.terminate()
+            running.process.join()
+            del self.running[index]
+            driver.finished(index, running.attempt, Outcome(Status.INTERRUPTED, driver.run_dir(index), "stopped"))
+
+
+def local_backend(settings: dict[str, Any], jobs: int | None, runs: int) -> LocalBackend | ProcessBackend:
+    """Where a plan's runs train on this machine: ``jobs`` at once, or by default what measures faster here.
+
+    The default: on the CPU, one run per CPU that other work leaves free (each with its share of the
+    free CPUs as torch threads, or ``--threads``): the study's batch-64 steps use threads poorly, so
+    runs side by side beat one after another with all cores each. On a GPU, one at a time (stacked
+    seeds are the GPU's way).
+    """
+    from bench.machine import free_cpus
+
+    free = None
+    if jobs is None:
+        free, _ = free_cpus()
+        jobs = 1 if _on_cuda(settings) else max(1, min(runs, free // (settings.get("threads") or 1)))
+    if jobs <= 1:
+        return LocalBackend()
+    if free is None:
+        free, _ = free_cpus()
+    return ProcessBackend(jobs, settings.get("threads") or max(1, free // jobs))
+
+
+def _on_cuda(settings: dict[str, Any]) -> bool:
+    device = settings.get("device", "auto")
+    if device == "auto":
+        import torch
+
+        return torch.cuda.is_available()
+    return device.startswith("cuda")
 
 
 # Ray ------------------------------------------------------------------------------------------

@@ -44,9 +44,10 @@ def execute(settings: Mapping[str, Any], entry: PlanEntry, folder: Path, evaluat
             stop: StopRequest, on_start: Callable[[Path], None] | None = None) -> Outcome:
     """Run ``entry`` in a new folder under ``folder``, or resume it from the checkpoint in its ``run_dir``.
 
-    The run folder is exactly what ``bench run`` writes. ``on_start(run_dir)`` is called once
-    the folder exists, before training. A plugin's error ends this run (status ``failed``)
-    without raising.
+    An entry whose ``run_dir`` exists without a checkpoint (made empty by a backend that names its
+    runs' folders before they start) trains afresh there. The run folder is exactly what
+    ``bench run`` writes. ``on_start(run_dir)`` is called once the folder exists, before training.
+    A plugin's error ends this run (status ``failed``) without raising.
     """
     registry = default_registry()
     previous = Path(entry.run_dir) if entry.run_dir else None
@@ -59,7 +60,7 @@ def execute(settings: Mapping[str, Any], entry: PlanEntry, folder: Path, evaluat
         else:
             cfg = RunConfig.from_settings(settings, arch=entry.arch, seed=entry.seed, out=str(folder),
                                           hparams={**settings.get("hparams", {}), **entry.hparams})
-            runner = Runner(cfg, spec, evaluator, stop=stop, entry=registry.entry(entry.arch))
+            runner = Runner(cfg, spec, evaluator, stop=stop, entry=registry.entry(entry.arch), run_dir=previous)
         record = runner.train(on_start)
     except PluginError as exc:
         console.error(str(exc))

@@ -17,14 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.config import RunConfig, duration_text
+from bench.config import PER_RUN_KEYS, RunConfig, duration_text
 from bench.errors import UsageError
 from bench.layout import PLAN, Status
 from bench.schema import OMIT_NONE, SchemaError, from_plain, json_type, missing_keys, to_plain
 from bench.storage import make_unique_dir, utc_iso, utc_stamp, write_json
 
-#: Settings a plan's runs share: a RunConfig without the per-run keys.
-PER_RUN_KEYS = ("arch", "seed", "out")
 
 
 class PlanKind(str, enum.Enum):

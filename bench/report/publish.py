@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench import console
+from bench import console, tables
 from bench.config import DEFAULT_FID_TARGET
-from bench.errors import UsageError
+from bench.errors import BenchError, UsageError
 from bench.layout import PLAN
 from bench.plans.plan import Plan, PlanKind
 from bench.report.aggregate import Group, best_per_arch, group_runs, is_finite, load_runs
@@ -86,3 +86,16 @@ def write_report(
     drawn = write_figures(groups, out) if figures else []
     write_text(out, render(groups, fmt, [p.name for p in drawn], command, intro))
     return Report(groups, out, drawn)
+
+
+def print_plan_results(folder: Path, fid_target: float, by_hparams: bool = False) -> list[Group]:
+    """Print the table of a plan's runs (after ``bench compare`` or ``sweep``); warn instead if there is none."""
+    try:
+        groups = group_runs(load_runs([folder]), fid_target, by_hparams=by_hparams)
+    except BenchError as exc:
+        console.warn(f"no comparison table: {exc}")
+        return []
+    tables.print_comparison(groups)
+    console.out.print(f"comparison: {folder}  (tensorboard --logdir {folder})", markup=False, highlight=False,
+                      soft_wrap=True)
+    return groups

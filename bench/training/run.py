@@ -24,7 +24,8 @@ from bench.config import RunConfig
 from bench.contract import DIAGNOSTICS, GAN, ArchSpec, GANConfig, check_samples, count_parameters
 from bench.data import BatchSampler, training_images
 from bench.device import peak_memory_bytes
-from bench.environment import environment, usable_cpus
+from bench.environment import environment
+from bench.machine import usable_cpus
 from bench.errors import UsageError
 from bench.layout import Status
 from bench.metrics.evaluator import Evaluator

@@ -21,7 +21,8 @@ from bench import console
 from bench.config import RunConfig
 from bench.contract import GAN, ArchSpec, GANConfig, check_step_output
 from bench.device import autocast, resolve_device
-from bench.environment import default_threads, tune_allocator, usable_cpus, warn_if_bf16_is_emulated
+from bench.environment import default_threads, tune_allocator
+from bench.machine import usable_cpus, warn_if_bf16_is_emulated
 from bench.errors import PluginError, UsageError
 from bench.layout import CHECKPOINT, Status
 from bench.metrics.evaluator import Evaluator

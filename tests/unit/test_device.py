@@ -31,12 +31,12 @@ def test_weights_finite_finds_one_bad_value_in_any_parameter(bad):
 
 
 def test_default_threads_are_the_usable_cpus_that_other_work_leaves_free(monkeypatch):
-    from bench import environment
+    from bench import environment, machine
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.setattr(environment, "usable_cpus", lambda: 4)
+    monkeypatch.setattr(machine, "usable_cpus", lambda: 4)
     for busy, expected in ((0.1, 4), (1.0, 3), (2.6, 1), (3.9, 1), (7.5, 1)):
-        monkeypatch.setattr(environment, "busy_cpus", lambda cpus, busy=busy: busy)
+        monkeypatch.setattr(machine, "busy_cpus", lambda cpus, busy=busy: busy)
         threads, why = environment.default_threads()
         assert threads == expected and f"{busy:.1f} busy" in why
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
@@ -44,19 +44,19 @@ def test_default_threads_are_the_usable_cpus_that_other_work_leaves_free(monkeyp
 
 
 def test_busy_cpus_reads_this_machine():
-    from bench import environment
+    from bench import machine
 
-    busy = environment.busy_cpus({0}, window_s=0.05)
+    busy = machine.busy_cpus({0}, window_s=0.05)
     assert busy is None or 0.0 <= busy <= 1.0
 
 
 def test_bf16_without_native_support_warns_once_naming_what_was_found(capsys, monkeypatch):
-    from bench import environment
+    from bench import machine
 
-    monkeypatch.setattr(environment, "_warned_bf16", False)
-    assert environment.warn_if_bf16_is_emulated({"fpu", "sse2", "avx2", "avx512f"})
-    assert environment.warn_if_bf16_is_emulated({"fpu", "avx2"})
+    monkeypatch.setattr(machine, "_warned_bf16", False)
+    assert machine.warn_if_bf16_is_emulated({"fpu", "sse2", "avx2", "avx512f"})
+    assert machine.warn_if_bf16_is_emulated({"fpu", "avx2"})
     err = capsys.readouterr().err
     assert err.count("warning:") == 1 and "without native bf16" in err and "avx2, avx512f" in err
-    assert not environment.warn_if_bf16_is_emulated({"avx512f", "avx512_bf16"})
-    assert not environment.warn_if_bf16_is_emulated({"amx_bf16"})
+    assert not machine.warn_if_bf16_is_emulated({"avx512f", "avx512_bf16"})
+    assert not machine.warn_if_bf16_is_emulated({"amx_bf16"})

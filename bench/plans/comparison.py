@@ -1,0 +1,36 @@
+"""A comparison: a plan of every (architecture, seed) under one protocol, trained on this machine.
+
+Before the runs, each architecture's training step is timed side by side (``step_times.json``),
+so the table's step times do not follow the load of the moment each run trained in. Then the
+runs train, ``--jobs`` at once (by default what measures faster here).
+"""
+
+from __future__ import annotations
+
+from bench import console
+from bench.perf.sidebyside import ROUNDS, time_side_by_side
+from bench.plans.backends import local_backend
+from bench.plans.driver import Driver
+from bench.plans.execute import check_plan
+from bench.plans.plan import Plan
+from bench.plans.steptimes import StepTimes
+from bench.stop import StopRequest
+
+
+def run_comparison(plan: Plan, jobs: int | None, stop: StopRequest, timing_rounds: int = ROUNDS) -> int:
+    """Time the architectures side by side (once per plan), then train every unfinished run; return the exit status."""
+    check_plan(plan.settings, plan.runs)
+    with stop.handling_signals():
+        if timing_rounds and len(plan.archs) > 1 and StepTimes.load(plan.folder) is None:
+            console.err.print(f"timing {', '.join(plan.archs)} side by side ({timing_rounds} rounds)",
+                              markup=False, highlight=False, soft_wrap=True)
+            times = time_side_by_side(plan.settings, plan.archs, rounds=timing_rounds, stop=stop)
+            if times is not None:
+                times.save(plan.folder)
+        unfinished = sum(not e.status.finished for e in plan.runs)
+        backend = local_backend(plan.settings, jobs, unfinished)
+        backend.start()
+        try:
+            return Driver(plan, backend, retries=0, stop=stop).run()
+        finally:
+            backend.stop()
