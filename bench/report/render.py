@@ -241,6 +241,7 @@ _FIGURE_CAPTIONS = {
     "losses": "Generator and discriminator losses (mean over seeds)",
     "fid-vs-time": "FID against training time",
     "fid-vs-batches": "FID against training batches",
+    "fid-vs-compute": "FID for compute: against training FLOPs and against training time (one line per seed)",
     "samples": "Final samples (seed 0 of each architecture)",
 }
 

@@ -305,12 +305,14 @@ def test_write_report_writes_table_and_figures(three_archs, tmp_path):
     out = tmp_path / "published" / "mnist.md"
     report = write_report([three_archs], "md", out, fid_target=20.0, allow_mixed=False)
     names = sorted(p.name for p in report.figures)
-    assert names == ["mnist-fid-vs-batches.png", "mnist-fid-vs-time.png", "mnist-losses.png", "mnist-samples.png"]
+    assert names == ["mnist-fid-vs-batches.png", "mnist-fid-vs-compute.png", "mnist-fid-vs-time.png",
+                     "mnist-losses.png", "mnist-samples.png"]
     for path in report.figures:
         assert path.parent == out.parent and path.read_bytes()[:8] == PNG_MAGIC
     md = out.read_text()
     assert "![Generator and discriminator losses (mean over seeds)](mnist-losses.png)" in md
     assert "(mnist-samples.png)" in md and "batches to FID<20" in md
+    assert "![FID for compute: against training FLOPs and against training time" in md
     assert not list(out.parent.glob(".*tmp"))  # atomic writes leave no temporaries
 
 
@@ -695,3 +697,41 @@ def test_a_plan_command_with_out_reproduces_verbatim_in_markdown_and_latex(tmp_p
     assert how_made(render(groups, "md", command=own)) == [expected, own]
     tex = render(groups, "latex", command=own)
     assert f"%   {expected}\n%   {own}\n" in tex
+
+
+# The quality-for-compute figure -------------------------------------------------------------------
+
+
+def test_fid_for_compute_puts_every_seed_on_shared_axes_that_the_data_choose(tmp_path):
+    from matplotlib.figure import Figure
+
+    from bench.report.figures import draw_fid_for_compute, figure_lines, references_of
+
+    for arch, fids in (("dcgan", (30.0, 12.0)), ("vanilla", (40.0, 25.0))):
+        for seed in range(2):
+            make_run(tmp_path, arch=arch, seed=seed,
+                     evaluations=[(100, 5.0, fids[0] + seed), (1000, 50.0, fids[1] + seed), (4000, 200.0, fids[1])])
+    nameless = make_record(arch="vanilla", seed=2, evaluations=[(100, 5.0, 45.0), (4000, 210.0, 26.0)])
+    nameless.flops_per_step = None  # an older run: drawn against time only
+    make_run(tmp_path, nameless)
+    groups = groups_of(tmp_path, fid_target=20.0)
+    fig = Figure()
+    ax_flops, ax_time = draw_fid_for_compute(fig, figure_lines(groups), references_of(groups))
+    assert len(ax_flops.lines) == 4 + 1 and len(ax_time.lines) == 5 + 1  # one line per seed, and the target
+    colours = [line.get_color() for line in ax_time.lines[:5]]
+    assert colours[0] == colours[1] != colours[2] == colours[3] == colours[4]  # seeds share their row's colour
+    assert max(ax_flops.lines[0].get_xdata()) == 4000 * 1_234_000_000  # step x FLOPs per step
+    assert ax_flops.get_xscale() == "log" and ax_time.get_xscale() == "log"  # 40x: orders of magnitude
+    assert ax_flops.get_yscale() == "linear"  # FID from 12 to 45 does not span them
+    low, high = ax_flops.get_ylim()
+    assert low > 10 and high < 50  # noise vs test (400) and train vs test (0.5) do not stretch it
+    texts = [t.get_text() for t in ax_flops.texts]
+    assert texts == ["target: FID 20", "↓ train vs test: FID 0.5", "↑ noise vs test: FID 400"]
+    assert draw_fid_for_compute(Figure(), [], references_of(groups)) is None
+
+
+def test_choose_scale_is_log_only_over_orders_of_magnitude():
+    from bench.report.figures import choose_scale
+
+    assert choose_scale([1.0, 19.0]) == "linear" and choose_scale([1.0, 20.0, float("nan")]) == "log"
+    assert choose_scale([0.0, 100.0]) == "linear" and choose_scale([]) == "linear"
