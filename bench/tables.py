@@ -152,7 +152,7 @@ TERSE_OMITS = frozenset({"params", "flops", "classifier_score", "ttq_s", "ttq_ba
 _METRIC_COLUMNS = {"fid": ("fid", 1.0), "kid": ("kid", 1e3), "precision": ("precision", 1.0),
                    "recall": ("recall", 1.0), "modes": ("modes_covered", 1.0),
                    "classifier_score": ("classifier_score", 1.0)}
-#: Columns whose cells are ``mean ± std`` (LaTeX aligns them on the ±).
+#: Columns whose cells are ``mean ± std``; the other metric columns show the mean.
 PM_COLUMNS = frozenset({"fid", "kid"})
 #: The mark of a row whose side-by-side step times vary widely, and of a row with contended runs.
 WIDE_MARK, CONTENDED_MARK = "†", "‡"
@@ -451,13 +451,14 @@ def pair_notes(group: Group) -> list[str]:
 
 def _pairs_table(group: Group, digits: int | None = None) -> Table:
     from rich import box
+    from rich.text import Text
 
     table = Table(title=PAIRS_TITLE, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     for key, header, numeric in PAIR_COLUMNS:
         table.add_column(header, justify="right" if numeric else "left", overflow="fold",
                          no_wrap=key in ("a", "b", "seeds"))
     for pair in group.pairs:
-        cells = pair_cells(group, pair, digits)
+        cells = [Text(text) for text in pair_cells(group, pair, digits)]  # plain text: a name is not markup
         table.add_row(*cells, style="bold" if pair.test.winner is not None else None)
     return table
 
