@@ -17,6 +17,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from bench.errors import BenchError
+
 #: Resamples of every bootstrap confidence interval.
 BOOTSTRAP_RESAMPLES = 9999
 #: The bootstrap's generator is seeded, so a report made twice from the same runs says the same.
@@ -77,6 +79,16 @@ def _finite(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
+def _scipy_stats() -> Any:
+    """``scipy.stats``, or one clear line on installing it (a dependency, but an older install may lack it)."""
+    try:
+        import scipy.stats
+    except ImportError:
+        raise BenchError("the report's statistics need scipy: pip install 'scipy>=1.10' (or reinstall gan-bench)"
+                         ) from None
+    return scipy.stats
+
+
 def _seeded(function: Any) -> dict[str, Any]:
     """The keyword that seeds a scipy function: ``rng`` since scipy 1.15, ``random_state`` before."""
     generator = np.random.default_rng(BOOTSTRAP_SEED)
@@ -94,8 +106,7 @@ def bootstrap_ci(values: Sequence[float]) -> tuple[float | None, float | None]:
         return None, None
     if min(values) == max(values):
         return float(values[0]), float(values[0])  # no spread to resample (scipy calls it degenerate)
-    from scipy.stats import bootstrap
-
+    bootstrap = _scipy_stats().bootstrap
     result = bootstrap((np.asarray(values, dtype=np.float64),), np.mean, n_resamples=BOOTSTRAP_RESAMPLES,
                        confidence_level=CONFIDENCE, method="percentile", vectorized=True, **_seeded(bootstrap))
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
@@ -120,8 +131,7 @@ def smallest_p(n_a: int, n_b: int) -> float:
     """The smallest two-sided Mann-Whitney p that ``n_a`` against ``n_b`` values can give (exact, fully separated)."""
     if not (n_a and n_b):
         return 1.0
-    from scipy.stats import mannwhitneyu
-
+    mannwhitneyu = _scipy_stats().mannwhitneyu
     return float(mannwhitneyu(range(n_a), range(n_a, n_a + n_b), method="exact").pvalue)
 
 
@@ -168,8 +178,7 @@ class PairTest:
 
 def pairwise_lower_is_better(samples: Sequence[Iterable[Any]]) -> list[PairTest]:
     """Test every pair of ``samples`` (those with a finite value), lower being better, Holm-corrected together."""
-    from scipy.stats import mannwhitneyu
-
+    mannwhitneyu = _scipy_stats().mannwhitneyu
     xs = [finite(s) for s in samples]
     pairs = [(i, j) for i, j in combinations(range(len(xs)), 2) if xs[i] and xs[j]]
     if not pairs:
