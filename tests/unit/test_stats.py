@@ -78,3 +78,13 @@ def test_many_pairs_raise_the_floor():
     assert len(pairs) == 15 and all(p.too_few and not p.different for p in pairs)
     assert pairs[0].p_floor == pytest.approx(15 * 2 / 252)
     assert isinstance(pairs[0], PairTest)
+
+
+def test_a_missing_scipy_is_one_clear_line(monkeypatch):
+    import sys
+
+    from bench.errors import BenchError
+
+    monkeypatch.setitem(sys.modules, "scipy.stats", None)  # import fails as when scipy is not installed
+    with pytest.raises(BenchError, match=r"need scipy: pip install 'scipy>=1.10'"):
+        pairwise_lower_is_better([[1.0, 2.0], [3.0, 4.0]])
