@@ -1,14 +1,32 @@
-"""One statistics helper: every summary of a sample (timings, perf rounds, metrics over seeds) is a :class:`Stats`."""
+"""One statistics helper: every summary of a sample (timings, perf rounds, metrics over seeds) is a :class:`Stats`,
+and every test between samples (architectures compared on FID over seeds) is a :class:`PairTest`.
+
+The tests and the bootstrap come from ``scipy.stats``, imported only when one is computed, so
+the commands that only time or train never pay for it.
+"""
 
 from __future__ import annotations
 
+import inspect
 import math
 import statistics
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from itertools import combinations
+from typing import Any, ClassVar
 
 import numpy as np
+
+from bench.errors import BenchError
+
+#: Resamples of every bootstrap confidence interval.
+BOOTSTRAP_RESAMPLES = 9999
+#: The bootstrap's generator is seeded, so a report made twice from the same runs says the same.
+BOOTSTRAP_SEED = 0
+#: The coverage of the confidence intervals.
+CONFIDENCE = 0.95
+#: A corrected p below this is a difference; at or above it, none can be claimed.
+ALPHA = 0.05
 
 
 @dataclass(frozen=True)
@@ -17,6 +35,7 @@ class Stats:
 
     Only finite numbers count (a missing metric, a NaN loss). ``std`` is the sample standard
     deviation (n - 1); it and everything else is None where the sample is too small.
+    ``ci_low``/``ci_high`` bound the mean (:func:`bootstrap_ci`), when asked for.
     """
 
     n: int
@@ -27,16 +46,20 @@ class Stats:
     max: float | None = None
     p10: float | None = None
     p90: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
 
     @classmethod
-    def of(cls, values: Iterable[Any]) -> Stats:
-        xs = [float(v) for v in values if _finite(v)]
+    def of(cls, values: Iterable[Any], *, ci: bool = False) -> Stats:
+        """Summarize ``values``; ``ci`` adds a bootstrap confidence interval of the mean."""
+        xs = finite(values)
         if not xs:
             return cls(0)
         p10, p90 = (float(p) for p in np.percentile(np.asarray(xs, dtype=np.float64), [10, 90]))
+        low, high = bootstrap_ci(xs) if ci else (None, None)
         return cls(
             n=len(xs), mean=statistics.fmean(xs), std=statistics.stdev(xs) if len(xs) > 1 else None,
-            median=statistics.median(xs), min=min(xs), max=max(xs), p10=p10, p90=p90,
+            median=statistics.median(xs), min=min(xs), max=max(xs), p10=p10, p90=p90, ci_low=low, ci_high=high,
         )
 
     @property
@@ -47,5 +70,137 @@ class Stats:
         return self.p90 / self.p10 if self.p10 > 0 else float("inf")
 
 
+def finite(values: Iterable[Any]) -> list[float]:
+    """The finite numbers among ``values`` as floats (None, NaN, infinities and bools left out)."""
+    return [float(v) for v in values if _finite(v)]
+
+
 def _finite(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _scipy_stats() -> Any:
+    """``scipy.stats``, or one clear line on installing it (a dependency, but an older install may lack it)."""
+    try:
+        import scipy.stats
+    except ImportError:
+        raise BenchError("the report's statistics need scipy: pip install 'scipy>=1.10' (or reinstall gan-bench)"
+                         ) from None
+    return scipy.stats
+
+
+def _seeded(function: Any) -> dict[str, Any]:
+    """The keyword that seeds a scipy function: ``rng`` since scipy 1.15, ``random_state`` before."""
+    generator = np.random.default_rng(BOOTSTRAP_SEED)
+    name = "rng" if "rng" in inspect.signature(function).parameters else "random_state"
+    return {name: generator}
+
+
+def bootstrap_ci(values: Sequence[float]) -> tuple[float | None, float | None]:
+    """The percentile-bootstrap confidence interval of the mean of ``values``; (None, None) under 2 values.
+
+    Percentile rather than BCa: with the handful of seeds a comparison has, BCa's jackknife
+    estimate of the acceleration is itself unstable.
+    """
+    if len(values) < 2:
+        return None, None
+    if min(values) == max(values):
+        return float(values[0]), float(values[0])  # no spread to resample (scipy calls it degenerate)
+    bootstrap = _scipy_stats().bootstrap
+    result = bootstrap((np.asarray(values, dtype=np.float64),), np.mean, n_resamples=BOOTSTRAP_RESAMPLES,
+                       confidence_level=CONFIDENCE, method="percentile", vectorized=True, **_seeded(bootstrap))
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm's step-down correction of ``pvalues`` for testing them together, in their order.
+
+    The k-th smallest p (from 0) is multiplied by ``m - k``, and no corrected p is smaller than
+    that of a smaller raw p (so the order of the raw p-values is kept); all capped at 1.
+    """
+    m = len(pvalues)
+    corrected = [0.0] * m
+    running = 0.0
+    for rank, index in enumerate(sorted(range(m), key=lambda i: pvalues[i])):
+        running = max(running, min(1.0, (m - rank) * pvalues[index]))
+        corrected[index] = running
+    return corrected
+
+
+def smallest_p(n_a: int, n_b: int) -> float:
+    """The smallest two-sided Mann-Whitney p that ``n_a`` against ``n_b`` values can give (exact, fully separated)."""
+    if not (n_a and n_b):
+        return 1.0
+    mannwhitneyu = _scipy_stats().mannwhitneyu
+    return float(mannwhitneyu(range(n_a), range(n_a, n_a + n_b), method="exact").pvalue)
+
+
+@dataclass(frozen=True)
+class PairTest:
+    """Samples ``a`` and ``b`` (indices into what was compared) tested where lower is better, as FID is.
+
+    ``a_beats_b`` is the probability that a value of ``a`` is lower than one of ``b`` (ties
+    count half: the common-language effect size, U over n_a * n_b). ``p`` is the two-sided
+    Mann-Whitney U p-value (exact where scipy chooses it: small samples without ties),
+    ``p_holm`` the same corrected with Holm's method over every pair compared together, and
+    ``p_floor`` the smallest ``p_holm`` these sample sizes could give at all.
+    """
+
+    a: int
+    b: int
+    n_a: int
+    n_b: int
+    a_beats_b: float
+    u: float
+    p: float
+    p_holm: float
+    p_floor: float
+
+    ALPHA: ClassVar[float] = ALPHA
+
+    @property
+    def different(self) -> bool:
+        """Whether the corrected p says the two differ."""
+        return self.p_holm < self.ALPHA
+
+    @property
+    def winner(self) -> int | None:
+        """The index of the better sample when they differ, else None."""
+        if not self.different:
+            return None
+        return self.a if self.a_beats_b > 0.5 else self.b
+
+    @property
+    def too_few(self) -> bool:
+        """Whether these sample sizes could not show a difference even if every value of one beat the other."""
+        return self.p_floor >= self.ALPHA
+
+
+def pairwise_lower_is_better(samples: Sequence[Iterable[Any]]) -> list[PairTest]:
+    """Test every pair of ``samples`` (those with a finite value), lower being better, Holm-corrected together."""
+    mannwhitneyu = _scipy_stats().mannwhitneyu
+    xs = [finite(s) for s in samples]
+    pairs = [(i, j) for i, j in combinations(range(len(xs)), 2) if xs[i] and xs[j]]
+    if not pairs:
+        return []
+    raw = []
+    for i, j in pairs:
+        # U of b counts the pairs where b's value is the larger, i.e. where a's is the lower (better).
+        result = mannwhitneyu(xs[j], xs[i], alternative="two-sided")
+        raw.append((float(result.statistic), float(result.pvalue)))
+    corrected = holm([p for _, p in raw])
+    floors = [smallest_p(len(xs[i]), len(xs[j])) for i, j in pairs]
+    # Holm multiplies the smallest raw p by the number of pairs, and no corrected p falls below that.
+    least = min(1.0, len(pairs) * min(floors))
+    return [
+        PairTest(a=i, b=j, n_a=len(xs[i]), n_b=len(xs[j]), a_beats_b=u / (len(xs[i]) * len(xs[j])), u=u, p=p,
+                 p_holm=p_holm, p_floor=max(floor, least))
+        for (i, j), (u, p), p_holm, floor in zip(pairs, raw, corrected, floors, strict=True)
+    ]
+
+
+def seeds_needed(pairs: int, most: int = 30) -> int | None:
+    """The fewest seeds per sample with which ``pairs`` Holm-corrected pairs could show a difference (None: > most)."""
+    if pairs < 1:
+        return None
+    return next((n for n in range(2, most + 1) if pairs * smallest_p(n, n) < ALPHA), None)

@@ -3,8 +3,11 @@ comparison tables, whose columns, cells and notes ``bench report`` also renders 
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
+import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -12,11 +15,13 @@ from rich.table import Table
 
 from bench import console
 from bench.console import fmt
-from bench.record import Metrics, RunRecord
+from bench.errors import UsageError
+from bench.plans.steptimes import FILE as STEP_TIMES, ArchStepTimes
+from bench.record import Contention, Metrics, RunRecord
 from bench.report.aggregate import (
-    FlatProtocol, Group, Row, TimeToQuality, differences_text, evaluation_settings, setting_text,
+    FlatProtocol, Group, Row, RowPair, TimeToQuality, differences_text, evaluation_settings, setting_text,
 )
-from bench.stats import Stats
+from bench.stats import ALPHA, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, Stats, seeds_needed
 
 if TYPE_CHECKING:  # for annotations only: listing architectures needs no torch here
     from bench.registry import Loaded
@@ -148,38 +153,113 @@ def comparison_title(index: int, group: Group) -> str:
     return f"{index}. {group.device} · {describe_protocol(group.protocol)}"
 
 
-#: Columns the terminal leaves out to fit a screen (the report files keep them).
-TERSE_OMITS = frozenset({"params", "flops", "classifier_score", "ttq_s", "ttq_batches"})
+#: Columns the terminal leaves out to fit a screen (the report files keep them; ``--columns`` chooses).
+TERSE_OMITS = frozenset({"params", "flops", "classifier_score", "ttq_s", "ttq_batches", "fid_ci"})
+#: Metric columns: the metric each shows and the factor it is shown at. Each has a ``<key>_ci`` column too.
+_METRIC_COLUMNS = {"fid": ("fid", 1.0), "kid": ("kid", 1e3), "precision": ("precision", 1.0),
+                   "recall": ("recall", 1.0), "modes": ("modes_covered", 1.0),
+                   "classifier_score": ("classifier_score", 1.0)}
+#: Columns whose cells are ``mean ± std``; the other metric columns show the mean.
+PM_COLUMNS = frozenset({"fid", "kid"})
+#: The mark of a row whose side-by-side step times vary widely, and of a row with contended runs.
+WIDE_MARK, CONTENDED_MARK = "†", "‡"
 
 
-def comparison_columns(group: Group, terse: bool = False) -> list[tuple[str, str, bool]]:
-    """The columns of a comparison table as ``(key, header, numeric)``."""
-    target = fmt(float(group.fid_target))
-    cols = [("arch", "arch", False)]
-    if group.by_hparams:
-        cols.append(("hparams", "hparams", False))
-    cols += [
-        ("runs", "runs", True), ("status", "status", False), ("params", "params G/D (M)", True),
-        ("flops", "GFLOP/step", True), ("step_ms", "step ms", True), ("images_per_s", "img/s", True),
-        ("wall_s", "wall s", True), ("fid", "FID", True), ("kid", "KID×10³", True), ("precision", "prec.", True),
+def _all_columns(target: str) -> list[tuple[str, str, bool]]:
+    """Every column a comparison table can show as ``(key, header, numeric)``, in the default order."""
+    cols = [
+        ("arch", "arch", False), ("hparams", "hparams", False), ("runs", "runs", True), ("status", "status", False),
+        ("params", "params G/D (M)", True), ("flops", "GFLOP/step", True), ("step_ms", "step ms", True),
+        ("images_per_s", "img/s", True), ("wall_s", "wall s", True), ("fid", "FID", True),
+        ("fid_ci", "FID 95% CI", True), ("kid", "KID×10³", True), ("precision", "prec.", True),
         ("recall", "recall", True), ("modes", "modes", True), ("classifier_score", "class. score", True),
         ("ttq_s", f"s to FID<{target}", True), ("ttq_batches", f"batches to FID<{target}", True),
+        ("ttq", f"to FID<{target}", True),
     ]
-    if not terse:
-        return cols
-    return [c for c in cols if c[0] not in TERSE_OMITS] + [("ttq", f"to FID<{target}", True)]
+    headers = dict((k, h) for k, h, _ in cols)
+    cols += [(f"{key}_ci", f"{headers[key]} 95% CI", True) for key in _METRIC_COLUMNS if key != "fid"]
+    return cols
 
 
-def mean_pm_std(stat: Stats, scale: float = 1.0) -> str:
+#: Every column key ``--columns`` accepts.
+COLUMN_KEYS = tuple(key for key, _, _ in _all_columns("-"))
+
+
+def check_columns(keys: Sequence[str]) -> tuple[str, ...]:
+    """``keys`` as a tuple; an unknown or repeated key is a :class:`UsageError` naming the valid ones."""
+    for key in keys:
+        if key not in COLUMN_KEYS:
+            close = difflib.get_close_matches(key, COLUMN_KEYS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise UsageError(f"unknown column {key!r}{hint}; choose from: {', '.join(COLUMN_KEYS)}")
+    repeated = sorted({k for k in keys if list(keys).count(k) > 1})
+    if repeated:
+        raise UsageError(f"column {repeated[0]!r} is named twice in --columns")
+    if not keys:
+        raise UsageError(f"--columns names no column; choose from: {', '.join(COLUMN_KEYS)}")
+    return tuple(keys)
+
+
+def comparison_columns(group: Group, terse: bool = False, columns: Sequence[str] | None = None,
+                       ) -> list[tuple[str, str, bool]]:
+    """The columns of a comparison table as ``(key, header, numeric)``: ``columns`` in their order, or the
+    default set (``terse``: the terminal's)."""
+    known = {c[0]: c for c in _all_columns(fmt(float(group.fid_target)))}
+    if columns is not None:
+        return [known[key] for key in columns]
+    # By default, of the intervals only FID's: the others would double the table's width.
+    keys = [k for k in known if k == "fid_ci" or not (k == "ttq" or k.endswith("_ci"))]
+    if not group.by_hparams:
+        keys.remove("hparams")
+    if terse:
+        keys = [k for k in keys if k not in TERSE_OMITS] + ["ttq"]
+    return [known[key] for key in keys]
+
+
+def round_sig(value: float, digits: int) -> float:
+    """``value`` rounded to ``digits`` significant digits."""
+    if value == 0 or not math.isfinite(value):
+        return value
+    return round(value, digits - 1 - math.floor(math.log10(abs(value))))
+
+
+def number(value: float | None, digits: int | None = None, default: int = 4) -> str:
+    """A number for a table cell: ``digits`` significant digits with trailing zeros kept, so a column's numbers
+    line up (``--digits``); None gives the compact form (:func:`bench.console.fmt`) to ``default`` digits.
+
+    Neither writes a power of ten between 0.001 and 100,000: a spread of 780 reads "780", not "7.8e+02".
+    """
+    if value is None or not math.isfinite(value):
+        return fmt(value)
+    if digits is None:
+        value = round_sig(float(value), default)
+        whole = math.floor(math.log10(abs(value))) + 1 if value else 1
+        return fmt(value, max(default, whole))  # enough digits for the whole part: fmt writes no exponent
+    value = round_sig(float(value), digits)
+    if value != 0 and not 1e-3 <= abs(value) < 1e6:
+        return f"{value:.{digits - 1}e}"
+    decimals = digits - 1 - (math.floor(math.log10(abs(value))) if value else 0)
+    return f"{value:.{max(decimals, 0)}f}"
+
+
+def mean_pm_std(stat: Stats, scale: float = 1.0, digits: int | None = None) -> str:
     """``mean ± std`` of ``stat`` times ``scale`` (``-`` for a missing value or a single seed's std)."""
     if stat.mean is None:
         return "-"
-    return f"{fmt(stat.mean * scale)} ± {fmt(stat.std * scale, 2) if stat.std is not None else '-'}"
+    std = number(stat.std * scale, digits, 2) if stat.std is not None else "-"
+    return f"{number(stat.mean * scale, digits)} ± {std}"
 
 
-def mean_text(stat: Stats) -> str:
+def mean_text(stat: Stats, digits: int | None = None) -> str:
     """The mean of ``stat``, or ``-``."""
-    return "-" if stat.mean is None else fmt(stat.mean)
+    return "-" if stat.mean is None else number(stat.mean, digits)
+
+
+def ci_text(stat: Stats, scale: float = 1.0, digits: int | None = None) -> str:
+    """``[low, high]``: the bootstrap confidence interval of the mean of ``stat`` times ``scale``, or ``-``."""
+    if stat.ci_low is None or stat.ci_high is None:
+        return "-"
+    return f"[{number(stat.ci_low * scale, digits)}, {number(stat.ci_high * scale, digits)}]"
 
 
 def millions(n: int | None) -> str:
@@ -195,42 +275,74 @@ def hparams_text(group: Group, row: Row) -> str:
     return ", ".join(f"{k}={fmt((row.hparams or {}).get(k))}" for k in varying) or "-"
 
 
-def time_to_quality_texts(ttq: TimeToQuality) -> tuple[str, str, str]:
+def row_label(group: Group, row: Row) -> str:
+    """The row's name: its architecture, with its hyperparameter point when the group has several."""
+    return f"{row.arch} ({hparams_text(group, row)})" if group.by_hparams else row.arch
+
+
+def time_to_quality_texts(ttq: TimeToQuality, digits: int | None = None) -> tuple[str, str, str]:
     """Time to quality as ``(seconds, batches, both)`` cell texts."""
     if ttq.runs == 0:
         return "-", "-", "-"
     if ttq.reached == 0:
         return "not reached", "not reached", "not reached"
     partial = f" ({ttq.reached}/{ttq.runs} reached)" if ttq.reached < ttq.runs else ""
-    return (f"{fmt(ttq.wall_s)}{partial}", f"{fmt(ttq.step)}{partial}",
-            f"{fmt(ttq.wall_s)} s / {fmt(ttq.step)} batches{partial}")
+    wall, step = number(ttq.wall_s, digits), fmt(ttq.step)  # batches are counted, not measured
+    return f"{wall}{partial}", f"{step}{partial}", f"{wall} s / {step} batches{partial}"
 
 
-def comparison_cells(group: Group, row: Row, terse: bool = False) -> list[tuple[str, bool]]:
-    """The cells of one row as ``(text, highlighted)``, matching ``comparison_columns``; the best FID is highlighted."""
-    when, batches, both = time_to_quality_texts(row.ttq)
-    m = row.metrics
+def step_ms_text(row: Row, digits: int | None = None, terse: bool = False) -> str:
+    """The row's step time: side by side as ``median (p10-p90)`` (``terse``: the median), marked when wide;
+    else the runs' median."""
+    side = row.side_by_side
+    if side is None:
+        return number(row.step_ms_median, digits)
+    text = number(side.median, digits)
+    if not terse:
+        text += f" ({number(side.p10, digits, 3)}-{number(side.p90, digits, 3)})"
+    return f"{text} {WIDE_MARK}" if row.side_by_side_wide else text
+
+
+def status_text(row: Row, terse: bool = False) -> str:
+    """The row's statuses with their counts, and how many runs were contended (``terse``: the mark and count)."""
+    text = ", ".join(f"{n} {s}" for s, n in row.status.items())
+    if not row.contended:
+        return text
+    return f"{text} {CONTENDED_MARK}{row.contended}" if terse else f"{text}; {row.contended} contended {CONTENDED_MARK}"
+
+
+def _metric_texts(row: Row, digits: int | None) -> dict[str, str]:
+    texts = {}
+    for key, (name, scale) in _METRIC_COLUMNS.items():
+        stat = row.metrics[name]
+        texts[key] = mean_pm_std(stat, scale, digits) if key in PM_COLUMNS else mean_text(stat, digits)
+        texts[f"{key}_ci"] = ci_text(stat, scale, digits)
+    return texts
+
+
+def comparison_cells(group: Group, row: Row, terse: bool = False, columns: Sequence[str] | None = None,
+                     digits: int | None = None) -> list[tuple[str, bool]]:
+    """The cells of one row as ``(text, highlighted)``, matching ``comparison_columns``; the best FID is highlighted.
+
+    ``digits``: significant digits of the numbers (default: 4, and 2 for a ± spread).
+    """
+    when, batches, both = time_to_quality_texts(row.ttq, digits)
     text = {
         "arch": row.arch,
-        "hparams": hparams_text(group, row) if group.by_hparams else "",
+        "hparams": hparams_text(group, row) if group.by_hparams else "-",
         "runs": fmt(len(row.runs)),
-        "status": ", ".join(f"{n} {s}" for s, n in row.status.items()),
+        "status": status_text(row, terse),
         "params": f"{millions(row.params_g)} / {millions(row.params_d)}",
-        "flops": "-" if row.flops_per_step is None else fmt(row.flops_per_step / 1e9),
-        "step_ms": fmt(row.step_ms_median),
-        "images_per_s": mean_text(row.images_per_s),
-        "wall_s": mean_text(row.wall_s),
-        "fid": mean_pm_std(m["fid"]),
-        "kid": mean_pm_std(m["kid"], 1e3),  # KID is small; shown in thousandths, as is usual
-        "precision": mean_text(m["precision"]),
-        "recall": mean_text(m["recall"]),
-        "modes": mean_text(m["modes_covered"]),
-        "classifier_score": mean_text(m["classifier_score"]),
+        "flops": "-" if row.flops_per_step is None else number(row.flops_per_step / 1e9, digits),
+        "step_ms": step_ms_text(row, digits, terse),
+        "images_per_s": mean_text(row.images_per_s, digits),
+        "wall_s": mean_text(row.wall_s, digits),
+        **_metric_texts(row, digits),  # KID is small: shown in thousandths, as is usual
         "ttq_s": when,
         "ttq_batches": batches,
         "ttq": both,
     }
-    return [(text[key], key == "fid" and row.best) for key, _, _ in comparison_columns(group, terse)]
+    return [(text[key], key == "fid" and row.best) for key, _, _ in comparison_columns(group, terse, columns)]
 
 
 def reference_text(label: str, ref: Metrics) -> str:
@@ -244,7 +356,7 @@ def reference_text(label: str, ref: Metrics) -> str:
 
 
 def comparison_notes(group: Group) -> list[str]:
-    """The lines printed under a comparison table: mixed settings, reference points, legend."""
+    """The lines printed under a comparison table: mixed settings, reference points, legend, timing and contention."""
     notes = []
     if group.mixed:
         notes.append(f"mixed protocols in this table (--allow-mixed): {differences_text(group.mixed)}")
@@ -257,31 +369,133 @@ def comparison_notes(group: Group) -> list[str]:
         f"Time to quality: training seconds and batches until FID first fell below {fmt(float(group.fid_target))} "
         f"(median over the seeds that reached it)."
     )
+    notes.append(
+        f"95% CI (FID's in the report files, every metric's in CSV and JSON): percentile bootstrap of the mean over "
+        f"seeds ({BOOTSTRAP_RESAMPLES:,} resamples, generator seed {BOOTSTRAP_SEED}, so the same runs give the same "
+        f"interval; '-' under 2 seeds)."
+    )
+    return notes + timing_notes(group)
+
+
+def timing_notes(group: Group) -> list[str]:
+    """Where the step times come from, which rows' times vary widely, and which runs were contended."""
+    notes = []
+    side = group.side_by_side
+    if side is not None:
+        t = side.times
+        notes.append(
+            f"step ms: median (p10-p90) of every architecture's training step timed side by side "
+            f"({side.folder.name}/{STEP_TIMES}: {t.rounds} rounds of {t.steps_per_round} steps alternating the "
+            f"architectures in one process, {t.threads} thread(s), {t.warmup_steps} warm-up steps left out), "
+            f"not the runs' own medians, which followed the machine's load one after another (they stay in run.json)."
+        )
+    elif group.side_by_side_unused:
+        notes.append(f"step ms: each run's own median, median over seeds ({group.side_by_side_unused}).")
+    wide = [row.arch for row in group.rows if row.side_by_side_wide]
+    if wide:
+        notes.append(
+            f"{WIDE_MARK} side-by-side step times that vary widely (p90/p10 over {ArchStepTimes.WIDE_SPREAD:g}, or "
+            f"round medians over {ArchStepTimes.ROUNDS_DISAGREE:g}x apart): {', '.join(wide)}; the machine was "
+            f"busy while they were timed, so compare them with care."
+        )
+    contended = {row_label(group, row): row.contended for row in group.rows if row.contended}
+    if contended:
+        which = ", ".join(f"{label} {n}" for label, n in contended.items())
+        notes.append(
+            f"{CONTENDED_MARK} {sum(contended.values())} run(s) contended ({which}): they got less than "
+            f"{Contention.CONTENDED_BELOW:.0%} of their threads' CPU time while training (CPU time over wall time "
+            f"and threads), so their timing, and any time budget, measured the neighbours' load as much as the "
+            f"architecture."
+        )
     return notes
 
 
-def print_comparison(groups: list[Group]) -> None:
-    """Print one comparison table per group, best FID in bold, reference points under it."""
+# Pairwise tests on FID, under every comparison table --------------------------------------
+
+PAIRS_TITLE = "Pairwise tests on FID"
+#: The columns of the pairwise tests as ``(key, header, numeric)``.
+PAIR_COLUMNS = (("a", "A", False), ("b", "B", False), ("seeds", "seeds", True), ("a_beats_b", "P(A beats B)", True),
+                ("p", "p", True), ("p_holm", "p (Holm)", True), ("verdict", "verdict", False))
+
+
+def verdict_text(group: Group, pair: RowPair) -> str:
+    """The plain verdict on one pair: which is better, or that these seeds cannot tell (and why, when too few)."""
+    test = pair.test
+    if test.winner is not None:
+        return f"{row_label(group, pair.a if test.winner == test.a else pair.b)} better"
+    text = f"not distinguishable with {test.n_a} vs {test.n_b} seeds"
+    return f"{text} (too few)" if test.too_few else text
+
+
+def pair_cells(group: Group, pair: RowPair, digits: int | None = None) -> list[str]:
+    """The cells of one pairwise test, matching ``PAIR_COLUMNS``."""
+    test = pair.test
+    return [row_label(group, pair.a), row_label(group, pair.b), f"{test.n_a} vs {test.n_b}",
+            number(test.a_beats_b, digits, 2), number(test.p, digits, 2), number(test.p_holm, digits, 2),
+            verdict_text(group, pair)]
+
+
+def pair_notes(group: Group) -> list[str]:
+    """The lines under the pairwise tests: what each number means, and what these seeds can show."""
+    m = len(group.pairs)
+    notes = [
+        f"P(A beats B): the share of seed pairs in which A's final FID is lower (ties count half; 0.5: no "
+        f"tendency). p: two-sided Mann-Whitney U test (exact for small samples without ties); p (Holm): corrected "
+        f"with Holm's step-down method over the {m} pair(s) of this table. A verdict needs p (Holm) < "
+        f"{ALPHA:g}; “not distinguishable” says these seeds cannot tell the two apart, not that they are equal."
+    ]
+    floors = {(p.test.n_a, p.test.n_b): p.test.p_floor for p in group.pairs if p.test.too_few}
+    if floors:
+        below = ", ".join(f"{number(floor, None, 2)} with {a} vs {b} seeds" for (a, b), floor in sorted(floors.items()))
+        needed = seeds_needed(m)
+        notes.append(
+            f"(too few): no verdict was possible. Even if every seed of one beat every seed of the other, p (Holm, "
+            f"over {m} pair(s)) could not fall below {ALPHA:g}: the smallest it can be is {below}."
+            + (f" A verdict takes at least {needed} seeds per architecture." if needed else "")
+        )
+    return notes
+
+
+def _pairs_table(group: Group, digits: int | None = None) -> Table:
+    from rich import box
+    from rich.text import Text
+
+    table = Table(title=PAIRS_TITLE, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    for key, header, numeric in PAIR_COLUMNS:
+        table.add_column(header, justify="right" if numeric else "left", overflow="fold",
+                         no_wrap=key in ("a", "b", "seeds"))
+    for pair in group.pairs:
+        cells = [Text(text) for text in pair_cells(group, pair, digits)]  # plain text: a name is not markup
+        table.add_row(*cells, style="bold" if pair.test.winner is not None else None)
+    return table
+
+
+def print_comparison(groups: list[Group], columns: Sequence[str] | None = None, digits: int | None = None) -> None:
+    """Print one comparison table per group, best FID in bold, reference points and the pairwise tests under it."""
     from rich import box
     from rich.text import Text
 
     for index, group in enumerate(groups, 1):
         table = Table(title=Text(comparison_title(index, group)), title_justify="left", box=box.SIMPLE_HEAD,
                       pad_edge=False)
-        columns = comparison_columns(group, terse=True)
-        for key, header, numeric in columns:  # names, statuses and the scores stay whole
+        cols = comparison_columns(group, terse=True, columns=columns)
+        for key, header, numeric in cols:  # names, statuses and the scores stay whole
             table.add_column(header, justify="right" if numeric else "left", overflow="fold",
-                             no_wrap=key in ("arch", "status", "fid", "kid"))
-        status = [key for key, _, _ in columns].index("status")
+                             no_wrap=key in ("arch", "status", "fid", "kid", "step_ms"))
+        keys = [key for key, _, _ in cols]
         for row in group.rows:
             cells = [Text(text, style="bold" if best else "")
-                     for text, best in comparison_cells(group, row, terse=True)]
-            if row.diverged:
-                cells[status].stylize("red")
+                     for text, best in comparison_cells(group, row, terse=True, columns=columns, digits=digits)]
+            if row.diverged and "status" in keys:
+                cells[keys.index("status")].stylize("red")
             table.add_row(*cells)
         console.out.print(table)
         for line in comparison_notes(group):
             console.out.print(Text(line), soft_wrap=True)
+        if group.pairs:
+            console.out.print(_pairs_table(group, digits))
+            for line in pair_notes(group):
+                console.out.print(Text(line), soft_wrap=True)
         console.out.print()
 
 

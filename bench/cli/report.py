@@ -6,11 +6,13 @@ import argparse
 import shlex
 
 from bench import console, tables
-from bench.cli.options import add_fid_target
+from bench.cli.options import add_fid_target, parse_int
+from bench.errors import UsageError
 from bench.report.aggregate import protocol_note
 from bench.report.figures import figure_files
-from bench.report.publish import write_report
-from bench.report.render import FORMATS
+from bench.report.publish import MOST_DIGITS, write_report
+from bench.report.render import DEFAULT_LABEL, FORMATS, LATEX_COLUMNS
+from bench.tables import COLUMN_KEYS, check_columns
 
 
 def _own_command(args: argparse.Namespace) -> str | None:
@@ -23,20 +25,40 @@ def run(args: argparse.Namespace) -> int:
     """Write the table (and figures); show it in the terminal when it went to a file."""
     report = write_report(args.paths, args.format, args.out, args.fid_target, args.allow_mixed, args.figures,
                           strict=args.strict, command=_own_command(args), intro=args.intro,
-                          by_hparams=args.by_hparams, best=args.best)
+                          by_hparams=args.by_hparams, best=args.best, columns=args.columns, digits=args.digits,
+                          caption=args.caption, label=args.label)
     note = protocol_note(report.groups)
     if note:
         console.err.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
     if report.out is not None:
-        tables.print_comparison(report.groups)
+        tables.print_comparison(report.groups, args.columns, args.digits)
         console.out.print(f"report: {report.out}", markup=False, soft_wrap=True)
+        for path in report.companions:
+            console.out.print(f"also: {path}", markup=False, soft_wrap=True)
         for path in report.figures:
             also = ", ".join(f.suffix for f in figure_files(path)[1:])
             console.out.print(f"figure: {path} ({also} beside it)", markup=False, soft_wrap=True)
     return 0
 
 
-DESCRIPTION = "Compare finished runs: one table per device and protocol, one row per architecture, seeds aggregated."
+DESCRIPTION = ("Compare finished runs: one table per device and protocol, one row per architecture, seeds aggregated, "
+               "and every pair of architectures tested on FID.")
+
+
+def column_list(text: str) -> tuple[str, ...]:
+    """Parse ``--columns``: comma-separated column keys, each one known."""
+    try:
+        return check_columns([key.strip() for key in text.split(",") if key.strip()])
+    except UsageError as exc:  # the parser's own one-line error, exit 2
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def digit_count(text: str) -> int:
+    """Parse ``--digits``: significant digits, 1 to MOST_DIGITS."""
+    digits = parse_int(text)
+    if not 1 <= digits <= MOST_DIGITS:
+        raise argparse.ArgumentTypeError(f"must be between 1 and {MOST_DIGITS}, got {text}")
+    return digits
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -57,3 +79,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="one row per architecture and hyperparameter point (default: on for a sweep folder)")
     p.add_argument("--best", action="store_true",
                    help="keep only the hyperparameter point with the lowest mean FID over seeds, per architecture")
+    p.add_argument("--columns", type=column_list, metavar="COL,COL,...",
+                   help=f"the columns of the Markdown, LaTeX and terminal tables, in this order, from: "
+                        f"{', '.join(COLUMN_KEYS)} (default: all but the other intervals; LaTeX: "
+                        f"{','.join(LATEX_COLUMNS)}); CSV and JSON always hold everything")
+    p.add_argument("--digits", type=digit_count, metavar="N",
+                   help="significant digits of every number in those tables, trailing zeros kept so columns line up "
+                        "(default: up to 4, and 2 for a ± spread and a p-value)")
+    p.add_argument("--caption", metavar="TEXT",
+                   help="the LaTeX table's caption (default: the device and protocol, which then go under the table)")
+    p.add_argument("--label", metavar="NAME", help=f"the LaTeX table's label (default {DEFAULT_LABEL}; "
+                                                   "-1, -2... with several tables; the pairwise tests' adds -pairs)")

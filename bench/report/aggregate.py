@@ -2,7 +2,10 @@
 
 Runs are grouped by the machine they ran on and by their protocol (budget, batch size,
 training subset, precision, evaluation protocol), and aggregated per architecture over seeds
-with :class:`bench.timing.Stats`. Runs with different protocols never share a row unless asked.
+with :class:`bench.stats.Stats`. Runs with different protocols never share a row unless asked.
+Every pair of rows is tested on FID (:func:`bench.stats.pairwise_lower_is_better`); a group
+whose runs all come from one comparison folder holding ``step_times.json`` carries the
+architectures' side-by-side step times.
 
 The MNIST loader checks every data file by SHA-256, so ``config.data_dir`` never changes the
 images and is not part of the protocol; ``train_subset`` is.
@@ -15,6 +18,7 @@ import math
 import os
 from collections import Counter
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple, TypeVar
@@ -23,8 +27,9 @@ from bench.config import DEFAULT_FID_TARGET
 from bench.console import fmt
 from bench.errors import UsageError
 from bench.layout import RUN_JSON, Status
+from bench.plans.steptimes import FILE as STEP_TIMES, StepTimes
 from bench.record import METRIC_NAMES, Evaluation, Metrics, RunRecord, read_record
-from bench.stats import Stats
+from bench.stats import PairTest, Stats, pairwise_lower_is_better
 
 T = TypeVar("T")
 
@@ -94,6 +99,11 @@ class LoadedRun:
     @property
     def evaluations(self) -> list[Evaluation]:
         return self.record.evaluations
+
+    @property
+    def contended(self) -> bool:
+        """Whether the run got too little of its threads' CPU time for its timing to mean much."""
+        return self.record.contention is not None and self.record.contention.contended
 
     @property
     def evaluated(self) -> bool:
@@ -221,10 +231,24 @@ class Row:
     metrics: dict[str, Stats]  # by name, in the order of bench.record.METRIC_NAMES
     ttq: TimeToQuality
     best: bool = False
+    #: This architecture's step times from its comparison's timing phase (None: not timed side by side).
+    side_by_side: Stats | None = None
+    #: Whether those times vary too much to compare with confidence (``ArchStepTimes.wide``).
+    side_by_side_wide: bool = False
 
     @property
     def seeds(self) -> list[int]:
         return [r.seed for r in self.runs]
+
+    @property
+    def contended(self) -> int:
+        """How many of the row's runs were contended (got too little CPU time for their threads)."""
+        return sum(r.contended for r in self.runs)
+
+    @property
+    def fids(self) -> list[float | None]:
+        """The final FID of every run (None where it has none)."""
+        return [_metric(r, "fid") for r in self.runs]
 
     @property
     def diverged(self) -> bool:
@@ -257,12 +281,27 @@ def aggregate(arch: str, runs: list[LoadedRun], fid_target: float, hparams: dict
         step_ms_median=Stats.of(r.record.timing.step_ms_median for r in runs).median,
         images_per_s=Stats.of(r.record.timing.images_per_s for r in runs),
         wall_s=Stats.of(r.record.timing.wall_s for r in runs),
-        metrics={m: Stats.of(_metric(r, m) for r in runs) for m in METRIC_NAMES},
+        metrics={m: Stats.of((_metric(r, m) for r in runs), ci=True) for m in METRIC_NAMES},
         ttq=_time_to_quality(runs, fid_target),
     )
 
 
 # Grouping by device and protocol ------------------------------------------------------------
+
+
+class RowPair(NamedTuple):
+    """Two rows of a group and their test on FID (``test.a`` is ``a``'s place in the group)."""
+
+    a: Row
+    b: Row
+    test: PairTest
+
+
+class SideBySide(NamedTuple):
+    """The timing phase a group's step times come from, and its folder."""
+
+    folder: Path
+    times: StepTimes
 
 
 @dataclass
@@ -276,10 +315,20 @@ class Group:
     mixed: dict[str, list[Setting]] = field(default_factory=dict)
     references: dict[str, Metrics] | None = None
     by_hparams: bool = False
+    #: The comparison's side-by-side step times the rows show (None: the runs' own medians).
+    side_by_side: SideBySide | None = None
+    #: Why a step_times.json among the runs' folders is not shown, if one is not.
+    side_by_side_unused: str | None = None
 
     @property
     def runs(self) -> list[LoadedRun]:
         return [r for row in self.rows for r in row.runs]
+
+    @cached_property
+    def pairs(self) -> list[RowPair]:
+        """Every pair of rows with a final FID, tested over seeds and Holm-corrected together."""
+        tests = pairwise_lower_is_better([row.fids for row in self.rows])
+        return [RowPair(self.rows[t.a], self.rows[t.b], t) for t in tests]
 
 
 class _Part(NamedTuple):
@@ -367,7 +416,51 @@ def _group(part: _Part, fid_target: float, by_hparams: bool) -> Group:
         by_hparams=by_hparams,
     )
     _mark_best(group)
+    _attach_side_by_side(group)
     return group
+
+
+def _side_by_side_mismatch(group: Group, times: StepTimes) -> str | None:
+    """Why ``times`` cannot stand for the group's rows, or None when it can."""
+    missing = sorted({row.arch for row in group.rows} - set(times.archs))
+    if missing:
+        return f"it does not time {', '.join(missing)}"
+    batch = group.protocol.get("batch_size")
+    timed = sorted({times.archs[row.arch].batch_size for row in group.rows})
+    if batch is not None and timed != [batch]:
+        return f"it timed batches of {', '.join(map(str, timed))}, the runs trained on {batch}"
+    precision = group.protocol.get("precision")
+    if precision is not None and times.precision != precision:
+        return f"it timed {times.precision}, the runs trained in {precision}"
+    return None
+
+
+def _attach_side_by_side(group: Group) -> None:
+    """Give the rows their comparison's side-by-side step times when every run comes from that one comparison."""
+    folders = sorted({run.path.parent for run in group.runs})
+    found = []
+    for folder in folders:
+        try:
+            times = StepTimes.load(folder)
+        except UsageError as exc:  # a damaged file costs the side-by-side times, not the report
+            group.side_by_side_unused = f"{exc}; the runs' own step times are shown"
+            return
+        if times is not None:
+            found.append(SideBySide(folder, times))
+    if not found:
+        return
+    if len(folders) > 1:
+        group.side_by_side_unused = (f"the table's runs come from {len(folders)} folders, and side-by-side times "
+                                     "compare the architectures of one comparison only")
+        return
+    why = _side_by_side_mismatch(group, found[0].times)
+    if why is not None:
+        group.side_by_side_unused = f"{found[0].folder.name}/{STEP_TIMES} is not shown: {why}"
+        return
+    group.side_by_side = found[0]
+    for row in group.rows:
+        arch = found[0].times.archs[row.arch]
+        row.side_by_side, row.side_by_side_wide = arch.stats, arch.wide
 
 
 def group_runs(
@@ -428,7 +521,7 @@ def best_per_arch(groups: list[Group]) -> list[Group]:
         for row in group.rows:
             if row.arch not in best or _fid(row) < _fid(best[row.arch]):
                 best[row.arch] = row
-        kept = replace(group, rows=[replace(best[arch]) for arch in sorted(best)])
+        kept = replace(group, rows=[replace(best[arch]) for arch in sorted(best)])  # pairs are tested anew
         _mark_best(kept)
         out.append(kept)
     return out

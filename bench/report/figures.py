@@ -1,4 +1,5 @@
-"""The report's figures, one function each: losses, FID against time and against batches, samples.
+"""The report's figures, one function each: losses, FID against time and against batches, FID for
+compute (against training FLOPs and training time), samples.
 
 Every figure draws the rows of all groups, one colour per row throughout, and is written
 atomically beside the report as ``<stem>-<name>.png`` (200 dpi, which Markdown links) and as
@@ -14,6 +15,7 @@ import math
 import os
 import statistics
 from pathlib import Path
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 from bench import console, tables
@@ -202,6 +204,130 @@ def _reference_fid(groups: list[Group]) -> float | None:
     return fid if is_finite(fid) and fid > 0 else None
 
 
+# Quality for compute ------------------------------------------------------------------------
+
+#: Where the data span this factor or more, an axis is logarithmic.
+LOG_SPAN = 20.0
+
+
+class Reference(NamedTuple):
+    """A FID level drawn for orientation (the target, train vs test, noise vs test)."""
+
+    label: str
+    fid: float
+    color: str
+
+
+def _compute_points(run: LoadedRun) -> list[tuple[float, float, float]]:
+    """``(training FLOPs, training seconds, FID)`` per evaluation: FLOPs = step x FLOPs per step (NaN unknown)."""
+    per_step = run.record.flops_per_step
+    return [
+        (float(e.step) * per_step if per_step else math.nan,
+         float(e.train_wall_s) if is_finite(e.train_wall_s) else math.nan, float(e.fid))
+        for e in sorted(run.evaluations, key=lambda e: e.step) if is_finite(e.step) and is_finite(e.fid)
+    ]
+
+
+def choose_scale(values: list[float]) -> str:
+    """``log`` when the positive ``values`` span LOG_SPAN or more, else ``linear``."""
+    xs = [v for v in values if math.isfinite(v)]
+    return "log" if xs and min(xs) > 0 and max(xs) / min(xs) >= LOG_SPAN else "linear"
+
+
+def mark_references(ax: Axes, references: list[Reference]) -> None:
+    """Draw each reference level as a line where it falls inside the data's y-range, else as a labelled arrow
+    at the edge it lies beyond: the data choose the axis, the references never stretch it."""
+    low, high = ax.get_ylim()
+    ax.set_ylim(low, high)  # frozen before drawing
+    beyond = {True: 0, False: 0}
+    for ref in references:
+        text = f"{ref.label}: FID {console.fmt(ref.fid)}"
+        if low <= ref.fid <= high:
+            ax.axhline(ref.fid, color=ref.color, linestyle=":", linewidth=1)
+            ax.annotate(text, xy=(0.99, ref.fid), xycoords=("axes fraction", "data"), ha="right", va="bottom",
+                        fontsize=7, color=ref.color)
+            continue
+        above = ref.fid > high
+        offset = 0.06 * beyond[above]  # several beyond one edge stack instead of overlapping
+        beyond[above] += 1
+        ax.annotate(f"{'↑' if above else '↓'} {text}", xy=(0.99, 0.98 - offset if above else 0.02 + offset),
+                    xycoords="axes fraction", ha="right", va="top" if above else "bottom", fontsize=7,
+                    color=ref.color)
+
+
+def _label_log_x(ax: Axes, plain: bool) -> None:
+    """Label a log x-axis as plain numbers (seconds) or powers of ten (FLOPs); at 1, 2 and 5 times each power
+    of ten when it spans under two decades, where matplotlib's own minor labels run into each other."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    low, high = ax.get_xlim()
+    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0) if high / low < 100 else (1.0,)))
+    ax.xaxis.set_minor_locator(LogLocator(subs="auto"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    if plain:
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: tables.number(float(value))))
+    else:
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:.0e}".replace("e+", "e")))
+
+
+def draw_fid_for_compute(fig: Figure, lines: list[Line], references: list[Reference]) -> list[Axes] | None:
+    """FID of every run against its training FLOPs and against its training time, one line per seed, seeds of a
+    row in its colour; None without evaluations to draw."""
+    ax_flops, ax_time = fig.subplots(1, 2, sharey=True)
+    xs: dict[int, list[float]] = {0: [], 1: []}
+    fids: list[float] = []
+    for line in lines:
+        labelled = set()  # each axes names the row once, on its first line there
+        for points in (p for p in (_compute_points(r) for r in line.row.runs) if p):
+            for axis, ax in enumerate((ax_flops, ax_time)):
+                drawn = [(pt[axis], pt[2]) for pt in points if math.isfinite(pt[axis]) and pt[axis] > 0]
+                if not drawn:  # no FLOPs per step recorded (an older run): on the time axes only
+                    continue
+                ax.plot([d[0] for d in drawn], [d[1] for d in drawn], marker="o", markersize=3, linewidth=1.2,
+                        alpha=0.85, color=line.color, label=None if axis in labelled else line.label)
+                labelled.add(axis)
+                xs[axis] += [d[0] for d in drawn]
+            fids += [pt[2] for pt in points]
+    if not fids:
+        return None
+    ax_flops.set_yscale(choose_scale(fids))
+    for axis, ax, name in ((0, ax_flops, "training FLOPs (evaluation step x FLOPs per step)"),
+                           (1, ax_time, "training wall-clock time (s)")):
+        ax.set_xscale(choose_scale(xs[axis]))
+        if ax.get_xscale() == "log":
+            _label_log_x(ax, plain=axis == 1)
+        ax.set_xlabel(name)
+        ax.grid(alpha=0.3, which="both")
+        mark_references(ax, references)
+    ax_flops.set_ylabel("FID (MNIST classifier features)")
+    ax_flops.set_title("FID for compute (one line per seed)")
+    ax_time.set_title("FID for training time")
+    (ax_flops if xs[0] else ax_time).legend(fontsize=8)
+    return [ax_flops, ax_time]
+
+
+def fid_vs_compute_figure(lines: list[Line], path: Path, references: Sequence[Reference] = ()) -> Path | None:
+    """FID against training FLOPs and against training time side by side, references marked; None without data."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(11, 4.5))
+    if draw_fid_for_compute(fig, lines, list(references)) is None:
+        return None
+    return _save(fig, path)
+
+
+def references_of(groups: list[Group]) -> list[Reference]:
+    """The FID levels to mark: the target, and train vs test and noise vs test when all runs share one group."""
+    refs = [Reference("target", float(groups[0].fid_target), "gray")]
+    if len(groups) == 1:
+        for key, label, color in (("train_vs_test", "train vs test", "green"), ("noise_vs_test", "noise vs test",
+                                                                                   "firebrick")):
+            ref = (groups[0].references or {}).get(key)
+            if ref is not None and is_finite(ref.fid) and ref.fid > 0:
+                refs.append(Reference(label, float(ref.fid), color))
+    return refs
+
+
 # Samples ------------------------------------------------------------------------------------
 
 
@@ -229,7 +355,8 @@ def samples_figure(lines: list[Line], path: Path) -> Path | None:
 
 
 def write_figures(groups: list[Group], out: str | os.PathLike) -> list[Path]:
-    """Write ``<stem>-losses``, ``-fid-vs-time``, ``-fid-vs-batches`` and ``-samples`` figures beside ``out``.
+    """Write ``<stem>-losses``, ``-fid-vs-time``, ``-fid-vs-batches``, ``-fid-vs-compute`` and ``-samples`` figures
+    beside ``out``.
 
     Each as PNG, PDF and SVG; the PNGs' paths are returned. A figure without data to draw is left out.
     """
@@ -241,6 +368,7 @@ def write_figures(groups: list[Group], out: str | os.PathLike) -> list[Path]:
         losses_figure(lines, Path(f"{base}-losses.png")),
         fid_vs_time_figure(lines, Path(f"{base}-fid-vs-time.png"), target, reference),
         fid_vs_batches_figure(lines, Path(f"{base}-fid-vs-batches.png"), target, reference),
+        fid_vs_compute_figure(lines, Path(f"{base}-fid-vs-compute.png"), references_of(groups)),
         samples_figure(lines, Path(f"{base}-samples.png")),
     ]
     return [path for path in drawn if path is not None]

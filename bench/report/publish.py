@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,6 +16,7 @@ from bench.report.aggregate import Group, best_per_arch, group_runs, is_finite, 
 from bench.report.figures import write_figures
 from bench.report.render import output_format, render
 from bench.storage import write_text
+from bench.tables import check_columns
 
 
 @dataclass
@@ -25,6 +26,8 @@ class Report:
     groups: list[Group]
     out: Path | None
     figures: list[Path]
+    #: Files the format writes beside the table (CSV: ``<stem>-pairs.csv``, the pairwise tests).
+    companions: list[Path] = field(default_factory=list)
 
 
 def is_sweep(path: Path) -> bool:
@@ -59,14 +62,21 @@ def write_report(
     intro: str | None = None,
     by_hparams: bool | None = None,
     best: bool = False,
+    columns: Sequence[str] | None = None,
+    digits: int | None = None,
+    caption: str | None = None,
+    label: str | None = None,
 ) -> Report:
     """Load, group and render the runs in ``paths``; write the table atomically to ``out`` (stdout if None).
 
-    Figures are written beside ``out`` when ``figures`` is on and ``out`` is given. ``by_hparams``
-    gives each hyperparameter point its own row (None: only when a path is a sweep folder);
-    ``best`` keeps the point with the lowest mean FID per architecture.
+    Figures are written beside ``out`` when ``figures`` is on and ``out`` is given, and so are the
+    format's companion files. ``by_hparams`` gives each hyperparameter point its own row (None:
+    only when a path is a sweep folder); ``best`` keeps the point with the lowest mean FID per
+    architecture. ``columns``, ``digits``, ``caption`` and ``label`` shape the Markdown and LaTeX tables.
     """
-    suffix = output_format(fmt).suffix
+    form = output_format(fmt)
+    style = {"columns": None if columns is None else check_columns(columns), "digits": _digits(digits),
+             "caption": caption, "label": label}
     if not (is_finite(fid_target) and fid_target > 0):
         raise UsageError(f"--fid-target must be a positive number, got {fid_target}")
     if by_hparams is None:
@@ -78,14 +88,28 @@ def write_report(
     if best:
         groups = best_per_arch(groups)
     if out is None:
-        console.out.file.write(render(groups, fmt))  # verbatim: the text may be piped into a parser
+        console.out.file.write(render(groups, fmt, **style))  # verbatim: the text may be piped into a parser
         console.out.file.flush()
         return Report(groups, None, [])
     out = Path(out)
-    _check_out(out, suffix)
+    _check_out(out, form.suffix)
     drawn = write_figures(groups, out) if figures else []
-    write_text(out, render(groups, fmt, [p.name for p in drawn], command, intro))
-    return Report(groups, out, drawn)
+    write_text(out, render(groups, fmt, [p.name for p in drawn], command, intro, **style))
+    companions = []
+    for name, make in form.companions.items():
+        companions.append(out.parent / f"{out.stem}-{name}.{form.suffix}")
+        write_text(companions[-1], make(groups))
+    return Report(groups, out, drawn, companions)
+
+
+#: The most significant digits ``--digits`` accepts (a float holds about 15).
+MOST_DIGITS = 15
+
+
+def _digits(digits: int | None) -> int | None:
+    if digits is not None and not 1 <= digits <= MOST_DIGITS:
+        raise UsageError(f"--digits must be between 1 and {MOST_DIGITS}, got {digits}")
+    return digits
 
 
 def print_plan_results(folder: Path, fid_target: float, by_hparams: bool = False) -> list[Group]:

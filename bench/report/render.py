@@ -1,9 +1,12 @@
 """Comparison groups as text: one table of formats, one renderer per format, and provenance.
 
 Markdown and LaTeX draw the same columns, cells and notes as the terminal table (from
-:mod:`bench.tables`); CSV and JSON hold the numbers as data. A Markdown report also links its
-figures and says how it was made: which package and version provided each architecture, the
-commands in the plans of the runs' comparison and sweep folders, and the report's own command.
+:mod:`bench.tables`), and under each table the pairwise tests on FID; CSV and JSON hold the
+numbers as data (CSV's pairwise tests go to a second file, ``<stem>-pairs.csv``). A Markdown
+report also links its figures and says how it was made: which package and version provided each
+architecture, the commands in the plans of the runs' comparison and sweep folders, and the
+report's own command (LaTeX keeps them as comments). LaTeX is one complete ``table`` float per
+group, ready for a paper.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import io
 import json
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,33 +25,54 @@ from bench.errors import UsageError
 from bench.layout import PLAN
 from bench.plans.plan import Plan
 from bench.record import METRIC_NAMES
-from bench.report.aggregate import Group, Row, evaluation_settings
+from bench.report.aggregate import Group, Row, RowPair, evaluation_settings
 from bench.schema import to_plain
-from bench.stats import Stats
+from bench.stats import ALPHA, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, CONFIDENCE, Stats
+
+#: The LaTeX table's label when ``--label`` is not given (``-1``, ``-2``... with several groups).
+DEFAULT_LABEL = "tab:gan-bench"
+#: The columns of a LaTeX table when ``--columns`` is not given: with four-digit FIDs and a partial time to quality
+#: they fit the text width of a standard article (345 pt) at \small; the step time (another 85 pt) does not.
+LATEX_COLUMNS = ("arch", "runs", "fid", "fid_ci", "precision", "recall", "ttq_s")
 
 
 @dataclass(frozen=True)
 class Extras:
-    """What a report adds around its tables (only Markdown shows them)."""
+    """What a report adds around its tables, and how its tables are drawn (Markdown and LaTeX)."""
 
     figures: Sequence[str] = ()  # paths relative to the report file
     command: str | None = None  # the command that made the report
     intro: str | None = None  # a paragraph for the top
+    columns: Sequence[str] | None = None  # column keys, in order (None: the format's default)
+    digits: int | None = None  # significant digits of the numbers (None: the tables' defaults)
+    caption: str | None = None  # LaTeX: the table's caption (None: the device and protocol)
+    label: str | None = None  # LaTeX: the table's label (None: DEFAULT_LABEL)
 
 
 @dataclass(frozen=True)
 class Format:
-    """One output format: its renderer and the file suffix it suggests."""
+    """One output format: its renderer, the file suffix it suggests, and the files it writes beside.
+
+    ``companions`` render further files by name: written beside ``--out`` as ``<stem>-<name>.<suffix>``.
+    """
 
     render: Callable[[list[Group], Extras], str]
     suffix: str
+    companions: dict[str, Callable[[list[Group]], str]] = field(default_factory=dict)
 
 
 # JSON ---------------------------------------------------------------------------------------
 
 
 def _stat_dict(stat: Stats) -> dict[str, Any]:
-    return {"mean": stat.mean, "std": stat.std, "n": stat.n}
+    return {"mean": stat.mean, "std": stat.std, "n": stat.n, "ci_low": stat.ci_low, "ci_high": stat.ci_high}
+
+
+def _side_by_side_dict(row: Row) -> dict[str, Any] | None:
+    s = row.side_by_side
+    if s is None:
+        return None
+    return {"median": s.median, "p10": s.p10, "p90": s.p90, "n": s.n, "wide": row.side_by_side_wide}
 
 
 def row_dict(row: Row) -> dict[str, Any]:
@@ -71,7 +95,37 @@ def row_dict(row: Row) -> dict[str, Any]:
         "time_to_quality": {"fid_target": t.target, "reached": t.reached, "runs": t.runs, "step": t.step,
                             "wall_s": t.wall_s},
         "best_fid": row.best,
+        "step_ms_side_by_side": _side_by_side_dict(row),
+        "contended_runs": row.contended,
+        "cpu_share": [None if r.record.contention is None else r.record.contention.cpu_share for r in row.runs],
     }
+
+
+def pair_dict(group: Group, pair: RowPair) -> dict[str, Any]:
+    """One pairwise test on FID as plain data (what the JSON's ``pairs`` and the pairs CSV hold)."""
+    t = pair.test
+    return {"a": tables.row_label(group, pair.a), "b": tables.row_label(group, pair.b), "n_a": t.n_a, "n_b": t.n_b,
+            "a_beats_b": t.a_beats_b, "u": t.u, "p": t.p, "p_holm": t.p_holm, "p_floor": t.p_floor,
+            "different": t.different, "too_few": t.too_few, "verdict": tables.verdict_text(group, pair)}
+
+
+#: How the statistics were made (the JSON's ``statistics``), so a reader can redo them.
+STATISTICS = {
+    "interval": f"percentile bootstrap of the mean over seeds, {CONFIDENCE:.0%}",
+    "bootstrap_resamples": BOOTSTRAP_RESAMPLES, "bootstrap_seed": BOOTSTRAP_SEED,
+    "test": "two-sided Mann-Whitney U on final FID (scipy.stats.mannwhitneyu, method auto)",
+    "correction": "Holm over the pairs of the table", "alpha": ALPHA,
+    "a_beats_b": "share of seed pairs with A's FID lower, ties counting half",
+}
+
+
+def _step_times_dict(group: Group) -> dict[str, Any] | None:
+    side = group.side_by_side
+    if side is None:
+        return None
+    t = side.times
+    return {"folder": str(side.folder), "rounds": t.rounds, "steps_per_round": t.steps_per_round,
+            "warmup_steps": t.warmup_steps, "threads": t.threads, "created": t.created}
 
 
 def group_dict(group: Group) -> dict[str, Any]:
@@ -84,6 +138,9 @@ def group_dict(group: Group) -> dict[str, Any]:
         "fid_target": group.fid_target,
         "references": None if references is None else {k: to_plain(v) for k, v in references.items()},
         "rows": [row_dict(row) for row in group.rows],
+        "step_times": _step_times_dict(group),
+        "statistics": STATISTICS,
+        "pairs": [pair_dict(group, pair) for pair in group.pairs],
     }
 
 
@@ -111,6 +168,10 @@ CSV_COLUMNS = (
     "arch", "hparams", "runs", "seeds", "status", "params_g", "params_d", "flops_per_step", "step_ms_median",
     "images_per_s", "wall_s", *[f"{m}_{s}" for m in METRIC_NAMES for s in _STAT_PARTS],
     "fid_target", "ttq_reached", "ttq_runs", "ttq_step", "ttq_wall_s", "best_fid",
+    # Added by the tested differences and the side-by-side timing, after the columns older readers know.
+    *[f"{m}_ci_{end}" for m in METRIC_NAMES for end in ("low", "high")],
+    "step_ms_side_by_side_median", "step_ms_side_by_side_p10", "step_ms_side_by_side_p90",
+    "step_ms_side_by_side_wide", "contended_runs",
 )
 #: Columns whose values are a row's own (``row_dict``) under the same name.
 _ROW_COLUMNS = ("arch", "runs", "params_g", "params_d", "flops_per_step", "step_ms_median", "images_per_s", "wall_s",
@@ -139,6 +200,10 @@ def _row_columns(row: Row) -> dict[str, Any]:
         "fid_target": t["fid_target"], "ttq_reached": t["reached"], "ttq_runs": t["runs"],
         "ttq_step": t["step"], "ttq_wall_s": t["wall_s"],
         **{k: d[k] for k in _ROW_COLUMNS},
+        **{f"{m}_ci_{end}": d[m][f"ci_{end}"] for m in METRIC_NAMES for end in ("low", "high")},
+        **{f"step_ms_side_by_side_{k}": (d["step_ms_side_by_side"] or {}).get(k) for k in ("median", "p10", "p90")},
+        "step_ms_side_by_side_wide": (d["step_ms_side_by_side"] or {}).get("wide"),
+        "contended_runs": d["contended_runs"],
     }
 
 
@@ -154,12 +219,30 @@ def render_csv(groups: list[Group], extras: Extras) -> str:
     return buf.getvalue()
 
 
+#: The columns of the pairwise tests' CSV (``<stem>-pairs.csv``): one line per pair of rows in a group.
+PAIR_CSV_COLUMNS = ("group", "device", "a", "b", "n_a", "n_b", "a_beats_b", "u", "p", "p_holm", "p_floor",
+                    "different", "too_few", "verdict")
+
+
+def render_pairs_csv(groups: list[Group]) -> str:
+    """The pairwise tests on FID of every group as CSV."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(PAIR_CSV_COLUMNS)
+    for index, group in enumerate(groups, 1):
+        for pair in group.pairs:
+            values = {"group": index, "device": group.device, **pair_dict(group, pair)}
+            writer.writerow([values[c] for c in PAIR_CSV_COLUMNS])
+    return buf.getvalue()
+
+
 # Markdown -----------------------------------------------------------------------------------
 
 _FIGURE_CAPTIONS = {
     "losses": "Generator and discriminator losses (mean over seeds)",
     "fid-vs-time": "FID against training time",
     "fid-vs-batches": "FID against training batches",
+    "fid-vs-compute": "FID for compute: against training FLOPs and against training time (one line per seed)",
     "samples": "Final samples (seed 0 of each architecture)",
 }
 
@@ -212,17 +295,34 @@ def _md_cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
-def _md_table(index: int, group: Group) -> list[str]:
-    columns = tables.comparison_columns(group)
+def _md_rows(header: Sequence[tuple[str, bool]], rows: list[list[tuple[str, bool]]]) -> list[str]:
+    """A Markdown table: ``(header, numeric)`` per column, ``(text, bold)`` per cell."""
+    lines = ["| " + " | ".join(_md_cell(h) for h, _ in header) + " |",
+             "| " + " | ".join("---:" if numeric else "---" for _, numeric in header) + " |"]
+    for cells in rows:
+        lines.append("| " + " | ".join(f"**{_md_cell(t)}**" if bold else _md_cell(t) for t, bold in cells) + " |")
+    return lines
+
+
+def _md_table(index: int, group: Group, extras: Extras) -> list[str]:
+    columns = tables.comparison_columns(group, columns=extras.columns)
     lines = [f"## {tables.comparison_title(index, group)}", ""]
-    lines.append("| " + " | ".join(_md_cell(h) for _, h, _ in columns) + " |")
-    lines.append("| " + " | ".join("---:" if numeric else "---" for _, _, numeric in columns) + " |")
-    for row in group.rows:
-        cells = [f"**{_md_cell(t)}**" if best else _md_cell(t) for t, best in tables.comparison_cells(group, row)]
-        lines.append("| " + " | ".join(cells) + " |")
+    lines += _md_rows([(h, numeric) for _, h, numeric in columns],
+                      [tables.comparison_cells(group, row, columns=extras.columns, digits=extras.digits)
+                       for row in group.rows])
     lines.append("")
     lines += [f"- {note}" for note in tables.comparison_notes(group)]
     lines.append("")
+    if group.pairs:
+        keys = [key for key, _, _ in tables.PAIR_COLUMNS]
+        cells = [[(text, key == "verdict" and pair.test.winner is not None)  # a verdict that found a difference
+                  for key, text in zip(keys, tables.pair_cells(group, pair, extras.digits), strict=True)]
+                 for pair in group.pairs]
+        lines += [f"### {tables.PAIRS_TITLE}", ""]
+        lines += _md_rows([(h, numeric) for _, h, numeric in tables.PAIR_COLUMNS], cells)
+        lines.append("")
+        lines += [f"- {note}" for note in tables.pair_notes(group)]
+        lines.append("")
     return lines
 
 
@@ -240,7 +340,7 @@ def render_md(groups: list[Group], extras: Extras) -> str:
     lines = ["# GAN architectures on MNIST", ""] + ([extras.intro, ""] if extras.intro else []) + [
              f"{runs} run(s) in {len(groups)} table(s), one per device and protocol; rows aggregate seeds.", ""]
     for index, group in enumerate(groups, 1):
-        lines += _md_table(index, group)
+        lines += _md_table(index, group, extras)
     if extras.figures:
         lines += _md_figures(extras.figures)
     lines += _md_provenance(groups, extras.command)
@@ -252,7 +352,7 @@ def render_md(groups: list[Group], extras: Extras) -> str:
 _LATEX_ESCAPES = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
     "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "<": r"\textless{}", ">": r"\textgreater{}",
-    "±": r"$\pm$", "·": r"$\cdot$", "×": r"$\times$", "³": r"$^3$",
+    "±": r"$\pm$", "·": r"$\cdot$", "×": r"$\times$", "³": r"$^3$", "†": r"\dag{}", "‡": r"\ddag{}",
 }
 
 
@@ -261,28 +361,88 @@ def latex_escape(text: str) -> str:
     return "".join(_LATEX_ESCAPES.get(c, c) for c in text)
 
 
-def _latex_table(index: int, group: Group) -> list[str]:
-    columns = tables.comparison_columns(group)
-    out = [f"\\noindent\\textbf{{{latex_escape(tables.comparison_title(index, group))}}}\\par\\smallskip",
+def latex_columns(group: Group) -> list[str]:
+    """The default columns of a group's LaTeX table: :data:`LATEX_COLUMNS`, and the hyperparameters of a sweep."""
+    return ["arch", "hparams", *LATEX_COLUMNS[1:]] if group.by_hparams else list(LATEX_COLUMNS)
+
+
+def _latex_caption(index: int, groups: list[Group], extras: Extras) -> str:
+    """The float's caption: ``--caption`` (numbered when there are several groups), else the device and protocol."""
+    group = groups[index - 1]
+    if extras.caption is None:
+        return latex_escape(f"GAN architectures on MNIST, {group.device}: {tables.describe_protocol(group.protocol)}")
+    suffix = f" ({index} of {len(groups)})" if len(groups) > 1 else ""
+    return latex_escape(extras.caption + suffix)
+
+
+def _latex_label(index: int, groups: list[Group], extras: Extras) -> str:
+    label = extras.label or DEFAULT_LABEL
+    return f"{label}-{index}" if len(groups) > 1 else label
+
+
+def _latex_notes(lines: Sequence[str]) -> list[str]:
+    return ["\\par\\smallskip", "{\\footnotesize\\raggedright", *[f"{latex_escape(line)}\\par" for line in lines], "}"]
+
+
+def _latex_table(index: int, groups: list[Group], extras: Extras) -> list[str]:
+    group = groups[index - 1]
+    keys = extras.columns or latex_columns(group)
+    columns = tables.comparison_columns(group, columns=keys)
+    label = _latex_label(index, groups, extras)
+    out = ["\\begin{table}[tbp]", "\\centering", "\\small", "\\setlength{\\tabcolsep}{3pt}",
+           f"\\caption{{{_latex_caption(index, groups, extras)}}}", f"\\label{{{label}}}",
            "\\begin{tabular}{" + "".join("r" if numeric else "l" for _, _, numeric in columns) + "}",
            "\\toprule",
            " & ".join(latex_escape(h) for _, h, _ in columns) + " \\\\",
            "\\midrule"]
     for row in group.rows:
         cells = [f"\\textbf{{{latex_escape(t)}}}" if best else latex_escape(t)
-                 for t, best in tables.comparison_cells(group, row)]
+                 for t, best in tables.comparison_cells(group, row, columns=keys, digits=extras.digits)]
         out.append(" & ".join(cells) + " \\\\")
-    out += ["\\bottomrule", "\\end{tabular}\\par\\smallskip"]
-    out += [f"{latex_escape(note)}\\par" for note in tables.comparison_notes(group)]
-    out.append("")
+    out += ["\\bottomrule", "\\end{tabular}"]
+    own = [] if extras.caption is None else [tables.comparison_title(index, group)]
+    out += _latex_notes(own + tables.comparison_notes(group))
+    out += ["\\end{table}", ""]
+    if group.pairs:
+        out += _latex_pairs(index, groups, extras, label)
     return out
 
 
+def _latex_pairs(index: int, groups: list[Group], extras: Extras, label: str) -> list[str]:
+    """The pairwise tests as a float of their own; tabularx, so that the verdicts wrap within the text width."""
+    group = groups[index - 1]
+    caption = f"{tables.PAIRS_TITLE}, for Table~\\ref{{{label}}}"
+    # tabularx loads array, whose >{...} keeps the verdicts ragged-right rather than stretched.
+    spec = "".join(r">{\raggedright\arraybackslash}X" if key == "verdict" else "r" if numeric else "l"
+                   for key, _, numeric in tables.PAIR_COLUMNS)
+    out = ["\\begin{table}[tbp]", "\\centering", "\\footnotesize", "\\setlength{\\tabcolsep}{3pt}",
+           f"\\caption{{{caption}}}", f"\\label{{{label}-pairs}}",
+           f"\\begin{{tabularx}}{{\\linewidth}}{{{spec}}}", "\\toprule",
+           " & ".join(latex_escape(h) for _, h, _ in tables.PAIR_COLUMNS) + " \\\\", "\\midrule"]
+    for pair in group.pairs:
+        cells = [latex_escape(text) for text in tables.pair_cells(group, pair, extras.digits)]
+        if pair.test.winner is not None:
+            cells[-1] = f"\\textbf{{{cells[-1]}}}"
+        out.append(" & ".join(cells) + " \\\\")
+    out += ["\\bottomrule", "\\end{tabularx}"]
+    out += _latex_notes(tables.pair_notes(group))
+    out += ["\\end{table}", ""]
+    return out
+
+
+#: What a LaTeX report needs in the document's preamble.
+LATEX_PREAMBLE = "\\usepackage{booktabs}  % and, for the pairwise tests, \\usepackage{tabularx}"
+
+
 def render_latex(groups: list[Group], extras: Extras) -> str:
-    """The groups as LaTeX tabulars (booktabs), one per group, with their notes."""
-    out = ["% Generated by gan-bench report; needs \\usepackage{booktabs}.", ""]
-    for index, group in enumerate(groups, 1):
-        out += _latex_table(index, group)
+    """The groups as complete LaTeX ``table`` floats (booktabs), one per group, and one for its pairwise tests."""
+    out = [f"% Generated by gan-bench report; needs {LATEX_PREAMBLE}."]
+    commands = provenance(groups, extras.command)
+    if commands:
+        out += ["% To reproduce:", *[f"%   {command}" for command in commands]]
+    out.append("")
+    for index in range(1, len(groups) + 1):
+        out += _latex_table(index, groups, extras)
     return "\n".join(out)
 
 
@@ -291,7 +451,7 @@ def render_latex(groups: list[Group], extras: Extras) -> str:
 #: Every output format by name (``--format``), in the order the help lists them.
 FORMATS: dict[str, Format] = {
     "md": Format(render_md, "md"),
-    "csv": Format(render_csv, "csv"),
+    "csv": Format(render_csv, "csv", {"pairs": render_pairs_csv}),
     "json": Format(render_json, "json"),
     "latex": Format(render_latex, "tex"),
 }
@@ -306,10 +466,11 @@ def output_format(name: str) -> Format:
 
 
 def render(groups: list[Group], fmt: str, figures: Sequence[str] = (), command: str | None = None,
-           intro: str | None = None) -> str:
+           intro: str | None = None, **style: Any) -> str:
     """Render the groups as ``md``, ``csv``, ``json`` or ``latex`` text.
 
     ``figures`` (paths relative to the output file) are linked from Markdown, which also
     lists the commands that made the runs and, given ``command``, the report itself.
+    ``style``: ``columns``, ``digits``, ``caption`` and ``label`` (see :class:`Extras`).
     """
-    return output_format(fmt).render(groups, Extras(tuple(figures), command, intro))
+    return output_format(fmt).render(groups, Extras(tuple(figures), command, intro, **style))

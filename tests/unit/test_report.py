@@ -17,13 +17,15 @@ from bench.cli import build_parser
 from bench.config import DEFAULT_FID_TARGET
 from bench.errors import UsageError
 from bench.layout import PLAN
-from bench.plans.plan import Plan
-from bench.record import Evaluation
+from bench.console import fmt as fmt_number
+from bench.plans.plan import Plan, PlanKind
+from bench.plans.steptimes import ArchStepTimes, StepTimes
+from bench.record import Contention, Evaluation
 from bench.report.aggregate import (
     TimeToQuality, best_per_arch, group_runs, load_runs, protocol_note, time_to_quality,
 )
 from bench.report.publish import write_report
-from bench.report.render import FORMATS, render
+from bench.report.render import FORMATS, LATEX_COLUMNS, render
 from bench.storage import write_json
 from bench.tables import mean_pm_std, mean_text, millions, time_to_quality_texts
 from bench.stats import Stats
@@ -226,7 +228,8 @@ def test_latex_has_one_row_per_architecture(three_archs):
 
 def test_markdown_has_a_header_and_one_row_per_architecture(three_archs):
     md = render(groups_of(three_archs), "md")
-    table = [line for line in md.splitlines() if line.startswith("|")]
+    comparison = md.split("### Pairwise tests on FID", 1)[0]  # the pairwise tests are a table of their own
+    table = [line for line in comparison.splitlines() if line.startswith("|")]
     assert table[0].startswith("| arch | runs | status |") and re.fullmatch(r"\|( -+:? \|)+", table[1])
     assert len(table) == 2 + 3
     assert "**8.5 ± 0.71**" in md and "reference train vs test: FID 0.5" in md
@@ -303,7 +306,8 @@ def test_write_report_writes_table_and_figures(three_archs, tmp_path):
     out = tmp_path / "published" / "mnist.md"
     report = write_report([three_archs], "md", out, fid_target=20.0, allow_mixed=False)
     names = sorted(p.name for p in report.figures)
-    assert names == ["mnist-fid-vs-batches.png", "mnist-fid-vs-time.png", "mnist-losses.png", "mnist-samples.png"]
+    assert names == ["mnist-fid-vs-batches.png", "mnist-fid-vs-compute.png", "mnist-fid-vs-time.png",
+                     "mnist-losses.png", "mnist-samples.png"]
     for path in report.figures:
         assert path.parent == out.parent and path.read_bytes()[:8] == PNG_MAGIC
         # For papers: print resolution, and the same figure as PDF and SVG beside it.
@@ -315,6 +319,7 @@ def test_write_report_writes_table_and_figures(three_archs, tmp_path):
     assert "![Generator and discriminator losses (mean over seeds)](mnist-losses.png)" in md
     assert "(mnist-samples.png)" in md and "batches to FID<20" in md
     assert ".pdf" not in md and ".svg" not in md  # Markdown links the PNGs
+    assert "![FID for compute: against training FLOPs and against training time" in md
     assert not list(out.parent.glob(".*tmp"))  # atomic writes leave no temporaries
     # The same runs give the same files: no dates, no random ids.
     again = write_report([three_archs], "md", tmp_path / "again" / "mnist.md", fid_target=20.0)
@@ -480,3 +485,279 @@ def test_time_to_quality_counts_batches_in_whole_numbers(tmp_path):
     assert row.ttq.step == 1200 and isinstance(row.ttq.step, int)
     assert "| 21 | 1,200 |" in render(groups_of(tmp_path, fid_target=10.0), "md")
 
+
+
+# Tested differences: intervals over seeds and the pairwise tests on FID ---------------------------
+
+
+def pairs_runs(root, a_fids, b_fids, a="dcgan", b="vanilla"):
+    for arch, fids in ((a, a_fids), (b, b_fids)):
+        for seed, fid in enumerate(fids):
+            make_run(root, arch=arch, seed=seed, fid=fid)
+    return root
+
+
+def pairs_section(md: str) -> list[str]:
+    """The rows of a Markdown report's pairwise tests."""
+    section = md.split("### Pairwise tests on FID", 1)[1].split("\n\n", 2)[1]
+    return [line for line in section.splitlines() if line.startswith("|")][2:]
+
+
+def test_clearly_separated_architectures_get_a_verdict_in_every_format(tmp_path):
+    runs = pairs_runs(tmp_path / "runs", [10.0, 11.0, 12.0, 13.0, 14.0, 15.0], [50.0, 51.0, 52.0, 53.0, 54.0, 55.0])
+    groups = groups_of(runs)
+    (pair,) = groups[0].pairs
+    assert (pair.a.arch, pair.b.arch, pair.test.a_beats_b) == ("dcgan", "vanilla", 1.0)
+    assert pair.test.p == pytest.approx(2 / 924) and pair.test.winner == pair.test.a
+
+    assert pairs_section(render(groups, "md")) == [
+        "| dcgan | vanilla | 6 vs 6 | 1 | 0.0022 | 0.0022 | **dcgan better** |"]
+    (doc,) = json.loads(render(groups, "json"))
+    (p,) = doc["pairs"]
+    assert (p["a"], p["b"], p["n_a"], p["n_b"], p["verdict"], p["different"]) == (
+        "dcgan", "vanilla", 6, 6, "dcgan better", True)
+    assert p["p_holm"] == pytest.approx(2 / 924) and doc["statistics"]["bootstrap_resamples"] == 9999
+    assert r"dcgan & vanilla & 6 vs 6 & 1 & 0.0022 & 0.0022 & \textbf{dcgan better} \\" in render(groups, "latex")
+
+    report = write_report([runs], "csv", tmp_path / "out" / "table.csv", figures=False)
+    assert report.companions == [tmp_path / "out" / "table-pairs.csv"]
+    (line,) = csv.DictReader(io.StringIO(report.companions[0].read_text()))
+    assert (line["a"], line["b"], line["verdict"], line["group"]) == ("dcgan", "vanilla", "dcgan better", "1")
+    assert float(line["p"]) == pytest.approx(2 / 924)
+    main = list(csv.DictReader(io.StringIO((tmp_path / "out" / "table.csv").read_text())))
+    assert [r["arch"] for r in main] == ["dcgan", "vanilla"]  # the table itself keeps one line per row
+
+
+def test_identical_architectures_are_not_distinguishable(tmp_path):
+    same = [20.0, 22.0, 25.0, 27.0, 30.0, 31.0]
+    groups = groups_of(pairs_runs(tmp_path, same, same))
+    (pair,) = groups[0].pairs
+    assert pair.test.a_beats_b == 0.5 and pair.test.p == pytest.approx(1.0) and not pair.test.too_few
+    assert pairs_section(render(groups, "md")) == [
+        "| dcgan | vanilla | 6 vs 6 | 0.5 | 1 | 1 | not distinguishable with 6 vs 6 seeds |"]
+    assert "not that they are equal" in render(groups, "md")
+    assert json.loads(render(groups, "json"))[0]["pairs"][0]["verdict"] == "not distinguishable with 6 vs 6 seeds"
+
+
+def test_two_seeds_each_are_too_few_for_a_verdict_and_the_report_says_why(tmp_path):
+    groups = groups_of(pairs_runs(tmp_path, [10.0, 11.0], [50.0, 51.0]))
+    (pair,) = groups[0].pairs
+    assert pair.test.a_beats_b == 1.0 and pair.test.too_few and pair.test.winner is None
+    md = render(groups, "md")
+    assert pairs_section(md) == [
+        "| dcgan | vanilla | 2 vs 2 | 1 | 0.33 | 0.33 | not distinguishable with 2 vs 2 seeds (too few) |"]
+    assert "the smallest it can be is 0.33 with 2 vs 2 seeds. A verdict takes at least 4 seeds per architecture." in md
+    (p,) = json.loads(render(groups, "json"))[0]["pairs"]
+    assert p["too_few"] and p["p_floor"] == pytest.approx(1 / 3)
+    assert "(too few)" in render(groups, "latex")
+
+
+def test_every_metric_has_a_bootstrap_interval_over_seeds(tmp_path):
+    for seed, fid in enumerate((10.0, 12.0, 17.0)):
+        make_run(tmp_path, seed=seed, fid=fid)
+    make_run(tmp_path, arch="dcgan", fid=8.0)
+    groups = groups_of(tmp_path)
+    fid = only_row(groups, "vanilla").metrics["fid"]
+    assert 10.0 <= fid.ci_low < fid.mean < fid.ci_high <= 17.0
+    assert groups_of(tmp_path)[0].rows[1].metrics["fid"].ci_low == fid.ci_low  # a fixed seed: reproducible
+    md = render(groups, "md")
+    assert "| FID | FID 95% CI |" in md and "| **8 ± -** | - |" in md  # one seed has no interval
+    assert f"| 13 ± 3.6 | [{fmt_number(fid.ci_low)}, {fmt_number(fid.ci_high)}] |" in md
+    assert "percentile bootstrap of the mean over seeds (9,999 resamples, generator seed 0" in md
+    row = {r["arch"]: r for r in csv.DictReader(io.StringIO(render(groups, "csv")))}["vanilla"]
+    assert float(row["fid_ci_low"]) == pytest.approx(fid.ci_low) and row["kid_ci_high"] != ""
+    (doc,) = json.loads(render(groups, "json"))
+    assert doc["rows"][1]["precision"]["ci_low"] == pytest.approx(0.8)
+
+
+def test_a_spread_of_hundreds_is_written_without_a_power_of_ten(tmp_path):
+    pairs_runs(tmp_path, [600.0, 1700.0], [900.0, 1000.0])
+    md = render(groups_of(tmp_path), "md")
+    assert "| 1150 ± 780 |" in md and "e+02" not in md
+
+
+# Side-by-side step times and contention ---------------------------------------------------------
+
+
+def save_step_times(folder, wide=(), archs=("dcgan", "vanilla"), batch_size=64):
+    def times(arch):
+        steady = [10.0 + 0.1 * i for i in range(20)]
+        return [t * (1 + 0.2 * i) for i, t in enumerate(steady)] if arch in wide else steady
+
+    StepTimes(created="2026-12-01T00:00:00Z", device="Test CPU", threads=2, precision="fp32", rounds=4,
+              steps_per_round=5, warmup_steps=3,
+              archs={a: ArchStepTimes(batch_size=batch_size, times_ms=times(a), round_medians_ms=[10.5, 10.6])
+                     for a in archs}).save(folder)
+
+
+def contended(record, share=0.5):
+    record.contention = Contention(cpu_s=100.0 * share * 2, wall_s=100.0, threads=2, load_start=3.5, load_end=4.0)
+    return record
+
+
+def test_side_by_side_step_times_replace_the_runs_own_and_wide_ones_are_flagged(tmp_path):
+    folder = tmp_path / "compare-x"
+    for arch, step_ms in (("dcgan", 300.0), ("vanilla", 17.0)):
+        for seed in range(2):
+            make_run(folder, arch=arch, seed=seed, step_ms=step_ms)
+    save_step_times(folder, wide=("vanilla",))
+    groups = groups_of(folder)
+    assert groups[0].side_by_side.folder == folder
+    dcgan, vanilla = only_row(groups, "dcgan"), only_row(groups, "vanilla")
+    assert dcgan.side_by_side.median == pytest.approx(10.95)
+    assert not dcgan.side_by_side_wide and vanilla.side_by_side_wide
+    md = render(groups, "md")
+    assert "| 10.95 (10.2-11.7) |" in md and "| 300 |" not in md
+    vanilla_line = md.split("| vanilla |", 1)[1].split("\n")[0]
+    assert " † |" in vanilla_line and "†" not in md.split("| dcgan |", 1)[1].split("\n")[0]
+    assert "timed side by side (compare-x/step_times.json: 4 rounds of 5 steps" in md
+    assert "† side-by-side step times that vary widely" in md and ": vanilla;" in md
+    assert r"\dag{}" in render(groups, "latex", columns=["arch", "step_ms"])
+    rows = {r["arch"]: r for r in csv.DictReader(io.StringIO(render(groups, "csv")))}
+    assert [rows[a]["step_ms_side_by_side_wide"] for a in ("dcgan", "vanilla")] == ["False", "True"]
+    assert rows["dcgan"]["step_ms_median"] == "300.0"  # the runs' own median keeps its column
+    (doc,) = json.loads(render(groups, "json"))
+    assert doc["rows"][1]["step_ms_side_by_side"]["wide"] and doc["step_times"]["rounds"] == 4
+
+
+def test_runs_without_step_times_or_contention_render_as_before(tmp_path):
+    make_run(tmp_path / "compare-x", arch="dcgan", step_ms=300.0)
+    md = render(groups_of(tmp_path), "md")
+    assert "| 300 |" in md and "side by side" not in md and "contended" not in md and "†" not in md
+
+
+def test_step_times_that_do_not_cover_the_table_are_not_shown(tmp_path):
+    folder = tmp_path / "compare-x"
+    make_run(folder, arch="dcgan", step_ms=300.0)
+    make_run(folder, arch="vanilla", step_ms=17.0)
+    save_step_times(folder, archs=("dcgan",))
+    make_run(tmp_path / "elsewhere", arch="dcgan", seed=1, step_ms=280.0)
+    (group,) = groups_of(folder)
+    assert group.side_by_side is None and "it does not time vanilla" in render([group], "md")
+    (group,) = groups_of(tmp_path)
+    assert "the table's runs come from 2 folders" in render([group], "md")
+    save_step_times(folder, batch_size=128)
+    assert "it timed batches of 128, the runs trained on 64" in render(groups_of(folder), "md")
+
+
+def test_contended_runs_are_counted_and_explained_in_every_format(tmp_path):
+    make_run(tmp_path, contended(make_record(seed=0)))
+    make_run(tmp_path, contended(make_record(seed=1), share=0.9))  # 90% of its threads: not contended
+    make_run(tmp_path, make_record(seed=2))  # no contention record (older run)
+    groups = groups_of(tmp_path)
+    assert only_row(groups, "vanilla").contended == 1
+    md = render(groups, "md")
+    assert "| 3 completed; 1 contended ‡ |" in md
+    assert "‡ 1 run(s) contended (vanilla 1): they got less than 75% of their threads' CPU time" in md
+    assert r"3 completed; 1 contended \ddag{}" in render(groups, "latex", columns=["arch", "status"])
+    assert r"\ddag{} 1 run(s) contended" in render(groups, "latex")
+    (row,) = csv.DictReader(io.StringIO(render(groups, "csv")))
+    assert row["contended_runs"] == "1"
+    (r,) = json.loads(render(groups, "json"))[0]["rows"]
+    assert r["contended_runs"] == 1 and r["cpu_share"] == [0.5, 0.9, None]
+
+
+# Paper-ready tables: columns, digits, the LaTeX float, provenance --------------------------------
+
+
+def test_columns_and_digits_choose_the_table(three_archs):
+    groups = groups_of(three_archs)
+    md = render(groups, "md", columns=("arch", "fid", "fid_ci", "kid_ci"), digits=3)
+    table = [line for line in md.split("### Pairwise", 1)[0].splitlines() if line.startswith("|")]
+    assert table[0] == "| arch | FID | FID 95% CI | KID×10³ 95% CI |"
+    assert table[2] == "| dcgan | **8.50 ± 0.707** | [8.00, 9.00] | [8.00, 9.00] |"
+    assert "| dcgan | vanilla | 2 vs 2 | 1.00 | 0.333 | 1.00 |" in md  # the tests keep the digits too
+    with pytest.raises(UsageError, match=r"unknown column 'fidd' \(did you mean 'fid'\?\); choose from: arch, "):
+        write_report([three_archs], "md", columns=["arch", "fidd"])
+    with pytest.raises(UsageError, match="--digits must be between 1 and 15"):
+        write_report([three_archs], "md", digits=0)
+
+
+def test_report_options_for_papers_parse_and_refuse_in_one_line(capsys):
+    args = report_parser().parse_args(["report", "runs/", "--columns", "arch, fid,fid_ci", "--digits", "3",
+                                       "--caption", "FID on MNIST", "--label", "tab:mnist"])
+    assert (args.columns, args.digits, args.caption, args.label) == (("arch", "fid", "fid_ci"), 3, "FID on MNIST",
+                                                                    "tab:mnist")
+    for bad, message in ((["--columns", "arch,nope"], "unknown column 'nope'"), (["--digits", "0"], "between 1"),
+                         (["--columns", "fid,fid"], "named twice")):
+        with pytest.raises(SystemExit) as info:
+            report_parser().parse_args(["report", "runs/", *bad])
+        assert info.value.code == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_latex_is_a_complete_float_that_fits_a_page(three_archs):
+    groups = groups_of(three_archs)
+    tex = render(groups, "latex")
+    assert tex.count(r"\begin{table}[tbp]") == 2 and tex.count(r"\end{table}") == 2  # the table and its tests
+    assert r"\caption{GAN architectures on MNIST, Test CPU: 600 steps $\cdot$ batch 64" in tex
+    assert r"\label{tab:gan-bench}" in tex and r"\label{tab:gan-bench-pairs}" in tex
+    assert r"\caption{Pairwise tests on FID, for Table~\ref{tab:gan-bench}}" in tex
+    spec = re.search(r"\\begin\{tabular\}\{(\w+)\}", tex).group(1)
+    assert spec == "lrrrrrr" and len(LATEX_COLUMNS) <= 7  # a standard article's text width holds these
+    header = tex.split(r"\toprule", 1)[1].split(r"\midrule", 1)[0].strip()
+    assert header == r"arch & runs & FID & FID 95\% CI & prec. & recall & s to FID\textless{}1000 \\"
+    custom = render(groups, "latex", caption="FID after 600 steps", label="tab:mnist")
+    assert r"\caption{FID after 600 steps}" in custom and r"\label{tab:mnist}" in custom
+    assert r"Test CPU $\cdot$ 600 steps" in custom.split(r"\end{tabular}", 1)[1]  # the protocol moves under it
+
+
+def test_latex_labels_every_table_when_there_are_several(tmp_path):
+    make_run(tmp_path, train_subset=10_000)
+    make_run(tmp_path, train_subset=None)
+    tex = render(groups_of(tmp_path), "latex", caption="MNIST")
+    assert r"\label{tab:gan-bench-1}" in tex and r"\label{tab:gan-bench-2}" in tex
+    assert r"\caption{MNIST (1 of 2)}" in tex and r"\caption{MNIST (2 of 2)}" in tex
+
+
+def test_a_plan_command_with_out_reproduces_verbatim_in_markdown_and_latex(tmp_path):
+    command = ["compare", "--arch", "dcgan,vanilla", "--seeds", "2", "--steps", "600", "--out", "my runs/today"]
+    plan = Plan.create(tmp_path / "my runs", PlanKind.COMPARE, ["dcgan", "vanilla"], [0, 1], {"steps": 600},
+                       command=command)
+    for arch in ("dcgan", "vanilla"):
+        make_run(plan.folder, arch=arch)
+    groups = groups_of(plan.folder)
+    own = "python -m bench report 'my runs/today' --format latex --out paper/table.tex"
+    expected = "python -m bench compare --arch dcgan,vanilla --seeds 2 --steps 600 --out 'my runs/today'"
+    assert how_made(render(groups, "md", command=own)) == [expected, own]
+    tex = render(groups, "latex", command=own)
+    assert f"%   {expected}\n%   {own}\n" in tex
+
+
+# The quality-for-compute figure -------------------------------------------------------------------
+
+
+def test_fid_for_compute_puts_every_seed_on_shared_axes_that_the_data_choose(tmp_path):
+    from matplotlib.figure import Figure
+
+    from bench.report.figures import draw_fid_for_compute, figure_lines, references_of
+
+    for arch, fids in (("dcgan", (30.0, 12.0)), ("vanilla", (40.0, 25.0))):
+        for seed in range(2):
+            make_run(tmp_path, arch=arch, seed=seed,
+                     evaluations=[(100, 5.0, fids[0] + seed), (1000, 50.0, fids[1] + seed), (4000, 200.0, fids[1])])
+    nameless = make_record(arch="vanilla", seed=2, evaluations=[(100, 5.0, 45.0), (4000, 210.0, 26.0)])
+    nameless.flops_per_step = None  # an older run: drawn against time only
+    make_run(tmp_path, nameless)
+    groups = groups_of(tmp_path, fid_target=20.0)
+    fig = Figure()
+    ax_flops, ax_time = draw_fid_for_compute(fig, figure_lines(groups), references_of(groups))
+    assert len(ax_flops.lines) == 4 + 1 and len(ax_time.lines) == 5 + 1  # one line per seed, and the target
+    colours = [line.get_color() for line in ax_time.lines[:5]]
+    assert colours[0] == colours[1] != colours[2] == colours[3] == colours[4]  # seeds share their row's colour
+    assert max(ax_flops.lines[0].get_xdata()) == 4000 * 1_234_000_000  # step x FLOPs per step
+    assert ax_flops.get_xscale() == "log" and ax_time.get_xscale() == "log"  # 40x: orders of magnitude
+    assert ax_flops.get_yscale() == "linear"  # FID from 12 to 45 does not span them
+    low, high = ax_flops.get_ylim()
+    assert low > 10 and high < 50  # noise vs test (400) and train vs test (0.5) do not stretch it
+    texts = [t.get_text() for t in ax_flops.texts]
+    assert texts == ["target: FID 20", "↓ train vs test: FID 0.5", "↑ noise vs test: FID 400"]
+    assert draw_fid_for_compute(Figure(), [], references_of(groups)) is None
+
+
+def test_choose_scale_is_log_only_over_orders_of_magnitude():
+    from bench.report.figures import choose_scale
+
+    assert choose_scale([1.0, 19.0]) == "linear" and choose_scale([1.0, 20.0, float("nan")]) == "log"
+    assert choose_scale([0.0, 100.0]) == "linear" and choose_scale([]) == "linear"
