@@ -360,10 +360,15 @@ def comparison_notes(group: Group) -> list[str]:
     notes = []
     if group.mixed:
         notes.append(f"mixed protocols in this table (--allow-mixed): {differences_text(group.mixed)}")
-    for key, label in _REFERENCES:
-        ref = (group.references or {}).get(key)
-        if ref is not None:
-            notes.append(reference_text(label, ref))
+    sized = group.sized_references if len(group.sized_references) > 1 else {0: group.references or {}}
+    for side, references in sized.items():
+        for key, label in _REFERENCES:
+            ref = references.get(key)
+            if ref is not None:
+                at = "" if not side else f" at {side}x{side}" + (
+                    " (real digits brought to that side, as the architectures trained at it saw them)"
+                    if side != 28 else "")
+                notes.append(reference_text(label + at, ref))
     notes.append(
         f"FID and KID: mean ± sample std over seeds, on MNIST-classifier features; best FID highlighted. "
         f"Time to quality: training seconds and batches until FID first fell below {fmt(float(group.fid_target))} "

@@ -124,6 +124,12 @@ def _flatten(data: dict[str, Any], prefix: str) -> FlatProtocol:
     return flat
 
 
+#: Evaluation settings that follow from the architecture, not from the protocol: a 32x32 architecture
+#: is measured against real digits brought to 32x32 (the evaluator's ``real_image_size``), and still
+#: shares a table with the 28x28 ones, whose reference points the notes give beside its own.
+PER_ARCHITECTURE = ("real_image_size",)
+
+
 def protocol_of(record: RunRecord) -> FlatProtocol:
     """The settings that must match for two runs to share a row, flat (``eval.*`` from metrics.protocol)."""
     cfg = record.config
@@ -134,7 +140,8 @@ def protocol_of(record: RunRecord) -> FlatProtocol:
         "precision": cfg.precision or "fp32",
     }
     if record.metrics is not None:
-        protocol.update(_flatten(record.metrics.protocol, EVAL_PREFIX))
+        evaluation = {k: v for k, v in record.metrics.protocol.items() if k not in PER_ARCHITECTURE}
+        protocol.update(_flatten(evaluation, EVAL_PREFIX))
     return protocol
 
 
@@ -314,6 +321,8 @@ class Group:
     fid_target: float
     mixed: dict[str, list[Setting]] = field(default_factory=dict)
     references: dict[str, Metrics] | None = None
+    #: The reference points of each image side among the runs (28x28, and 32x32 where an architecture trains at it).
+    sized_references: dict[int, dict[str, Metrics]] = field(default_factory=dict)
     by_hparams: bool = False
     #: The comparison's side-by-side step times the rows show (None: the runs' own medians).
     side_by_side: SideBySide | None = None
@@ -412,7 +421,8 @@ def _group(part: _Part, fid_target: float, by_hparams: bool) -> Group:
               for (arch, _), rs in sorted(rows.items())],
         fid_target=fid_target,
         mixed=part.mixed,
-        references=_first(r.record.references for r in members),
+        references=_first(r.record.references for r in sorted(members, key=_side)),
+        sized_references=_sized_references(members),
         by_hparams=by_hparams,
     )
     _mark_best(group)
@@ -544,3 +554,16 @@ def protocol_note(groups: list[Group]) -> str | None:
     if mixed:
         notes.append(f"{len(mixed)} table(s) mix protocols (--allow-mixed): {differences_text(mixed[0].mixed)}")
     return "; ".join(notes) or None
+
+
+def _side(run: LoadedRun) -> int:
+    return run.record.config.image_size or 28
+
+
+def _sized_references(runs: list[LoadedRun]) -> dict[int, dict[str, Metrics]]:
+    """The reference points of each image side, from the first run of that side that has them."""
+    sized: dict[int, dict[str, Metrics]] = {}
+    for run in runs:
+        if run.record.references is not None:
+            sized.setdefault(_side(run), run.record.references)
+    return dict(sorted(sized.items()))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -761,3 +762,17 @@ def test_choose_scale_is_log_only_over_orders_of_magnitude():
 
     assert choose_scale([1.0, 19.0]) == "linear" and choose_scale([1.0, 20.0, float("nan")]) == "log"
     assert choose_scale([0.0, 100.0]) == "linear" and choose_scale([]) == "linear"
+
+
+def test_a_32x32_architecture_shares_the_table_and_its_reference_points_are_given_beside(tmp_path):
+    make_run(tmp_path, arch="vanilla", seed=0, fid=12.0)
+    big = make_record(arch="dcgan", seed=0, fid=30.0)
+    big.config.image_size = 32
+    big.metrics.protocol["real_image_size"] = 32
+    big.references["train_vs_test"] = dataclasses.replace(big.references["train_vs_test"], fid=1.5)
+    make_run(tmp_path, record=big)
+    (group,) = group_runs(load_runs([tmp_path]))
+    assert sorted(row.arch for row in group.rows) == ["dcgan", "vanilla"]
+    md = render([group], "md")
+    assert "reference train vs test at 28x28: FID" in md
+    assert "reference train vs test at 32x32 (real digits brought to that side" in md and "FID 1.5" in md
