@@ -114,20 +114,123 @@ def duration_text(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
+# Hyperparameter ranges -------------------------------------------------------------------------
+#
+# A config field declares the values it takes in its metadata, and every config made by
+# apply_overrides (so every ArchSpec.make_config) is checked against it, defaults included:
+#
+#     lr: float = field(default=2e-4, metadata=positive())
+#     b1: float = field(default=0.5, metadata=between(0, 1))
+#     n_critic: int = field(default=5, metadata=at_least(1))
+#
+# A float field must be finite whether it declares a range or not (``Range(finite=False)``
+# lets one take infinities); a tuple field's range applies to each of its items.
+
+#: The metadata key of a field's :class:`Range`.
+RANGE = "gan_bench.range"
+
+
+@dataclass(frozen=True)
+class Range:
+    """The numbers a hyperparameter may take: ``low`` (exclusive if ``low_open``) up to ``high``
+    (exclusive if ``high_open``), finite unless ``finite`` is False."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    finite: bool = True
+
+    def admits(self, value: float) -> bool:
+        """Whether ``value`` lies in the range (NaN never does)."""
+        if math.isnan(value) or (self.finite and math.isinf(value)):
+            return False
+        above = self.low is None or (value > self.low if self.low_open else value >= self.low)
+        below = self.high is None or (value < self.high if self.high_open else value <= self.high)
+        return above and below
+
+    def text(self, is_float: bool) -> str:
+        """``a positive finite number``, ``at least 1``, ``a finite number in [0, 1)``, for messages."""
+        kind = "a finite number" if is_float and self.finite else "a number"
+        low = None if self.low is None else ("above " if self.low_open else "at least ") + f"{self.low:g}"
+        high = None if self.high is None else ("below " if self.high_open else "at most ") + f"{self.high:g}"
+        if low and high:
+            opening, closing = "([" [not self.low_open], ")]"[not self.high_open]
+            return f"{kind} in {opening}{self.low:g}, {self.high:g}{closing}"
+        if self.low == 0 and self.low_open:
+            return kind.replace("a ", "a positive ", 1)
+        bound = low or high
+        if bound is None:
+            return kind
+        if not is_float:
+            return bound
+        return f"{kind} {'of ' if bound.startswith('at') else ''}{bound}"
+
+
+def positive() -> dict[str, Range]:
+    """Field metadata: the value must be above 0 (``field(default=2e-4, metadata=positive())``)."""
+    return {RANGE: Range(low=0, low_open=True)}
+
+
+def at_least(low: float) -> dict[str, Range]:
+    """Field metadata: the value must be ``low`` or more (``field(default=5, metadata=at_least(1))``)."""
+    return {RANGE: Range(low=low)}
+
+
+def between(low: float, high: float) -> dict[str, Range]:
+    """Field metadata: ``low <= value < high``, half-open like ``range()`` (``metadata=between(0, 1)``)."""
+    return {RANGE: Range(low=low, high=high, high_open=True)}
+
+
+def check_ranges(config: Any) -> None:
+    """Raise :class:`UsageError` naming the first field of ``config`` outside its declared range."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        declared = f.metadata.get(RANGE, Range())
+        for item in value if isinstance(value, tuple) else (value,):
+            if isinstance(item, bool) or not isinstance(item, (int, float)):
+                continue
+            if not declared.admits(item):
+                raise UsageError(f"hyperparameter {f.name} must be {declared.text(isinstance(item, float))}, "
+                                 f"got {_shown(value)}")
+
+
+def _shown(value: Any) -> str:
+    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
 def apply_overrides(config: Any, overrides: Mapping[str, Any]) -> Any:
-    """Return the dataclass ``config`` with ``overrides`` applied, coercing strings to the field types."""
+    """Return the dataclass ``config`` with ``overrides`` applied, coercing strings to the field types.
+
+    Raises:
+        UsageError: an unknown key, a value of the wrong type, or a value outside its field's
+            declared :class:`Range` (every field is checked, defaults included).
+    """
     fields = {f.name: f for f in dataclasses.fields(config)}
     changes = {}
     for key, value in overrides.items():
         if key not in fields:
             raise UsageError(f"unknown hyperparameter {key!r}; choose from: {', '.join(sorted(fields))}")
         current = getattr(config, key)
-        if isinstance(value, str):
-            value = _coerce(key, value, current)
-        elif isinstance(current, tuple) and isinstance(value, list):
-            value = tuple(value)  # tuples come back from JSON as lists
-        changes[key] = value
-    return dataclasses.replace(config, **changes)
+        changes[key] = _coerce(key, value, current) if isinstance(value, str) else _typed(key, value, current)
+    config = dataclasses.replace(config, **changes)
+    check_ranges(config)
+    return config
+
+
+def _typed(key: str, value: Any, current: Any) -> Any:
+    """``value`` (from JSON or TOML, not a string) as the type of ``current``, or a UsageError."""
+    if current is None or value is None:
+        return value
+    if isinstance(current, tuple):
+        if not isinstance(value, (list, tuple)) or len(value) != len(current):
+            raise UsageError(f"hyperparameter {key}={value!r} is not a valid tuple of {len(current)} values")
+        return tuple(_typed(key, v, c) for v, c in zip(value, current, strict=True))
+    if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)  # TOML and JSON write 1e-3 as a float, but 1 as an int
+    if isinstance(value, bool) != isinstance(current, bool) or not isinstance(value, type(current)):
+        raise UsageError(f"hyperparameter {key}={value!r} is not a valid {type(current).__name__}")
+    return value
 
 
 def _coerce(key: str, text: str, current: Any) -> Any:
