@@ -78,8 +78,9 @@ class RunConfig:
     def validate(self) -> None:
         """Raise :class:`UsageError` for settings that cannot work, before anything is built."""
         self.budget()
-        positive = {"--threads": self.threads, "--log-every": self.log_every, "--eval-every": self.eval_every,
-                    "--checkpoint-every": self.checkpoint_every, "--eval-samples": self.eval_samples}
+        positive = {"--batch-size": self.batch_size, "--threads": self.threads, "--log-every": self.log_every,
+                    "--eval-every": self.eval_every, "--checkpoint-every": self.checkpoint_every,
+                    "--eval-samples": self.eval_samples}
         for flag, value in positive.items():
             if value is not None and value < 1:
                 raise UsageError(f"{flag} must be at least 1, got {value}")

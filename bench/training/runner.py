@@ -28,6 +28,7 @@ from bench.metrics.evaluator import Evaluator
 from bench.record import RunRecord, read_record
 from bench.stop import StopRequest
 from bench.timing import StepTimer
+from bench.training.checks import build_for_run
 from bench.training.cuda_graphs import StepGraph
 from bench.training.flops import measure_flops
 from bench.training.recorder import sample_grid
@@ -105,7 +106,7 @@ class Runner:
             evaluator = Evaluator(self.device, n_samples=cfg.eval_samples, data_dir=cfg.data_dir)
         self.run = Run(cfg, spec, hparams, self.device, evaluator, self.stop, run_dir)
         torch.manual_seed(cfg.seed)
-        self.gan: GAN = spec.build(hparams, self.device)
+        self.gan: GAN = build_for_run(spec, hparams, cfg, self.device, len(self.run.sampler.data))
         self.gan.batches_per_epoch = self.run.sampler.batches_per_epoch
         self.graphs = StepGraph(self.gan, spec.name) if cfg.cuda_graphs else None
         self.run.attach(self.gan)

@@ -1,0 +1,81 @@
+"""The model built for a run, and the checks of the user's settings that need it built.
+
+A config's declared ranges (:mod:`bench.config`) catch most bad hyperparameters before
+anything is built; these catch the rest before the first batch: a plugin that declares no
+ranges and whose networks or optimizers refuse an overridden value, and batch sizes that
+leave BatchNorm a batch of one image.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from bench.config import RunConfig
+from bench.contract import GAN, ArchSpec, GANConfig
+from bench.errors import UsageError
+
+#: What networks and optimizers raise for values they cannot take: ValueError (torch.optim's
+#: "Invalid learning rate"), TypeError (a size that overflows), RuntimeError (a negative or
+#: unallocatable size).
+_REFUSALS = (ValueError, TypeError, RuntimeError, OverflowError, MemoryError)
+
+
+def build_for_run(spec: ArchSpec, hparams: GANConfig, cfg: RunConfig, device: torch.device, n_images: int) -> GAN:
+    """Build ``spec``'s model for a run on ``n_images`` training images, refusing the user's settings it cannot take.
+
+    Raises:
+        UsageError: the build refused an overridden hyperparameter, or the batch size leaves
+            BatchNorm a batch of one image.
+    """
+    overridden = _overrides_text(cfg)
+    try:
+        gan = spec.build(hparams, device)
+    except _REFUSALS as exc:
+        if not overridden:
+            raise  # the plugin's own fault with its own defaults
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UsageError(f"{spec.name} cannot be built with {overridden} ({type(exc).__name__}: {reason}); "
+                         f"choose other values") from None
+    check_batch_norm(gan, spec.name, hparams.batch_size, n_images, cfg)
+    return gan
+
+
+def _overrides_text(cfg: RunConfig) -> str:
+    """The hyperparameters the user set, as given: ``--set lr=-1, --batch-size 8`` (empty if none)."""
+    given = [f"--set {key}={value}" for key, value in cfg.hparams.items()]
+    if cfg.batch_size is not None:
+        given.append(f"--batch-size {cfg.batch_size}")
+    return ", ".join(given)
+
+
+def _batch_text(cfg: RunConfig, batch_size: int) -> str:
+    if cfg.batch_size is not None:
+        return f"--batch-size {batch_size}"
+    if "batch_size" in cfg.hparams:
+        return f"--set batch_size={batch_size}"
+    return f"batch size {batch_size}"
+
+
+def uses_batch_norm(gan: GAN) -> bool:
+    """Whether any network of ``gan`` holds a BatchNorm layer (which cannot train on one image)."""
+    return any(isinstance(m, _BatchNorm) for net in gan.networks().values() for m in net.modules())
+
+
+def check_batch_norm(gan: GAN, name: str, batch_size: int, n_images: int, cfg: RunConfig) -> None:
+    """Refuse a batch size that gives BatchNorm a batch of one image, at once or at an epoch's end."""
+    if not uses_batch_norm(gan):
+        return
+    given = _batch_text(cfg, batch_size)
+    if batch_size == 1:
+        raise UsageError(f"{given} cannot train {name}: its BatchNorm layers need at least 2 images per batch; "
+                         f"choose a batch size of 2 or more")
+    if n_images % batch_size != 1:
+        return
+    if cfg.train_subset is not None:
+        images, fix = f"--train-subset {n_images}", f"--train-subset {n_images - 1}, or another batch size"
+    else:
+        alternative = next(b for b in range(batch_size + 1, n_images + 1) if n_images % b != 1)
+        images, fix = f"the {n_images} training images", f"another batch size, e.g. --batch-size {alternative}"
+    raise UsageError(f"{given} with {images} leaves a last batch of 1 image in every epoch, which {name}'s "
+                     f"BatchNorm layers cannot train on; choose {fix}")

@@ -1,0 +1,153 @@
+"""Bad input is exit 2 and one line, before any work: nothing trained, evaluated or written.
+
+In-process through ``bench.cli.main``; each case would otherwise fail deep in a network,
+an optimizer or torch's seeding, after minutes of work, or not at all.
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from bench.cli import main
+from bench.registry import default_registry
+
+from helpers import make_dist
+
+NO_EVAL = ["--steps", "1", "--no-eval"]
+
+
+def refused(argv: list[str], capsys) -> str:
+    """Run the command line; assert exit 2 and one line on stderr without a traceback; return the line."""
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse
+        code = exc.code
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert code == 2, err
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert "Traceback" not in err
+    return lines[0].removeprefix("error: ")
+
+
+# Hyperparameters a network or optimizer cannot take ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "given, message",
+    [
+        (["--set", "lr=nan"], "hyperparameter lr must be a positive finite number, got nan"),
+        (["--set", "lr=-1"], "hyperparameter lr must be a positive finite number, got -1.0"),
+        (["--set", "lr=inf"], "hyperparameter lr must be a positive finite number, got inf"),
+        (["--set", "b1=2"], "hyperparameter b1 must be a finite number in [0, 1), got 2.0"),
+        (["--set", "latent_dim=-1"], "hyperparameter latent_dim must be at least 1, got -1"),
+        (["--set", "latent_dim=0"], "hyperparameter latent_dim must be at least 1, got 0"),
+        (["--set", "bn_eps=-1"], "hyperparameter bn_eps must be a positive finite number, got -1.0"),
+        (["--batch-size", "1"], "--batch-size 1 cannot train vanilla: its BatchNorm layers need at least 2 images "
+                                "per batch; choose a batch size of 2 or more"),
+        (["--set", "batch_size=1"], "--set batch_size=1 cannot train vanilla: its BatchNorm layers need at least 2 "
+                                    "images per batch; choose a batch size of 2 or more"),
+        (["--train-subset", "65"], "batch size 64 with --train-subset 65 leaves a last batch of 1 image in every "
+                                   "epoch, which vanilla's BatchNorm layers cannot train on; choose --train-subset "
+                                   "64, or another batch size"),
+        (["--batch-size", "59999"], "--batch-size 59999 with the 60000 training images leaves a last batch of 1 "
+                                    "image in every epoch, which vanilla's BatchNorm layers cannot train on; choose "
+                                    "another batch size, e.g. --batch-size 60000"),
+    ],
+)
+def test_hyperparameters_the_networks_cannot_take(given, message, tmp_path, capsys):
+    out = tmp_path / "runs"
+    assert refused(["run", "--arch", "vanilla", *NO_EVAL, "--out", str(out), *given], capsys) == message
+    assert not out.exists()
+
+
+def test_batch_norm_in_the_generator_alone_is_enough_to_refuse(tmp_path, capsys):
+    # lsgan's discriminator has no BatchNorm, its generator has; 129 = 2 * 64 + 1.
+    assert "lsgan's BatchNorm" in refused(
+        ["run", "--arch", "lsgan", *NO_EVAL, "--out", str(tmp_path), "--train-subset", "129"], capsys)
+
+
+PLUGIN = """
+from dataclasses import dataclass
+import torch
+from bench.contract import GAN, ArchSpec, GANConfig
+
+@dataclass
+class Cfg(GANConfig):
+    lr: float = 0.01    # no declared ranges: torch's own checks are all there is
+    hidden: int = 16
+    fail: bool = False
+
+class Plain(GAN):
+    def __init__(self, cfg, device):
+        if cfg.fail:
+            raise ValueError("this plugin cannot build with fail set")
+        self.latent_dim = cfg.latent_dim
+        self.generator = torch.nn.Sequential(
+            torch.nn.Linear(cfg.latent_dim, cfg.hidden), torch.nn.Linear(cfg.hidden, 784), torch.nn.Tanh(),
+            torch.nn.Unflatten(1, (1, 28, 28))).to(device)
+        self.discriminator = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 1)).to(device)
+        self.opt_g = torch.optim.SGD(self.generator.parameters(), lr=cfg.lr)
+        self.opt_d = torch.optim.SGD(self.discriminator.parameters(), lr=cfg.lr)
+
+    def train_step(self, real, step):
+        z = torch.randn(real.shape[0], self.latent_dim, device=real.device)
+        d_loss = (torch.nn.functional.softplus(-self.discriminator(real)).mean()
+                  + torch.nn.functional.softplus(self.discriminator(self.generator(z).detach())).mean())
+        self.opt_d.zero_grad(); d_loss.backward(); self.opt_d.step()
+        g_loss = torch.nn.functional.softplus(-self.discriminator(self.generator(z))).mean()
+        self.opt_g.zero_grad(); g_loss.backward(); self.opt_g.step()
+        return {"d_loss": d_loss.detach(), "g_loss": g_loss.detach()}
+
+SPEC = ArchSpec(name="plain", description="declares no ranges", image_size=28, config=Cfg, build=Plain)
+"""
+
+
+@pytest.fixture
+def plain_plugin(tmp_path, monkeypatch):
+    root = tmp_path / "site"
+    root.mkdir()
+    make_dist(root, "plain-plugin", {"plain": "plain_arch:SPEC"}, {"plain_arch": textwrap.dedent(PLUGIN)})
+    monkeypatch.syspath_prepend(str(root))
+    default_registry.cache_clear()
+    yield
+    default_registry.cache_clear()
+
+
+@pytest.mark.parametrize(
+    "given, message",
+    [
+        (["--set", "lr=-1"], "plain cannot be built with --set lr=-1 (ValueError: Invalid learning rate: -1.0); "
+                             "choose other values"),
+        (["--set", "hidden=-5", "--batch-size", "8"],
+         "plain cannot be built with --set hidden=-5, --batch-size 8 (RuntimeError: Trying to create tensor with "
+         "negative dimension -5: [-5, 100]); choose other values"),
+        (["--set", "fail=true"], "plain cannot be built with --set fail=true (ValueError: this plugin cannot build "
+                                 "with fail set); choose other values"),
+        (["--set", "lr=nan"], "hyperparameter lr must be a finite number, got nan"),
+    ],
+)
+def test_a_plugin_that_declares_no_ranges_refuses_through_its_build(given, message, plain_plugin, tmp_path, capsys):
+    out = tmp_path / "runs"
+    assert refused(["run", "--arch", "plain", *NO_EVAL, "--out", str(out), *given], capsys) == message
+    assert not out.exists()
+
+
+def test_a_batch_of_one_trains_without_batch_norm(plain_plugin, tmp_path, capsys):
+    assert main(["run", "--arch", "plain", *NO_EVAL, "--out", str(tmp_path), "--batch-size", "1"]) == 0
+
+
+def test_a_build_that_fails_with_its_own_defaults_is_not_the_user_s_fault(plain_plugin):
+    import torch
+
+    from bench.config import RunConfig
+    from bench.errors import UsageError
+    from bench.training.checks import build_for_run
+
+    spec = default_registry().load("plain")
+    broken = spec.make_config({"fail": True})  # as if it were the plugin's default
+    with pytest.raises(Exception) as info:
+        build_for_run(spec, broken, RunConfig("plain"), torch.device("cpu"), 100)
+    assert not isinstance(info.value, UsageError)
