@@ -18,6 +18,16 @@ PRECISIONS = ("fp32", "bf16")
 DEFAULT_FID_TARGET = 1000.0
 #: The budget when none is given.
 DEFAULT_EPOCHS = 5
+#: Seeds run from 0 to SEED_LIMIT - 1. torch takes seeds below 2**64, and epoch ``e``'s data
+#: order is seeded with ``seed + e``, which from here stays far below that for any budget.
+SEED_LIMIT = 2**32
+#: The most seeds one ``--seeds`` may ask for (a plan holds an entry for each).
+MAX_SEEDS = 10_000
+#: The most CPU threads a run may ask torch for.
+MAX_THREADS = 1024
+#: The training split's size: an evaluation's reference points compare that many training
+#: images with the test split, so no evaluation can use more.
+MAX_EVAL_SAMPLES = 60_000
 
 
 @dataclass(frozen=True)
@@ -79,14 +89,17 @@ class RunConfig:
         """Raise :class:`UsageError` for settings that cannot work, before anything is built."""
         self.budget()
         positive = {"--batch-size": self.batch_size, "--threads": self.threads, "--log-every": self.log_every,
-                    "--eval-every": self.eval_every, "--checkpoint-every": self.checkpoint_every,
-                    "--eval-samples": self.eval_samples}
+                    "--eval-every": self.eval_every, "--checkpoint-every": self.checkpoint_every}
         for flag, value in positive.items():
             if value is not None and value < 1:
                 raise UsageError(f"{flag} must be at least 1, got {value}")
         for flag, value in {"--sample-every": self.sample_every, "--warmup-steps": self.warmup_steps}.items():
             if value < 0:
                 raise UsageError(f"{flag} must be 0 or more, got {value}")
+        check_seed(self.seed)
+        if self.threads is not None and self.threads > MAX_THREADS:
+            raise UsageError(f"--threads must be at most {MAX_THREADS}, got {self.threads}")
+        check_eval_samples(self.eval_samples)
         if self.precision not in PRECISIONS:
             raise UsageError(f"unknown --precision {self.precision!r}; choose from: {', '.join(PRECISIONS)}")
         if (self.eval_every is not None or self.eval_every_s is not None) and not self.eval:
@@ -104,6 +117,21 @@ class RunConfig:
         have (``budget``, ``image_size``, ... in run.json) are left out."""
         known = cls.field_names()
         return cls(**{**{k: v for k, v in settings.items() if k in known}, **given})
+
+
+def check_seed(seed: int, flag: str = "--seed") -> None:
+    """Raise :class:`UsageError` unless ``0 <= seed < SEED_LIMIT``."""
+    if not 0 <= seed < SEED_LIMIT:
+        raise UsageError(f"{flag} must be between 0 and {SEED_LIMIT - 1}, got {seed}")
+
+
+def check_eval_samples(n: int) -> None:
+    """Raise :class:`UsageError` unless ``n`` images can be evaluated (1 to the training split's size)."""
+    if n < 1:
+        raise UsageError(f"--eval-samples must be at least 1, got {n}")
+    if n > MAX_EVAL_SAMPLES:
+        raise UsageError(f"--eval-samples must be at most {MAX_EVAL_SAMPLES} (the reference points compare that "
+                         f"many training images), got {n}")
 
 
 def duration_text(seconds: float) -> str:

@@ -13,7 +13,7 @@ import re
 from typing import Any, NoReturn
 
 from bench import console
-from bench.config import DEFAULT_FID_TARGET, RunConfig
+from bench.config import DEFAULT_FID_TARGET, MAX_EVAL_SAMPLES, MAX_SEEDS, MAX_THREADS, SEED_LIMIT, RunConfig
 from bench.errors import UsageError
 
 
@@ -75,13 +75,21 @@ def parse_assignment(text: str) -> tuple[str, str]:
 
 
 def parse_seeds(text: str) -> list[int]:
-    """``3`` means seeds 0, 1, 2; ``0,5,7`` means those seeds."""
+    """``3`` means seeds 0, 1, 2; ``0,5,7`` means those seeds (at most MAX_SEEDS, each below SEED_LIMIT)."""
     try:
-        seeds = [int(s) for s in text.split(",") if s.strip()] if "," in text else list(range(int(text)))
+        seeds = [int(s) for s in text.split(",") if s.strip()] if "," in text else int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"--seeds takes a count (3) or a list (0,5,7), got {text!r}") from None
+    count = seeds if isinstance(seeds, int) else len(seeds)
+    if count > MAX_SEEDS:  # checked before the list is made: a plan holds an entry per seed
+        raise argparse.ArgumentTypeError(f"--seeds takes at most {MAX_SEEDS:,} seeds, got {count:,}")
+    if isinstance(seeds, int):
+        seeds = list(range(seeds))
     if not seeds or len(set(seeds)) != len(seeds):
         raise argparse.ArgumentTypeError(f"--seeds needs at least one seed and no repeats, got {text!r}")
+    wrong = next((s for s in seeds if not 0 <= s < SEED_LIMIT), None)
+    if wrong is not None:
+        raise argparse.ArgumentTypeError(f"--seeds: each seed must be between 0 and {SEED_LIMIT - 1}, got {wrong}")
     return seeds
 
 
@@ -105,13 +113,15 @@ def add_training_options(p: argparse.ArgumentParser, seed: bool = True) -> None:
     p.add_argument("--batch-size", type=parse_int, help="default: the architecture's (64 for the study's)")
     if seed:
         p.add_argument("--seed", type=parse_int, default=0,
-                       help="training seed; the same seed gives the same run on CPU (default 0)")
+                       help=f"training seed, 0 to {SEED_LIMIT - 1}; the same seed gives the same run on CPU "
+                            "(default 0)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     p.add_argument("--precision", default="fp32", help="fp32 (default) or bf16 (autocast, fp32 master weights)")
     p.add_argument("--cuda-graphs", action="store_true",
                    help="on CUDA, replay each training step as one CUDA graph (architectures that declare graph_safe)")
     p.add_argument("--threads", type=parse_int, metavar="N",
-                   help="CPU threads for torch (default: torch's choice, one per core); 1 is faster on a busy machine")
+                   help=f"CPU threads for torch, 1 to {MAX_THREADS} (default: torch's choice, one per core); "
+                        "1 is faster on a busy machine")
     p.add_argument("--out", default="results/runs", help="folder for run folders (default results/runs)")
     p.add_argument("--sample-every", type=parse_int, default=400, metavar="N",
                    help="log a sample grid every N batches (default 400, 0 = only at the end)")
@@ -127,7 +137,8 @@ def add_training_options(p: argparse.ArgumentParser, seed: bool = True) -> None:
                     help="also evaluate every N batches, or every DURATION of training time (e.g. 30s); "
                          "default: only at the end")
     ev.add_argument("--eval-samples", type=parse_int, default=10_000, metavar="N",
-                    help="generated images per evaluation (default 10000, the published protocol)")
+                    help=f"generated images per evaluation, 1 to {MAX_EVAL_SAMPLES} (default 10000, the published "
+                         "protocol)")
     ev.add_argument("--no-eval", dest="eval", action="store_false", help="skip evaluation")
     p.add_argument("--checkpoint-every", type=parse_int, metavar="N", help="also write a checkpoint every N batches")
     p.add_argument("--set", dest="hparams", action="append", type=parse_assignment, default=[], metavar="KEY=VALUE",
@@ -138,7 +149,8 @@ def add_plan_options(p: argparse.ArgumentParser, example: str) -> None:
     """The options of the commands that run a plan of several runs (compare, sweep)."""
     p.add_argument("--arch", type=parse_archs, help=f"comma-separated architectures, e.g. {example}")
     p.add_argument("--seeds", type=parse_seeds, default=[0], metavar="N|LIST",
-                   help="a count (3 = seeds 0,1,2) or a list (0,5,7); default 1")
+                   help=f"a count (3 = seeds 0,1,2; at most {MAX_SEEDS:,}) or a list (0,5,7; each 0 to "
+                        f"{SEED_LIMIT - 1}); default 1")
     add_fid_target(p)
 
 

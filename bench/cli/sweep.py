@@ -10,6 +10,7 @@ from bench import console, tables
 from bench.cli.options import (
     Parser, add_plan_options, add_training_options, parse_int, parse_number, plan_settings,
 )
+from bench.config import MAX_THREADS
 from bench.errors import BenchError, UsageError
 from bench.layout import Status
 from bench.plans.backends import INSTALL_HINT, LocalBackend, RayBackend
@@ -70,8 +71,8 @@ def make_backend(args: argparse.Namespace) -> Backend:
         return LocalBackend()
     cpus = 1 if args.cpus_per_run is None else args.cpus_per_run
     gpus = 0.0 if args.gpus_per_run is None else args.gpus_per_run
-    if cpus < 1:
-        raise UsageError(f"--cpus-per-run must be at least 1, got {cpus}")
+    if not 1 <= cpus <= MAX_THREADS:  # each run uses its CPUs as torch threads
+        raise UsageError(f"--cpus-per-run must be between 1 and {MAX_THREADS}, got {cpus}")
     if gpus < 0:
         raise UsageError(f"--gpus-per-run must be 0 or more, got {gpus:g}")
     return RayBackend(args.address, cpus, gpus, shared=args.shared is not False)

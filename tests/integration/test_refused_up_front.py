@@ -151,3 +151,64 @@ def test_a_build_that_fails_with_its_own_defaults_is_not_the_user_s_fault(plain_
     with pytest.raises(Exception) as info:
         build_for_run(spec, broken, RunConfig("plain"), torch.device("cpu"), 100)
     assert not isinstance(info.value, UsageError)
+
+
+# Numbers out of range -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["run", "--arch", "vanilla", "--seed", "-1"], "--seed must be between 0 and 4294967295, got -1"),
+        (["run", "--arch", "vanilla", "--seed", "4294967296"],
+         "--seed must be between 0 and 4294967295, got 4294967296"),
+        (["run", "--arch", "vanilla", "--seed", "99999999999999999999"],
+         "--seed must be between 0 and 4294967295, got 99999999999999999999"),
+        (["run", "--arch", "vanilla", "--threads", "99999999999999999999"],
+         "--threads must be at most 1024, got 99999999999999999999"),
+        (["compare", "--arch", "vanilla", "--seeds", "999999999999999"],
+         "argument --seeds: --seeds takes at most 10,000 seeds, got 999,999,999,999,999 "
+         "(see: python -m bench compare --help)"),
+        (["compare", "--arch", "vanilla", "--seeds", "0,4294967296"],
+         "argument --seeds: --seeds: each seed must be between 0 and 4294967295, got 4294967296 "
+         "(see: python -m bench compare --help)"),
+        (["sweep", "--arch", "vanilla", "--seeds=-1,2"],
+         "argument --seeds: --seeds: each seed must be between 0 and 4294967295, got -1 "
+         "(see: python -m bench sweep --help)"),
+        (["sweep", "--arch", "vanilla", "--backend", "ray", "--cpus-per-run", "99999999999999999999"],
+         "--cpus-per-run must be between 1 and 1024, got 99999999999999999999"),
+        (["perf", "--arch", "vanilla", "--seed", "-5"], "--seed must be between 0 and 4294967295, got -5"),
+        (["perf", "--arch", "vanilla", "--peak-seconds", "inf"],
+         "argument --peak-seconds: must be a positive number, got inf (see: python -m bench perf --help)"),
+    ],
+)
+def test_numbers_out_of_range(argv, message, tmp_path, capsys):
+    out = tmp_path / "runs"
+    where = ["--json", str(out / "perf.json")] if argv[0] == "perf" else ["--out", str(out), *NO_EVAL]
+    assert refused([*argv, *where], capsys) == message
+    assert not out.exists()
+
+
+def test_the_largest_seed_trains_past_its_first_epoch(tmp_path):
+    # 3 batches of 64 from 128 images: epoch 1 is seeded with seed + 1.
+    argv = ["run", "--arch", "lsgan", "--seed", "4294967295", "--steps", "3", "--train-subset", "128", "--no-eval",
+            "--out", str(tmp_path)]
+    assert main(argv) == 0
+
+
+# Everything checked before training and evaluation -----------------------------------------------
+
+
+def test_eval_samples_beyond_the_training_split_before_training(tmp_path, capsys):
+    out = tmp_path / "runs"
+    message = refused(["run", "--arch", "vanilla", "--steps", "1", "--eval-samples", "60001", "--out", str(out)],
+                      capsys)
+    assert message == ("--eval-samples must be at most 60000 (the reference points compare that many training "
+                       "images), got 60001")
+    assert not out.exists()
+
+
+def test_eval_samples_beyond_the_training_split_before_loading_a_run(tmp_path, capsys):
+    # Checked first: the folder is not even a run folder.
+    message = refused(["eval", str(tmp_path), "--eval-samples", "60001"], capsys)
+    assert message.startswith("--eval-samples must be at most 60000")
