@@ -42,6 +42,25 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def check_writable(path: str | os.PathLike, flag: str) -> None:
+    """Raise :class:`UsageError` unless a file can be written at ``path`` (its folder is made if missing).
+
+    Tried with a temporary file beside it, as :func:`atomic_path` will write it, so that a
+    command refuses at once rather than after its work.
+    """
+    target = Path(path)
+    if target.is_dir():
+        raise UsageError(f"{flag} {path} is a folder; give a file name")
+    try:
+        if not target.parent.exists():
+            target.parent.mkdir(parents=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise UsageError(f"{flag} {path} cannot be written: {exc.strerror or exc}") from None
+    os.close(fd)
+    os.unlink(tmp)
+
+
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically."""
     with atomic_path(path) as tmp:

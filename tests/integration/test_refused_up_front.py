@@ -7,6 +7,7 @@ an optimizer or torch's seeding, after minutes of work, or not at all.
 from __future__ import annotations
 
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -212,3 +213,28 @@ def test_eval_samples_beyond_the_training_split_before_loading_a_run(tmp_path, c
     # Checked first: the folder is not even a run folder.
     message = refused(["eval", str(tmp_path), "--eval-samples", "60001"], capsys)
     assert message.startswith("--eval-samples must be at most 60000")
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    """A completed two-step run folder (no evaluation), shared by the tests that only read it."""
+    out = tmp_path_factory.mktemp("finished")
+    assert main(["run", "--arch", "lsgan", "--steps", "2", "--train-subset", "128", "--no-eval", "--seed", "3",
+                 "--out", str(out)]) == 0
+    (run_dir,) = out.iterdir()
+    return run_dir
+
+
+def test_eval_out_that_cannot_be_written_before_the_evaluation(finished_run, tmp_path, capsys, monkeypatch):
+    import bench.cli.eval
+
+    def no_evaluation(*args, **kwargs):
+        raise AssertionError("evaluated before checking --out")
+
+    monkeypatch.setattr(bench.cli.eval, "Evaluator", no_evaluation)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("a file where a folder should be\n")
+    message = refused(["eval", str(finished_run), "--out", str(blocker / "metrics.json")], capsys)
+    assert message == f"--out {blocker / 'metrics.json'} cannot be written: Not a directory"
+    assert refused(["eval", str(finished_run), "--out", str(tmp_path)], capsys) == (
+        f"--out {tmp_path} is a folder; give a file name")
