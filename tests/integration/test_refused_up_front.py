@@ -238,3 +238,28 @@ def test_eval_out_that_cannot_be_written_before_the_evaluation(finished_run, tmp
     assert message == f"--out {blocker / 'metrics.json'} cannot be written: Not a directory"
     assert refused(["eval", str(finished_run), "--out", str(tmp_path)], capsys) == (
         f"--out {tmp_path} is a folder; give a file name")
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"[grid]\nlr = [[[1e-4]]]\n", "--grid-file GRID: grid.lr nests lists more than two deep; give a value, a "
+                                       "list of values, or a list of lists for a tuple hyperparameter"),
+        (b"[grid]\nlr = [[1e-4, 2e-4]]\n",
+         "vanilla: hyperparameter lr=[0.0001, 0.0002] is not a valid float (from [grid] in GRID)"),
+        (b"[grid]\nlr = [[{a = 1}]]\n",
+         "--grid-file GRID: grid.lr holds a table inside a list; give a value or a list of values"),
+        (b"[grid.vanilla]\nlatent_dim = [true, 64]\n",
+         "vanilla: hyperparameter latent_dim=True is not a valid int (from [grid.vanilla] in GRID)"),
+        (b"[grid]\nb1 = [0.5, 1.5]\n",
+         "vanilla: hyperparameter b1 must be a finite number in [0, 1), got 1.5 (from [grid] in GRID)"),
+        (b"[grid]\nlr = [1e-4]\n# caf\xe9\n",
+         "--grid-file GRID: not UTF-8 text (byte 0xe9 at offset 24); save it as UTF-8"),
+    ],
+)
+def test_grid_files_are_checked_before_anything_runs(content, message, tmp_path, capsys):
+    grid, out = tmp_path / "grid.toml", tmp_path / "sweeps"
+    grid.write_bytes(content)
+    argv = ["sweep", "--arch", "vanilla", "--grid-file", str(grid), *NO_EVAL, "--out", str(out)]
+    assert refused(argv, capsys) == message.replace("GRID", str(grid))
+    assert not out.exists()
