@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from bench import console, tables
-from bench.cli.options import add_plan_options, add_training_options, plan_settings
+from bench.cli.options import add_plan_options, add_training_options, plan_settings, refuse_with_resume
 from bench.errors import BenchError
 from bench.plans.backends import LocalBackend
 from bench.plans.driver import Driver
@@ -26,6 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.resume:
+        refuse_with_resume(args, "comparison", arch=bool(args.arch), seeds=args.seeds != [0])
         plan = Plan.load(args.resume)
         check_plan(plan.settings, plan.runs)
     else:

@@ -145,6 +145,26 @@ def add_training_options(p: argparse.ArgumentParser, seed: bool = True) -> None:
                    help="override an architecture hyperparameter, e.g. --set lr=1e-4 (repeatable)")
 
 
+def given_training_options(args: argparse.Namespace) -> list[str]:
+    """The training options ``args`` holds with other values than their defaults, as flags (``--steps``)."""
+    defaults = argparse.ArgumentParser(add_help=False)
+    add_training_options(defaults, seed=hasattr(args, "seed"))
+    return [action.option_strings[0] for action in defaults._actions
+            if getattr(args, action.dest, action.default) != action.default]
+
+
+def refuse_with_resume(args: argparse.Namespace, what: str, **others: bool) -> None:
+    """Raise :class:`UsageError` naming the options given with ``--resume``, which takes ``what``'s own settings.
+
+    Args:
+        others: further flags (``arch=True`` for ``--arch``) and whether each was given.
+    """
+    given = ["--" + flag.replace("_", "-") for flag, was_given in others.items() if was_given]
+    given += given_training_options(args)
+    if given:
+        raise UsageError(f"--resume continues the {what} with its own settings; drop {', '.join(given)}")
+
+
 def add_plan_options(p: argparse.ArgumentParser, example: str) -> None:
     """The options of the commands that run a plan of several runs (compare, sweep)."""
     p.add_argument("--arch", type=parse_archs, help=f"comma-separated architectures, e.g. {example}")

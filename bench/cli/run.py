@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from bench import console, tables
-from bench.cli.options import add_training_options, run_config
+from bench.cli.options import add_training_options, refuse_with_resume, run_config
 from bench.errors import UsageError
 from bench.layout import Status
 from bench.record import read_record
@@ -24,8 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     registry = default_registry()
     if args.resume:
-        if args.arch:
-            raise UsageError("--resume takes the architecture and settings from the run folder; drop --arch")
+        refuse_with_resume(args, "run", arch=bool(args.arch))
         if read_record(args.resume).status is Status.COMPLETED:
             console.out.print(f"{args.resume} is already complete; nothing to do")
             return 0

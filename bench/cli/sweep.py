@@ -8,7 +8,7 @@ from typing import Any
 
 from bench import console, tables
 from bench.cli.options import (
-    Parser, add_plan_options, add_training_options, parse_int, parse_number, plan_settings,
+    Parser, add_plan_options, add_training_options, parse_int, parse_number, plan_settings, refuse_with_resume,
 )
 from bench.config import MAX_THREADS
 from bench.errors import BenchError, UsageError
@@ -95,10 +95,8 @@ def plan_points(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _resumed(args: argparse.Namespace) -> Plan:
-    given = [flag for flag, value in (("--arch", args.arch), ("--grid", args.grid), ("--grid-file", args.grid_file))
-             if value]
-    if given:
-        raise UsageError(f"--resume takes the plan from the sweep folder; drop {', '.join(given)}")
+    refuse_with_resume(args, "sweep", arch=bool(args.arch), seeds=args.seeds != [0], grid=bool(args.grid),
+                       grid_file=bool(args.grid_file))
     plan = Plan.load(args.resume)
     check_plan(plan.settings, plan.runs)
     if args.retry_failed:

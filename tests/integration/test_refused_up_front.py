@@ -263,3 +263,44 @@ def test_grid_files_are_checked_before_anything_runs(content, message, tmp_path,
     argv = ["sweep", "--arch", "vanilla", "--grid-file", str(grid), *NO_EVAL, "--out", str(out)]
     assert refused(argv, capsys) == message.replace("GRID", str(grid))
     assert not out.exists()
+
+
+# --resume with other options ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "given, dropped",
+    [
+        (["--steps", "5", "--seed", "1"], "--steps, --seed"),
+        (["--set", "lr=1e-3", "--out", "elsewhere"], "--out, --set"),
+        (["--arch", "lsgan", "--no-eval", "--threads", "2"], "--arch, --threads, --no-eval"),
+        (["--time-budget", "1m", "--eval-every", "30s", "--checkpoint-every", "10"],
+         "--time-budget, --eval-every, --checkpoint-every"),
+    ],
+)
+def test_run_resume_refuses_other_settings(given, dropped, finished_run, capsys):
+    assert refused(["run", "--resume", str(finished_run), *given], capsys) == (
+        f"--resume continues the run with its own settings; drop {dropped}")
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["compare", "--resume", "DIR", "--steps", "5"], "--resume continues the comparison with its own settings; "
+                                                         "drop --steps"),
+        (["compare", "--resume", "DIR", "--arch", "vanilla", "--seeds", "3", "--batch-size", "32"],
+         "--resume continues the comparison with its own settings; drop --arch, --seeds, --batch-size"),
+        (["sweep", "--resume", "DIR", "--grid", "lr=1e-4", "--set", "b1=0.4"],
+         "--resume continues the sweep with its own settings; drop --grid, --set"),
+        (["sweep", "--resume", "DIR", "--arch", "vanilla", "--precision", "bf16"],
+         "--resume continues the sweep with its own settings; drop --arch, --precision"),
+    ],
+)
+def test_plan_resume_refuses_other_settings(argv, message, tmp_path, capsys):
+    assert refused([a.replace("DIR", str(tmp_path)) for a in argv], capsys) == message
+
+
+def test_resume_still_takes_options_that_are_not_training_settings(tmp_path, capsys):
+    # --fid-target only changes the table printed at the end; a run still says the folder is empty.
+    message = refused(["compare", "--resume", str(tmp_path), "--fid-target", "50"], capsys)
+    assert not message.startswith("--resume continues")
