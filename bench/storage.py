@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import os
+import re
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -84,6 +85,33 @@ def write_csv(path: str | os.PathLike, header: list[str], rows: list[list[Any]])
     writer.writerow(header)
     writer.writerows(rows)
     write_text(path, buf.getvalue())
+
+
+def load_torch(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
+    """``torch.load`` a file gan-bench wrote: tensors and plain containers only (``weights_only=True``).
+
+    Raises:
+        UsageError: the file holds other Python objects, so it is no gan-bench file, and
+            unpickling it could run code; it is not loaded.
+        Exception: whatever torch raises for a missing or damaged file.
+    """
+    import pickle
+    import warnings
+
+    import torch
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. an unusual pickle protocol: the refusal below says enough
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "weights only" not in str(exc).lower():
+            raise
+        # Not torch's message: it suggests weights_only=False, which would run whatever the file holds.
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        holds = f"Python objects ({found.group(1)})" if found else "Python objects"
+        raise UsageError(f"{path} is not a gan-bench file: it holds {holds} beyond tensors, and loading it "
+                         "may be unsafe; it was not loaded") from None
 
 
 def save_torch(path: str | os.PathLike, obj: Any) -> None:

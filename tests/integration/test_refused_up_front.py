@@ -304,3 +304,74 @@ def test_resume_still_takes_options_that_are_not_training_settings(tmp_path, cap
     # --fid-target only changes the table printed at the end; a run still says the folder is empty.
     message = refused(["compare", "--resume", str(tmp_path), "--fid-target", "50"], capsys)
     assert not message.startswith("--resume continues")
+
+
+# A file that is not a state dict ------------------------------------------------------------------
+
+
+class RunsCode:
+    """Unpickling this runs ``touch MARKER``: what a malicious checkpoint would do."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+def _unsafe_message(path: Path, holds: str = "Python objects (posix.system)") -> str:
+    return f"{path} is not a gan-bench file: it holds {holds} beyond tensors, and loading it may be unsafe; " \
+           "it was not loaded"
+
+
+@pytest.fixture
+def copied_run(finished_run, tmp_path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(finished_run, tmp_path / "run"))
+
+
+def test_a_malicious_generator_is_refused_by_eval(copied_run, tmp_path, capsys):
+    import pickle
+
+    marker = tmp_path / "ran"
+    (copied_run / "generator.pt").write_bytes(pickle.dumps(RunsCode(marker), protocol=2))
+    message = refused(["eval", str(copied_run), "--eval-samples", "100"], capsys)
+    assert message == _unsafe_message(copied_run / "generator.pt")
+    assert "weights_only" not in message and not marker.exists()
+
+
+def test_a_malicious_checkpoint_is_refused_by_resume(copied_run, tmp_path, capsys):
+    import json
+    import pickle
+
+    record = json.loads((copied_run / "run.json").read_text())
+    (copied_run / "run.json").write_text(json.dumps({**record, "status": "interrupted"}))
+    marker = tmp_path / "ran"
+    (copied_run / "checkpoint.pt").write_bytes(pickle.dumps(RunsCode(marker)))  # the newest protocol
+    message = refused(["run", "--resume", str(copied_run)], capsys)
+    assert message == _unsafe_message(copied_run / "checkpoint.pt", "Python objects")
+    assert not marker.exists()
+
+
+class Custom:
+    """Any class of one's own: torch.save pickles it by reference."""
+
+
+def test_every_torch_file_is_loaded_through_one_safe_door(tmp_path):
+    import torch
+
+    from bench.errors import UsageError
+    from bench.metrics.cache import _load
+    from bench.storage import load_torch
+
+    path = tmp_path / "custom.pt"
+    torch.save({"value": Custom()}, path)
+    with pytest.raises(UsageError) as info:
+        load_torch(path)
+    assert str(info.value) == _unsafe_message(path, f"Python objects ({__name__}.Custom)")
+    assert _load(path, "any key") is None  # the metrics cache recomputes a foreign file instead
+    torch.save({"key": "k", "value": {"x": torch.ones(2)}}, path)
+    assert _load(path, "k")["x"].tolist() == [1.0, 1.0]
