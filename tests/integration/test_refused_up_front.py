@@ -375,3 +375,49 @@ def test_every_torch_file_is_loaded_through_one_safe_door(tmp_path):
     assert _load(path, "any key") is None  # the metrics cache recomputes a foreign file instead
     torch.save({"key": "k", "value": {"x": torch.ones(2)}}, path)
     assert _load(path, "k")["x"].tolist() == [1.0, 1.0]
+
+
+# A gzip bomb in --data-dir ------------------------------------------------------------------------
+
+
+def _bomb(folder: Path, megabytes: int) -> Path:
+    """Copy the packaged MNIST with train-labels replaced by ``megabytes`` MB of zeros, gzipped (64 kB a 64 MB)."""
+    import gzip
+    import shutil
+
+    from bench.data import PACKAGED_DIR
+
+    folder.mkdir()
+    for f in PACKAGED_DIR.glob("*.gz"):
+        shutil.copy(f, folder / f.name)
+    with gzip.open(folder / "train-labels-idx1-ubyte.gz", "wb") as fh:
+        for _ in range(megabytes):
+            fh.write(bytes(1 << 20))
+    return folder
+
+
+def test_a_gzip_bomb_is_refused_by_size_before_it_is_decompressed(tmp_path):
+    import tracemalloc
+
+    from bench.data import read_verified
+    from bench.errors import DataError
+
+    folder = _bomb(tmp_path / "mnist", 64)
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError, match="is altered or truncated: more than 60008 bytes uncompressed"):
+            read_verified(folder, "train-labels-idx1-ubyte")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20, f"{peak / 2**20:.0f} MB held for a 60 kB file"
+
+
+def test_a_gzip_bomb_in_data_dir_is_one_line(tmp_path, capsys):
+    folder = _bomb(tmp_path / "mnist", 2)
+    message = refused(["run", "--arch", "vanilla", *NO_EVAL, "--data-dir", str(folder), "--out", str(tmp_path)],
+                      capsys)
+    assert message == (f"MNIST file {folder}/train-labels-idx1-ubyte.gz is altered or truncated: more than 60008 "
+                       "bytes uncompressed, expected 60008 bytes with SHA-256 65a50cbbf4e906d70832878ad85ccda5333a97"
+                       "f0f4c3dd2ef09a8a9eef7101c5; restore it from a clean copy of MNIST, or drop --data-dir to use "
+                       "the copy shipped with gan-bench")
