@@ -171,7 +171,7 @@ class Range:
     finite: bool = True
 
     def admits(self, value: float) -> bool:
-        """Whether ``value`` lies in the range (NaN never does)."""
+        """Return whether ``value`` lies in the range (NaN never does)."""
         if math.isnan(value) or (self.finite and math.isinf(value)):
             return False
         above = self.low is None or (value > self.low if self.low_open else value >= self.low)
@@ -179,7 +179,7 @@ class Range:
         return above and below
 
     def text(self, is_float: bool) -> str:
-        """``a positive finite number``, ``at least 1``, ``a finite number in [0, 1)``, for messages."""
+        """Describe the range for messages: ``a positive finite number``, ``a finite number in [0, 1)``."""
         kind = "a finite number" if is_float and self.finite else "a number"
         low = None if self.low is None else ("above " if self.low_open else "at least ") + f"{self.low:g}"
         high = None if self.high is None else ("below " if self.high_open else "at most ") + f"{self.high:g}"
@@ -197,17 +197,17 @@ class Range:
 
 
 def positive() -> dict[str, Range]:
-    """Field metadata: the value must be above 0 (``field(default=2e-4, metadata=positive())``)."""
+    """Return field metadata for values above 0: ``field(default=2e-4, metadata=positive())``."""
     return {RANGE: Range(low=0, low_open=True)}
 
 
 def at_least(low: float) -> dict[str, Range]:
-    """Field metadata: the value must be ``low`` or more (``field(default=5, metadata=at_least(1))``)."""
+    """Return field metadata for values of ``low`` or more: ``field(default=5, metadata=at_least(1))``."""
     return {RANGE: Range(low=low)}
 
 
 def between(low: float, high: float) -> dict[str, Range]:
-    """Field metadata: ``low <= value < high``, half-open like ``range()`` (``metadata=between(0, 1)``)."""
+    """Return field metadata for ``low <= value < high``, half-open like ``range()``: ``metadata=between(0, 1)``."""
     return {RANGE: Range(low=low, high=high, high_open=True)}
 
 
@@ -248,7 +248,7 @@ def apply_overrides(config: Any, overrides: Mapping[str, Any]) -> Any:
 
 
 def _typed(key: str, value: Any, current: Any) -> Any:
-    """``value`` (from JSON or TOML, not a string) as the type of ``current``, or a UsageError."""
+    """Return ``value`` (from JSON or TOML, not a string) as ``current``'s type, or raise UsageError."""
     if current is None or value is None:
         return value
     if isinstance(current, tuple):

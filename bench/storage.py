@@ -88,7 +88,7 @@ def write_csv(path: str | os.PathLike, header: list[str], rows: list[list[Any]])
 
 
 def load_torch(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
-    """``torch.load`` a file gan-bench wrote: tensors and plain containers only (``weights_only=True``).
+    """Load a torch file gan-bench wrote: tensors and plain containers only (``weights_only=True``).
 
     Raises:
         UsageError: the file holds other Python objects, so it is no gan-bench file, and

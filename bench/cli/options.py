@@ -146,7 +146,7 @@ def add_training_options(p: argparse.ArgumentParser, seed: bool = True) -> None:
 
 
 def given_training_options(args: argparse.Namespace) -> list[str]:
-    """The training options ``args`` holds with other values than their defaults, as flags (``--steps``)."""
+    """Return the training options ``args`` holds with other values than their defaults, as flags (``--steps``)."""
     defaults = argparse.ArgumentParser(add_help=False)
     add_training_options(defaults, seed=hasattr(args, "seed"))
     return [action.option_strings[0] for action in defaults._actions

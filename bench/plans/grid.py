@@ -80,7 +80,7 @@ def read_grid_file(path: str) -> Grid:
 
 
 def _values(path: str, where: str, value: Any) -> list[Any]:
-    """The values of one grid key: each a scalar, or a flat list of scalars (a tuple hyperparameter's value)."""
+    """Return the values of one grid key: each a scalar, or a flat list of scalars (a tuple's value)."""
     values = value if isinstance(value, list) else [value]
     if not values or any(isinstance(v, dict) for v in values):
         raise UsageError(f"--grid-file {path}: {where} must be a value or a non-empty list of values")
@@ -109,7 +109,7 @@ def make_grid(options: list[tuple[str, list[str]]], grid_file: str | None) -> Gr
 
 
 def _where(grid: Grid, arch: str, key: str) -> str:
-    """Where ``arch``'s values of ``key`` come from: ``--grid``, ``[grid] in FILE`` or ``[grid.ARCH] in FILE``."""
+    """Return where ``arch``'s values of ``key`` come from: ``--grid``, ``[grid] in F`` or ``[grid.ARCH] in F``."""
     if key in grid.per_arch.get(arch, {}):
         return f"[grid.{arch}] in {grid.file}"
     return "--grid" if key in grid.options or grid.file is None else f"[grid] in {grid.file}"

@@ -42,7 +42,7 @@ def build_for_run(spec: ArchSpec, hparams: GANConfig, cfg: RunConfig, device: to
 
 
 def _overrides_text(cfg: RunConfig) -> str:
-    """The hyperparameters the user set, as given: ``--set lr=-1, --batch-size 8`` (empty if none)."""
+    """Return the hyperparameters the user set, as given: ``--set lr=-1, --batch-size 8`` (empty if none)."""
     given = [f"--set {key}={value}" for key, value in cfg.hparams.items()]
     if cfg.batch_size is not None:
         given.append(f"--batch-size {cfg.batch_size}")
@@ -58,7 +58,7 @@ def _batch_text(cfg: RunConfig, batch_size: int) -> str:
 
 
 def uses_batch_norm(gan: GAN) -> bool:
-    """Whether any network of ``gan`` holds a BatchNorm layer (which cannot train on one image)."""
+    """Return whether any network of ``gan`` holds a BatchNorm layer (which cannot train on one image)."""
     return any(isinstance(m, _BatchNorm) for net in gan.networks().values() for m in net.modules())
 
 
