@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from architectures.losses import bce_discriminator_loss, bce_generator_loss
 from architectures.nets import ConvDiscriminator, ConvGenerator, dcgan_init
 from architectures.steps import GeneratorFirstGAN, adam_pair
-from bench.contract import ArchSpec, GANConfig
+from bench.contract import ArchSpec, GANConfig, between, positive
 
 
 @dataclass
 class DCGANConfig(GANConfig):
-    lr: float = 2e-4
-    b1: float = 0.5
-    b2: float = 0.999
-    bn_eps: float = 0.8
-    dropout: float = 0.25
+    lr: float = field(default=2e-4, metadata=positive())
+    b1: float = field(default=0.5, metadata=between(0, 1))
+    b2: float = field(default=0.999, metadata=between(0, 1))
+    bn_eps: float = field(default=0.8, metadata=positive())
+    dropout: float = field(default=0.25, metadata=between(0, 1))
 
 
 class DCGAN(GeneratorFirstGAN):

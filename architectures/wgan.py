@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -10,16 +10,16 @@ from torch import Tensor
 
 from architectures.losses import wasserstein_critic_loss, wasserstein_generator_loss
 from architectures.nets import MLPDiscriminator, MLPGenerator
-from bench.contract import GAN, ArchSpec, GANConfig
+from bench.contract import GAN, ArchSpec, GANConfig, at_least, positive
 from bench.errors import UsageError
 
 
 @dataclass
 class WGANConfig(GANConfig):
-    lr: float = 5e-5
-    n_critic: int = 5
-    clip_value: float = 0.01
-    bn_eps: float = 0.8
+    lr: float = field(default=5e-5, metadata=positive())
+    n_critic: int = field(default=5, metadata=at_least(1))
+    clip_value: float = field(default=0.01, metadata=positive())
+    bn_eps: float = field(default=0.8, metadata=positive())
 
 
 class WGAN(GAN):

@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
 from architectures.losses import gradient_penalty, wasserstein_critic_loss
 from architectures.wgan import WGAN
-from bench.contract import ArchSpec, GANConfig
+from bench.contract import ArchSpec, GANConfig, at_least, between, positive
 
 
 @dataclass
 class WGANGPConfig(GANConfig):
-    lr: float = 1e-4
-    b1: float = 0.5
-    b2: float = 0.9
-    n_critic: int = 5
-    lambda_gp: float = 10.0
-    bn_eps: float = 0.8
+    lr: float = field(default=1e-4, metadata=positive())
+    b1: float = field(default=0.5, metadata=between(0, 1))
+    b2: float = field(default=0.9, metadata=between(0, 1))
+    n_critic: int = field(default=5, metadata=at_least(1))
+    lambda_gp: float = field(default=10.0, metadata=at_least(0))
+    bn_eps: float = field(default=0.8, metadata=positive())
 
 
 class WGANGP(WGAN):

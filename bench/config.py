@@ -9,6 +9,7 @@ from typing import Any
 from collections.abc import Mapping
 
 from bench.errors import UsageError
+from bench.schema import OMIT_NONE
 
 #: Training precisions: fp32, or bf16 autocast with fp32 master weights.
 PRECISIONS = ("fp32", "bf16")
@@ -18,6 +19,16 @@ PRECISIONS = ("fp32", "bf16")
 DEFAULT_FID_TARGET = 1000.0
 #: The budget when none is given.
 DEFAULT_EPOCHS = 5
+#: Seeds run from 0 to SEED_LIMIT - 1. torch takes seeds below 2**64, and epoch ``e``'s data
+#: order is seeded with ``seed + e``, which from here stays far below that for any budget.
+SEED_LIMIT = 2**32
+#: The most seeds one ``--seeds`` may ask for (a plan holds an entry for each).
+MAX_SEEDS = 10_000
+#: The most CPU threads a run may ask torch for.
+MAX_THREADS = 1024
+#: The training split's size: an evaluation's reference points compare that many training
+#: images with the test split, so no evaluation can use more.
+MAX_EVAL_SAMPLES = 60_000
 
 
 #: The settings a plan sets run by run; a plan's shared settings are a RunConfig without them.
@@ -66,9 +77,10 @@ class RunConfig:
     eval_samples: int = 10_000
     checkpoint_every: int | None = None
     hparams: dict[str, Any] = field(default_factory=dict)
-    #: Runs that trained on this machine at the same time as this one (``--jobs``): their step times
-    #: shared the CPUs, which a report must say before it puts them beside a run's that did not.
-    parallel_runs: int = 1
+    #: Runs that trained on this machine at the same time as this one (``--jobs``; None: it trained
+    #: alone): their step times shared the CPUs, which a report must say before it puts them beside
+    #: a run's that did not.
+    parallel_runs: int | None = field(default=None, metadata=OMIT_NONE)
 
     def budget(self) -> Budget:
         """Return the one budget that applies, ``epochs=5`` when none was given."""
@@ -85,14 +97,18 @@ class RunConfig:
     def validate(self) -> None:
         """Raise :class:`UsageError` for settings that cannot work, before anything is built."""
         self.budget()
-        positive = {"--threads": self.threads, "--log-every": self.log_every, "--eval-every": self.eval_every,
-                    "--checkpoint-every": self.checkpoint_every, "--eval-samples": self.eval_samples}
+        positive = {"--batch-size": self.batch_size, "--threads": self.threads, "--log-every": self.log_every,
+                    "--eval-every": self.eval_every, "--checkpoint-every": self.checkpoint_every}
         for flag, value in positive.items():
             if value is not None and value < 1:
                 raise UsageError(f"{flag} must be at least 1, got {value}")
         for flag, value in {"--sample-every": self.sample_every, "--warmup-steps": self.warmup_steps}.items():
             if value < 0:
                 raise UsageError(f"{flag} must be 0 or more, got {value}")
+        check_seed(self.seed)
+        if self.threads is not None and self.threads > MAX_THREADS:
+            raise UsageError(f"--threads must be at most {MAX_THREADS}, got {self.threads}")
+        check_eval_samples(self.eval_samples)
         if self.precision not in PRECISIONS:
             raise UsageError(f"unknown --precision {self.precision!r}; choose from: {', '.join(PRECISIONS)}")
         if (self.eval_every is not None or self.eval_every_s is not None) and not self.eval:
@@ -112,6 +128,21 @@ class RunConfig:
         return cls(**{**{k: v for k, v in settings.items() if k in known}, **given})
 
 
+def check_seed(seed: int, flag: str = "--seed") -> None:
+    """Raise :class:`UsageError` unless ``0 <= seed < SEED_LIMIT``."""
+    if not 0 <= seed < SEED_LIMIT:
+        raise UsageError(f"{flag} must be between 0 and {SEED_LIMIT - 1}, got {seed}")
+
+
+def check_eval_samples(n: int) -> None:
+    """Raise :class:`UsageError` unless ``n`` images can be evaluated (1 to the training split's size)."""
+    if n < 1:
+        raise UsageError(f"--eval-samples must be at least 1, got {n}")
+    if n > MAX_EVAL_SAMPLES:
+        raise UsageError(f"--eval-samples must be at most {MAX_EVAL_SAMPLES} (the reference points compare that "
+                         f"many training images), got {n}")
+
+
 def duration_text(seconds: float) -> str:
     """The shortest of ``2h``, ``10m`` or ``90s`` for ``seconds``, as ``--time-budget`` reads it."""
     if seconds % 3600 == 0:
@@ -121,20 +152,123 @@ def duration_text(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
+# Hyperparameter ranges -------------------------------------------------------------------------
+#
+# A config field declares the values it takes in its metadata, and every config made by
+# apply_overrides (so every ArchSpec.make_config) is checked against it, defaults included:
+#
+#     lr: float = field(default=2e-4, metadata=positive())
+#     b1: float = field(default=0.5, metadata=between(0, 1))
+#     n_critic: int = field(default=5, metadata=at_least(1))
+#
+# A float field must be finite whether it declares a range or not (``Range(finite=False)``
+# lets one take infinities); a tuple field's range applies to each of its items.
+
+#: The metadata key of a field's :class:`Range`.
+RANGE = "gan_bench.range"
+
+
+@dataclass(frozen=True)
+class Range:
+    """The numbers a hyperparameter may take: ``low`` (exclusive if ``low_open``) up to ``high``
+    (exclusive if ``high_open``), finite unless ``finite`` is False."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    finite: bool = True
+
+    def admits(self, value: float) -> bool:
+        """Return whether ``value`` lies in the range (NaN never does)."""
+        if math.isnan(value) or (self.finite and math.isinf(value)):
+            return False
+        above = self.low is None or (value > self.low if self.low_open else value >= self.low)
+        below = self.high is None or (value < self.high if self.high_open else value <= self.high)
+        return above and below
+
+    def text(self, is_float: bool) -> str:
+        """Describe the range for messages: ``a positive finite number``, ``a finite number in [0, 1)``."""
+        kind = "a finite number" if is_float and self.finite else "a number"
+        low = None if self.low is None else ("above " if self.low_open else "at least ") + f"{self.low:g}"
+        high = None if self.high is None else ("below " if self.high_open else "at most ") + f"{self.high:g}"
+        if low and high:
+            opening, closing = "([" [not self.low_open], ")]"[not self.high_open]
+            return f"{kind} in {opening}{self.low:g}, {self.high:g}{closing}"
+        if self.low == 0 and self.low_open:
+            return kind.replace("a ", "a positive ", 1)
+        bound = low or high
+        if bound is None:
+            return kind
+        if not is_float:
+            return bound
+        return f"{kind} {'of ' if bound.startswith('at') else ''}{bound}"
+
+
+def positive() -> dict[str, Range]:
+    """Return field metadata for values above 0: ``field(default=2e-4, metadata=positive())``."""
+    return {RANGE: Range(low=0, low_open=True)}
+
+
+def at_least(low: float) -> dict[str, Range]:
+    """Return field metadata for values of ``low`` or more: ``field(default=5, metadata=at_least(1))``."""
+    return {RANGE: Range(low=low)}
+
+
+def between(low: float, high: float) -> dict[str, Range]:
+    """Return field metadata for ``low <= value < high``, half-open like ``range()``: ``metadata=between(0, 1)``."""
+    return {RANGE: Range(low=low, high=high, high_open=True)}
+
+
+def check_ranges(config: Any) -> None:
+    """Raise :class:`UsageError` naming the first field of ``config`` outside its declared range."""
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        declared = f.metadata.get(RANGE, Range())
+        for item in value if isinstance(value, tuple) else (value,):
+            if isinstance(item, bool) or not isinstance(item, (int, float)):
+                continue
+            if not declared.admits(item):
+                raise UsageError(f"hyperparameter {f.name} must be {declared.text(isinstance(item, float))}, "
+                                 f"got {_shown(value)}")
+
+
+def _shown(value: Any) -> str:
+    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
 def apply_overrides(config: Any, overrides: Mapping[str, Any]) -> Any:
-    """Return the dataclass ``config`` with ``overrides`` applied, coercing strings to the field types."""
+    """Return the dataclass ``config`` with ``overrides`` applied, coercing strings to the field types.
+
+    Raises:
+        UsageError: an unknown key, a value of the wrong type, or a value outside its field's
+            declared :class:`Range` (every field is checked, defaults included).
+    """
     fields = {f.name: f for f in dataclasses.fields(config)}
     changes = {}
     for key, value in overrides.items():
         if key not in fields:
             raise UsageError(f"unknown hyperparameter {key!r}; choose from: {', '.join(sorted(fields))}")
         current = getattr(config, key)
-        if isinstance(value, str):
-            value = _coerce(key, value, current)
-        elif isinstance(current, tuple) and isinstance(value, list):
-            value = tuple(value)  # tuples come back from JSON as lists
-        changes[key] = value
-    return dataclasses.replace(config, **changes)
+        changes[key] = _coerce(key, value, current) if isinstance(value, str) else _typed(key, value, current)
+    config = dataclasses.replace(config, **changes)
+    check_ranges(config)
+    return config
+
+
+def _typed(key: str, value: Any, current: Any) -> Any:
+    """Return ``value`` (from JSON or TOML, not a string) as ``current``'s type, or raise UsageError."""
+    if current is None or value is None:
+        return value
+    if isinstance(current, tuple):
+        if not isinstance(value, (list, tuple)) or len(value) != len(current):
+            raise UsageError(f"hyperparameter {key}={value!r} is not a valid tuple of {len(current)} values")
+        return tuple(_typed(key, v, c) for v, c in zip(value, current, strict=True))
+    if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)  # TOML and JSON write 1e-3 as a float, but 1 as an int
+    if isinstance(value, bool) != isinstance(current, bool) or not isinstance(value, type(current)):
+        raise UsageError(f"hyperparameter {key}={value!r} is not a valid {type(current).__name__}")
+    return value
 
 
 def _coerce(key: str, text: str, current: Any) -> Any:

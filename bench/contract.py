@@ -11,15 +11,20 @@ from __future__ import annotations
 
 import abc
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from collections.abc import Callable, Mapping
 
 import torch
 from torch import Tensor, nn
 
-from bench.config import apply_overrides
-from bench.errors import PluginError
+from bench.config import Range, apply_overrides, at_least, between, check_ranges, positive
+from bench.errors import PluginError, UsageError
+
+__all__ = [
+    "DIAGNOSTICS", "GAN", "REQUIRED_LOSSES", "ArchSpec", "GANConfig", "Range", "at_least", "between",
+    "check_samples", "check_step_output", "count_parameters", "positive",
+]
 
 #: Keys every training step must return (detached scalar tensors).
 REQUIRED_LOSSES = ("d_loss", "g_loss")
@@ -29,10 +34,16 @@ DIAGNOSTICS = ("d_real", "d_fake")
 
 @dataclass
 class GANConfig:
-    """Hyperparameters every architecture has; subclass it to add your own."""
+    """Hyperparameters every architecture has; subclass it to add your own.
 
-    batch_size: int = 64
-    latent_dim: int = 100
+    A field may declare the values it takes, checked whenever a config is made (defaults
+    and ``--set`` overrides alike), e.g. ``lr: float = field(default=2e-4, metadata=positive())``;
+    see :func:`positive`, :func:`at_least`, :func:`between` and :class:`Range`. Float fields
+    must be finite in any case.
+    """
+
+    batch_size: int = field(default=64, metadata=at_least(1))
+    latent_dim: int = field(default=100, metadata=at_least(1))
 
 
 @dataclass(frozen=True)
@@ -54,8 +65,18 @@ class ArchSpec:
     build: Callable[[Any, torch.device], GAN]
 
     def make_config(self, overrides: Mapping[str, Any] | None = None) -> GANConfig:
-        """Return the default hyperparameters with ``overrides`` applied."""
-        return apply_overrides(self.config(), overrides or {})
+        """Return the default hyperparameters with ``overrides`` applied, each within its declared range.
+
+        Raises:
+            PluginError: a default is outside its own declared range (the plugin's fault).
+            UsageError: an override is unknown, mistyped or out of range.
+        """
+        defaults = self.config()
+        try:
+            check_ranges(defaults)
+        except UsageError as exc:
+            raise PluginError(self.name, f"default {exc}") from None
+        return apply_overrides(defaults, overrides or {})
 
 
 class GAN(abc.ABC):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import struct
+import zlib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -44,9 +45,12 @@ def read_verified(data_dir: Path, name: str) -> bytes:
     if path is None:
         raise DataError(f"MNIST file {name}(.gz) not found in {data_dir}; {fix}")
     try:
-        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raw = _read_at_most(path, size + 1)
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise DataError(f"MNIST file {path} cannot be read ({exc}); {fix}") from None
+    if len(raw) > size:
+        raise DataError(f"MNIST file {path} is altered or truncated: more than {size} bytes uncompressed, "
+                        f"expected {size} bytes with SHA-256 {digest}; {fix}")
     actual = hashlib.sha256(raw).hexdigest()
     if actual != digest:
         raise DataError(
@@ -54,6 +58,12 @@ def read_verified(data_dir: Path, name: str) -> bytes:
             f"expected {size} bytes with SHA-256 {digest}; {fix}"
         )
     return raw
+
+
+def _read_at_most(path: Path, limit: int) -> bytes:
+    """Return at most ``limit`` bytes of ``path``, decompressed as read for ``.gz`` (a gzip bomb is cut off)."""
+    with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as fh:
+        return fh.read(limit)
 
 
 def _parse_idx(raw: bytes) -> Tensor:

@@ -14,6 +14,7 @@ import fcntl
 import io
 import json
 import os
+import re
 import socket
 import tempfile
 from datetime import datetime, timezone
@@ -77,24 +78,28 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
     return stale
 
 
-def check_writable(path: str | os.PathLike, option: str = "--out") -> Path:
+def check_writable(path: str | os.PathLike, option: str = "--out", example: str | None = None) -> Path:
     """Refuse, before any work is done, a file that could not be written; create its folder.
+
+    Tried with a temporary file beside it, as :func:`atomic_path` will write it.
 
     Raises:
         UsageError: ``path`` is a folder, its folder cannot be created, or it is not writable.
     """
     target = Path(path)
     if target.is_dir():
-        raise UsageError(f"{option} {target} is a folder; give a file name, e.g. {target / 'scores.json'}")
+        suggestion = f", e.g. {target / example}" if example else ""
+        raise UsageError(f"{option} {target} is a folder; give a file name{suggestion}")
     above = next((p for p in target.parents if p.exists()), None)
     if above is not None and not above.is_dir():
         raise UsageError(f"{option} {target} cannot be written: {above} is a file, not a folder")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=TMP_SUFFIX)
     except OSError as exc:
         raise UsageError(f"{option} {target} cannot be written: {exc.strerror or exc}") from None
-    if not os.access(target.parent, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
-        raise UsageError(f"{option} {target} cannot be written: permission denied")
+    os.close(fd)
+    os.unlink(tmp)
     return target
 
 
@@ -121,6 +126,33 @@ def write_csv(path: str | os.PathLike, header: list[str], rows: list[list[Any]])
     writer.writerow(header)
     writer.writerows(rows)
     write_text(path, buf.getvalue())
+
+
+def load_torch(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
+    """Load a torch file gan-bench wrote: tensors and plain containers only (``weights_only=True``).
+
+    Raises:
+        UsageError: the file holds other Python objects, so it is no gan-bench file, and
+            unpickling it could run code; it is not loaded.
+        Exception: whatever torch raises for a missing or damaged file.
+    """
+    import pickle
+    import warnings
+
+    import torch
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. an unusual pickle protocol: the refusal below says enough
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "weights only" not in str(exc).lower():
+            raise
+        # Not torch's message: it suggests weights_only=False, which would run whatever the file holds.
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        holds = f"Python objects ({found.group(1)})" if found else "Python objects"
+        raise UsageError(f"{path} is not a gan-bench file: it holds {holds} beyond tensors, and loading it "
+                         "may be unsafe; it was not loaded") from None
 
 
 def save_torch(path: str | os.PathLike, obj: Any) -> None:

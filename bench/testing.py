@@ -29,7 +29,7 @@ from bench.contract import GAN, ArchSpec, GANConfig, check_samples, check_step_o
 from bench.errors import PluginError
 from bench.registry import default_registry
 from bench.training.flops import measure_flops
-from bench.training.runner import build_gan
+from bench.training.checks import build_gan
 
 #: The batch size the checks train with, and the size of a smaller last batch of an epoch.
 BATCH = 8

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from bench.cli.options import add_jobs_option, add_plan_options, add_training_options, parse_int, plan_settings
+from bench.cli.options import (
+    add_jobs_option, add_plan_options, add_training_options, parse_int, plan_settings,
+    refuse_with_resume,
+)
 from bench.errors import UsageError
 from bench.perf.sidebyside import ROUNDS
 from bench.plans.comparison import run_comparison
@@ -33,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
     if args.timing_rounds < 0:
         raise UsageError(f"--timing-rounds must be 0 or more, got {args.timing_rounds}")
     if args.resume:
+        refuse_with_resume(args, "comparison", arch=bool(args.arch), seeds=args.seeds != [0])
         plan = Plan.load(args.resume)
     else:
         settings = plan_settings(args)

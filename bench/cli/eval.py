@@ -6,11 +6,12 @@ import argparse
 
 from bench import tables
 from bench.cli.options import add_fid_backbone_options, parse_int
+from bench.config import MAX_EVAL_SAMPLES, check_eval_samples
 from bench.device import resolve_device
 from bench.metrics.evaluator import Evaluator
 from bench.registry import default_registry
 from bench.schema import to_plain
-from bench.storage import write_json
+from bench.storage import check_writable, write_json
 from bench.training.trained import load_trained
 
 DESCRIPTION = "Rebuild a run's generator from run.json and generator.pt (and sampling.pt) and score it."
@@ -20,12 +21,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", help="a run folder")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     p.add_argument("--eval-samples", type=parse_int, default=10_000, metavar="N",
-                   help="generated images (default 10000)")
+                   help=f"generated images, 1 to {MAX_EVAL_SAMPLES} (default 10000)")
     add_fid_backbone_options(p)
     p.add_argument("--out", metavar="FILE", help="also write the metrics as JSON")
 
 
 def run(args: argparse.Namespace) -> int:
+    check_eval_samples(args.eval_samples)
+    if args.out:
+        check_writable(args.out, "--out")  # before the evaluation, not after it
     device = resolve_device(args.device)
     record, gan = load_trained(args.run_dir, default_registry().load, device)
     evaluator = Evaluator(device, n_samples=args.eval_samples, data_dir=record.config.data_dir,

@@ -13,7 +13,9 @@ import re
 from typing import Any, NoReturn
 
 from bench import console
-from bench.config import DEFAULT_FID_TARGET, PER_RUN_KEYS, RunConfig
+from bench.config import (
+    DEFAULT_FID_TARGET, MAX_EVAL_SAMPLES, MAX_SEEDS, MAX_THREADS, PER_RUN_KEYS, SEED_LIMIT, RunConfig,
+)
 from bench.errors import UsageError
 
 
@@ -75,13 +77,21 @@ def parse_assignment(text: str) -> tuple[str, str]:
 
 
 def parse_seeds(text: str) -> list[int]:
-    """``3`` means seeds 0, 1, 2; ``0,5,7`` means those seeds."""
+    """``3`` means seeds 0, 1, 2; ``0,5,7`` means those seeds (at most MAX_SEEDS, each below SEED_LIMIT)."""
     try:
-        seeds = [int(s) for s in text.split(",") if s.strip()] if "," in text else list(range(int(text)))
+        seeds = [int(s) for s in text.split(",") if s.strip()] if "," in text else int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"--seeds takes a count (3) or a list (0,5,7), got {text!r}") from None
+    count = seeds if isinstance(seeds, int) else len(seeds)
+    if count > MAX_SEEDS:  # checked before the list is made: a plan holds an entry per seed
+        raise argparse.ArgumentTypeError(f"--seeds takes at most {MAX_SEEDS:,} seeds, got {count:,}")
+    if isinstance(seeds, int):
+        seeds = list(range(seeds))
     if not seeds or len(set(seeds)) != len(seeds):
         raise argparse.ArgumentTypeError(f"--seeds needs at least one seed and no repeats, got {text!r}")
+    wrong = next((s for s in seeds if not 0 <= s < SEED_LIMIT), None)
+    if wrong is not None:
+        raise argparse.ArgumentTypeError(f"--seeds: each seed must be between 0 and {SEED_LIMIT - 1}, got {wrong}")
     return seeds
 
 
@@ -105,14 +115,15 @@ def add_training_options(p: argparse.ArgumentParser, seed: bool = True) -> None:
     p.add_argument("--batch-size", type=parse_int, help="default: the architecture's (64 for the study's)")
     if seed:
         p.add_argument("--seed", type=parse_int, default=0,
-                       help="training seed; the same seed and --threads give the same run on the CPU (default 0)")
+                       help=f"training seed, 0 to {SEED_LIMIT - 1}; the same seed and --threads give the same run "
+                            "on the CPU (default 0)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     p.add_argument("--precision", default="fp32", help="fp32 (default) or bf16 (autocast, fp32 master weights)")
     p.add_argument("--cuda-graphs", action="store_true",
                    help="on CUDA, replay each training step as one CUDA graph (architectures that declare graph_safe)")
     p.add_argument("--threads", type=parse_int, metavar="N",
-                   help="CPU threads for torch (default: the usable CPUs that other work leaves free, at least 1; "
-                        "recorded in run.json)")
+                   help=f"CPU threads for torch, 1 to {MAX_THREADS} (default: the usable CPUs that other work leaves "
+                        "free, at least 1; recorded in run.json)")
     p.add_argument("--out", default="results/runs", help="folder for run folders (default results/runs)")
     p.add_argument("--sample-every", type=parse_int, default=400, metavar="N",
                    help="log a sample grid every N batches (default 400, 0 = only at the end)")
@@ -128,7 +139,8 @@ def add_training_options(p: argparse.ArgumentParser, seed: bool = True) -> None:
                     help="also evaluate every N batches, or every DURATION of training time (e.g. 30s); "
                          "default: only at the end")
     ev.add_argument("--eval-samples", type=parse_int, default=10_000, metavar="N",
-                    help="generated images per evaluation (default 10000, the published protocol)")
+                    help=f"generated images per evaluation, 1 to {MAX_EVAL_SAMPLES} (default 10000, the published "
+                         "protocol)")
     ev.add_argument("--no-eval", dest="eval", action="store_false", help="skip evaluation")
     p.add_argument("--checkpoint-every", type=parse_int, metavar="N", help="also write a checkpoint every N batches")
     p.add_argument("--set", dest="hparams", action="append", type=parse_assignment, default=[], metavar="KEY=VALUE",
@@ -142,11 +154,32 @@ def add_fid_backbone_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--inception-weights", metavar="PATH", help="FID Inception-v3 weights (pt_inception-2015-12-05)")
 
 
+def given_training_options(args: argparse.Namespace) -> list[str]:
+    """Return the training options ``args`` holds with other values than their defaults, as flags (``--steps``)."""
+    defaults = argparse.ArgumentParser(add_help=False)
+    add_training_options(defaults, seed=hasattr(args, "seed"))
+    return [action.option_strings[0] for action in defaults._actions
+            if getattr(args, action.dest, action.default) != action.default]
+
+
+def refuse_with_resume(args: argparse.Namespace, what: str, **others: bool) -> None:
+    """Raise :class:`UsageError` naming the options given with ``--resume``, which takes ``what``'s own settings.
+
+    Args:
+        others: further flags (``arch=True`` for ``--arch``) and whether each was given.
+    """
+    given = ["--" + flag.replace("_", "-") for flag, was_given in others.items() if was_given]
+    given += given_training_options(args)
+    if given:
+        raise UsageError(f"--resume continues the {what} with its own settings; drop {', '.join(given)}")
+
+
 def add_plan_options(p: argparse.ArgumentParser, example: str) -> None:
     """The options of the commands that run a plan of several runs (compare, sweep)."""
     p.add_argument("--arch", type=parse_archs, help=f"comma-separated architectures, e.g. {example}")
     p.add_argument("--seeds", type=parse_seeds, default=[0], metavar="N|LIST",
-                   help="a count (3 = seeds 0,1,2) or a list (0,5,7); default 1")
+                   help=f"a count (3 = seeds 0,1,2; at most {MAX_SEEDS:,}) or a list (0,5,7; each 0 to "
+                        f"{SEED_LIMIT - 1}); default 1")
     add_fid_target(p)
 
 

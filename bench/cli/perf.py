@@ -7,7 +7,7 @@ from pathlib import Path
 
 from bench import console, tables
 from bench.cli.options import parse_int, positive_float
-from bench.config import PRECISIONS
+from bench.config import PRECISIONS, SEED_LIMIT
 from bench.perf.measure import PerfConfig, machine_was_busy, measure
 from bench.perf.study import DEFAULT_CACHE, STUDY_REFERENCES
 from bench.storage import write_json
@@ -28,7 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup", type=parse_int, default=10, metavar="N",
                    help="batches left out at the start of each (default 10)")
     p.add_argument("--batch-size", type=parse_int, help="default: the architecture's (64)")
-    p.add_argument("--seed", type=parse_int, default=0, help="seed of the networks and data order (default 0)")
+    p.add_argument("--seed", type=parse_int, default=0,
+                   help=f"seed of the networks and data order, 0 to {SEED_LIMIT - 1} (default 0)")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda: every contender runs there")
     p.add_argument("--cuda-graphs", action="store_true",
                    help="the runner replays its step as a CUDA graph (graph-safe architectures)")

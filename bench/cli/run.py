@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 
 from bench import console, tables
-from bench.cli.options import add_jobs_option, add_training_options, parse_seeds, plan_settings, run_config
+from bench.cli.options import (
+    add_jobs_option, add_training_options, parse_seeds, plan_settings, refuse_with_resume, run_config,
+)
 from bench.config import DEFAULT_FID_TARGET
 from bench.errors import UsageError
 from bench.layout import Status
@@ -37,8 +39,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--jobs goes with --seeds (several runs at once)")
     registry = default_registry()
     if args.resume:
-        if args.arch:
-            raise UsageError("--resume takes the architecture and settings from the run folder; drop --arch")
+        refuse_with_resume(args, "run", arch=bool(args.arch))
         if read_record(args.resume).status is Status.COMPLETED:
             console.out.print(f"{args.resume} is already complete; nothing to do")
             return 0

@@ -33,7 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Check the output file and the images, then score them and the reference points at the same count."""
     if args.out:
-        check_writable(args.out)
+        check_writable(args.out, example="scores.json")
     loaded = load_images(args.path, key=args.key, value_range=args.value_range)
     source = loaded.source
     # The reference points are drawn at the evaluator's n_samples: the count given, so they compare.

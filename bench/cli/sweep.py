@@ -9,7 +9,9 @@ from typing import Any
 from bench import console, tables
 from bench.cli.options import (
     Parser, add_jobs_option, add_plan_options, add_training_options, parse_int, parse_number, plan_settings,
+    refuse_with_resume,
 )
+from bench.config import MAX_THREADS
 from bench.errors import UsageError
 from bench.layout import Status
 from bench.plans.backends import INSTALL_HINT, RayBackend, local_backend
@@ -76,8 +78,8 @@ def ray_backend(args: argparse.Namespace) -> RayBackend | None:
         raise UsageError("--jobs applies to --backend local; on Ray, --cpus-per-run and the cluster decide")
     cpus = 1 if args.cpus_per_run is None else args.cpus_per_run
     gpus = 0.0 if args.gpus_per_run is None else args.gpus_per_run
-    if cpus < 1:
-        raise UsageError(f"--cpus-per-run must be at least 1, got {cpus}")
+    if not 1 <= cpus <= MAX_THREADS:  # each run uses its CPUs as torch threads
+        raise UsageError(f"--cpus-per-run must be between 1 and {MAX_THREADS}, got {cpus}")
     if gpus < 0:
         raise UsageError(f"--gpus-per-run must be 0 or more, got {gpus:g}")
     return RayBackend(args.address, cpus, gpus, shared=args.shared is not False)
@@ -100,10 +102,8 @@ def plan_points(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _resumed(args: argparse.Namespace) -> Plan:
-    given = [flag for flag, value in (("--arch", args.arch), ("--grid", args.grid), ("--grid-file", args.grid_file))
-             if value]
-    if given:
-        raise UsageError(f"--resume takes the plan from the sweep folder; drop {', '.join(given)}")
+    refuse_with_resume(args, "sweep", arch=bool(args.arch), seeds=args.seeds != [0], grid=bool(args.grid),
+                       grid_file=bool(args.grid_file))
     plan = Plan.load(args.resume)
     check_plan(plan.settings, plan.runs)
     if args.retry_failed:

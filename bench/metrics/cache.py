@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-import torch
 from torch import Tensor
 
 from bench.data import FILES, load_mnist, to_model_range
@@ -30,7 +29,7 @@ from bench.metrics.classifier import (
     IMAGE_SIZE, WEIGHTS_SHA256, MNISTClassifier, load_classifier, predict, to_classifier_size,
 )
 from bench.metrics.scores import PR_K, knn_radii
-from bench.storage import save_torch
+from bench.storage import load_torch, save_torch
 
 #: Bump when the real-side statistics or the reference points change meaning.
 PROTOCOL_VERSION = 1
@@ -101,8 +100,8 @@ def _decoded(stored: dict[str, Any] | None, decode: Callable[[dict[str, Any]], T
 def _load(path: Path, key: str) -> dict[str, Any] | None:
     """Return the dict stored at ``path`` if it is intact and made for ``key``, else None."""
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # missing, truncated, corrupt or foreign: recompute it
+        blob = load_torch(path)
+    except Exception:  # missing, truncated, corrupt or foreign (a UsageError): recompute it
         return None
     if not isinstance(blob, dict) or blob.get("key") != key or not isinstance(blob.get("value"), dict):
         return None

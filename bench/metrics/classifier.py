@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from bench.data import load_mnist, to_model_range
 from bench.errors import BenchError, UsageError
-from bench.storage import save_torch
+from bench.storage import load_torch, save_torch
 
 #: The shipped weights, package data of ``bench`` (this module lives one folder below it).
 WEIGHTS_PATH = Path(__file__).parent.parent / "weights" / "mnist_classifier.pt"
@@ -222,7 +222,7 @@ def load_classifier(
         )
     model = MNISTClassifier()
     try:
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        model.load_state_dict(load_torch(path))
     except (RuntimeError, OSError, ValueError) as exc:
         raise BenchError(f"classifier weights {path} cannot be loaded ({exc}); recreate them with `{FIX}`") from None
     model.eval().requires_grad_(False)

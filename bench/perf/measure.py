@@ -36,7 +36,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from bench import console
-from bench.config import PRECISIONS, RunConfig
+from bench.config import PRECISIONS, RunConfig, check_seed
 from bench.contract import GAN
 from bench.data import BatchSampler, training_images
 from bench.device import AUTOCAST_DTYPES, autocast, resolve_device
@@ -87,6 +87,7 @@ class PerfConfig:
                 raise UsageError(f"{flag} must be at least 1, got {value}")
         if self.warmup < 0:
             raise UsageError(f"--warmup must be 0 or more, got {self.warmup}")
+        check_seed(self.seed)
         if not self.peak_seconds > 0:
             raise UsageError(f"--peak-seconds must be positive, got {self.peak_seconds}")
         if math.isinf(self.peak_seconds):  # the peak's timing loop would never end

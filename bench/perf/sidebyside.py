@@ -30,7 +30,7 @@ from bench.stats import Stats
 from bench.stop import StopRequest
 from bench.storage import utc_iso
 from bench.timing import StepTimer
-from bench.training.runner import build_gan
+from bench.training.checks import build_gan
 
 #: Defaults of the timing phase: rounds of every architecture, and steps timed in each after the warm-up.
 ROUNDS = 3

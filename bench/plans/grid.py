@@ -40,6 +40,8 @@ class Grid:
     common: dict[str, list[Any]] = dataclasses.field(default_factory=dict)
     per_arch: dict[str, dict[str, list[Any]]] = dataclasses.field(default_factory=dict)
     file: str | None = None
+    #: The keys of ``common`` given by ``--grid`` options rather than by the file.
+    options: list[str] = dataclasses.field(default_factory=list)
 
     def for_arch(self, arch: str) -> dict[str, list[Any]]:
         """The grid of ``arch``: its own table's keys replace the common ones."""
@@ -60,6 +62,9 @@ def read_grid_file(path: str) -> Grid:
             data = tomllib.load(fh)
     except OSError as exc:
         raise UsageError(f"--grid-file {path}: cannot be read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:  # TOML is UTF-8; tomllib decodes the whole file first
+        raise UsageError(f"--grid-file {path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+                         f"{exc.start}); save it as UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"--grid-file {path}: invalid TOML ({exc})") from None
     table = data.get("grid")
@@ -75,9 +80,18 @@ def read_grid_file(path: str) -> Grid:
 
 
 def _values(path: str, where: str, value: Any) -> list[Any]:
+    """Return the values of one grid key: each a scalar, or a flat list of scalars (a tuple's value)."""
     values = value if isinstance(value, list) else [value]
     if not values or any(isinstance(v, dict) for v in values):
         raise UsageError(f"--grid-file {path}: {where} must be a value or a non-empty list of values")
+    for v in values:
+        items = v if isinstance(v, list) else []
+        if any(isinstance(item, dict) for item in items):
+            raise UsageError(f"--grid-file {path}: {where} holds a table inside a list; give a value or a list "
+                             "of values")
+        if any(isinstance(item, list) for item in items):
+            raise UsageError(f"--grid-file {path}: {where} nests lists more than two deep; give a value, a list "
+                             "of values, or a list of lists for a tuple hyperparameter")
     return values
 
 
@@ -90,7 +104,15 @@ def make_grid(options: list[tuple[str, list[str]]], grid_file: str | None) -> Gr
             raise UsageError(f"--grid {key}=... given twice; put all its values in one option: --grid {key}=A,B")
         seen.add(key)
         grid.common[key] = values
+        grid.options.append(key)
     return grid
+
+
+def _where(grid: Grid, arch: str, key: str) -> str:
+    """Return where ``arch``'s values of ``key`` come from: ``--grid``, ``[grid] in F`` or ``[grid.ARCH] in F``."""
+    if key in grid.per_arch.get(arch, {}):
+        return f"[grid.{arch}] in {grid.file}"
+    return "--grid" if key in grid.options or grid.file is None else f"[grid] in {grid.file}"
 
 
 def _json_value(value: Any) -> Any:
@@ -106,12 +128,17 @@ def grid_points(arch: str, spec: ArchSpec, grid: Grid, fixed: dict[str, Any]) ->
     """
     keys = sorted(f.name for f in dataclasses.fields(spec.config))
     table = grid.for_arch(arch)
-    for key in table:
+    for key, values in table.items():
         if key not in keys:
-            where = f"[grid.{arch}] in {grid.file}" if key in grid.per_arch.get(arch, {}) else "--grid"
-            raise UsageError(f"{where} key {key!r} is not a hyperparameter of {arch}; {arch} has: {', '.join(keys)}")
+            raise UsageError(f"{_where(grid, arch, key)} key {key!r} is not a hyperparameter of {arch}; "
+                             f"{arch} has: {', '.join(keys)}")
         if key in fixed:
             raise UsageError(f"{key!r} is given both by --set and by the grid; keep one")
+        for value in values:  # each value on its own first, so the message can say where it came from
+            try:
+                spec.make_config({**fixed, key: value})
+            except UsageError as exc:
+                raise UsageError(f"{arch}: {exc} (from {_where(grid, arch, key)})") from None
     points = []
     for values in itertools.product(*table.values()):
         point = dict(zip(table, values, strict=True))

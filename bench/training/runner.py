@@ -12,14 +12,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
 
 from bench import console
 from bench.config import RunConfig
-from bench.contract import GAN, ArchSpec, GANConfig, check_step_output
+from bench.contract import GAN, ArchSpec, check_step_output
 from bench.device import autocast, resolve_device
 from bench.environment import default_threads, tune_allocator
 from bench.machine import usable_cpus, warn_if_bf16_is_emulated
@@ -31,6 +31,7 @@ from bench.registry import Entry
 from bench.stop import StopRequest
 from bench.storage import folder_lock
 from bench.timing import StepTimer
+from bench.training.checks import build_for_run
 from bench.training.cuda_graphs import StepGraph
 from bench.training.flops import measure_flops
 from bench.training.recorder import sample_grid
@@ -85,24 +86,6 @@ def every(n: int | None, step: int) -> bool:
     return bool(n) and step % n == 0
 
 
-def build_gan(spec: ArchSpec, hparams: GANConfig, device: torch.device, overridden: Collection[str] = ()) -> GAN:
-    """Build ``spec``'s model; its exception is a :class:`PluginError` naming the architecture.
-
-    Args:
-        overridden: the hyperparameters the user set (``--set``, ``--batch-size``). With any, a
-            ``ValueError`` or ``TypeError`` (an optimizer refusing ``lr=nan``, say) is most likely
-            the user's value rather than the plugin's fault: it is raised as it is, for the
-            caller to report as the user's.
-    """
-    try:
-        gan = spec.build(hparams, device)
-    except Exception as exc:  # a plugin may raise anything
-        if overridden and isinstance(exc, (ValueError, TypeError)):
-            raise  # most likely the user's value, not the plugin's fault: the caller reports it as the user's
-        raise PluginError(spec.name, f"build raised {type(exc).__name__}: {exc}") from exc
-    return gan
-
-
 class Runner:
     """Train one architecture under one budget, evaluate it and write its run folder.
 
@@ -141,7 +124,7 @@ class Runner:
         if entry is not None:
             self.run.package, self.run.package_version = entry.package, entry.version
         torch.manual_seed(cfg.seed)
-        self.gan = build_gan(spec, hparams, self.device, overridden=sorted(overrides))
+        self.gan: GAN = build_for_run(spec, hparams, cfg, self.device, len(self.run.sampler.data))
         self.gan.batches_per_epoch = self.run.sampler.batches_per_epoch
         self.graphs = StepGraph(self.gan, spec.name) if cfg.cuda_graphs else None
         self.run.attach(self.gan)

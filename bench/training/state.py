@@ -15,7 +15,7 @@ from bench.device import rng_state, set_rng_state
 from bench.errors import UsageError
 from bench.record import Evaluation, Metrics
 from bench.schema import SchemaError, from_plain, to_plain
-from bench.storage import save_torch
+from bench.storage import load_torch, save_torch
 
 
 @dataclass
@@ -58,7 +58,9 @@ class TrainState:
             UsageError: the file is not a readable checkpoint, or a key is missing or mistyped.
         """
         try:
-            ckpt = torch.load(path, map_location=device, weights_only=True)
+            ckpt = load_torch(path, device)
+        except UsageError:
+            raise
         except Exception as exc:
             raise UsageError(f"{path} cannot be read ({type(exc).__name__}: {exc}); "
                              "the run cannot be resumed") from None

@@ -14,7 +14,8 @@ from bench.contract import GAN, ArchSpec
 from bench.errors import UsageError
 from bench.layout import GENERATOR, SAMPLING
 from bench.record import RunRecord, read_record
-from bench.training.runner import build_gan
+from bench.storage import load_torch
+from bench.training.checks import build_gan
 
 
 def load_trained(run_dir: str | os.PathLike, load_spec: Callable[[str], ArchSpec],
@@ -27,8 +28,9 @@ def load_trained(run_dir: str | os.PathLike, load_spec: Callable[[str], ArchSpec
     spec = load_spec(record.arch)
     gan = build_gan(spec, spec.make_config(record.config.hparams), device)
     try:
-        state = torch.load(path, map_location=device, weights_only=True)
-        gan.generator.load_state_dict(state)
+        gan.generator.load_state_dict(load_torch(path, device))
+    except UsageError:
+        raise
     except Exception as exc:
         raise UsageError(f"{path} cannot be loaded into {record.arch}'s generator: "
                          f"{type(exc).__name__}: {exc}") from None

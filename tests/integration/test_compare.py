@@ -16,7 +16,9 @@ from bench.plans.plan import Plan, PlanKind
 
 from helpers import REPO, run_cli
 
-SMALL = ["--steps", "30", "--log-every", "10", "--sample-every", "0", "--eval-every", "15", "--eval-samples", "500"]
+#: One run at a time, in this process: what these tests look at (folders, order) does not depend on the load.
+SMALL = ["--steps", "30", "--log-every", "10", "--sample-every", "0", "--eval-every", "15", "--eval-samples", "500",
+         "--jobs", "1"]
 
 
 def test_compare_then_report_end_to_end(tmp_path):
@@ -60,7 +62,7 @@ def test_resume_skips_finished_runs(tmp_path):
 
 
 def test_two_compare_processes_on_one_folder_do_not_clobber(tmp_path):
-    args = [sys.executable, "-m", "bench", "compare", "--arch", "vanilla", "--steps", "5", "--no-eval",
+    args = [sys.executable, "-m", "bench", "compare", "--arch", "vanilla", "--steps", "5", "--no-eval", "--jobs", "1",
             "--sample-every", "0", "--out", str(tmp_path)]
     procs = [subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(2)]

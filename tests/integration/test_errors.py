@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import pickle
 import re
 import shutil
 import sys
@@ -119,7 +121,48 @@ BROKEN_PLUGINS = {
 
         SPEC = ArchSpec("broken-first-step", "its first step raises", 28, GANConfig, Bad)
     """),
+    "no_ranges": textwrap.dedent("""
+        from dataclasses import dataclass
+        import torch
+        from bench.contract import ArchSpec, GANConfig
+
+        @dataclass
+        class Cfg(GANConfig):
+            lr: float = 0.01  # declares no range: the optimizer's own check is all there is
+
+        def build(cfg, device):
+            torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=cfg.lr)
+
+        SPEC = ArchSpec("no-ranges", "declares no ranges", 28, Cfg, build)
+    """),
 }
+
+
+def _grid(content: bytes):
+    def make(d: Path) -> Path:
+        d.write_bytes(content)
+        return d
+    return make
+
+
+def _bomb(d: Path) -> Path:
+    d = _data_copy(d)
+    with gzip.open(d / "train-labels-idx1-ubyte.gz", "wb") as fh:
+        fh.write(bytes(1 << 20))
+    return d
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return os.system, ("echo this would run",)
+
+
+def _unsafe_generator(d: Path) -> Path:
+    from helpers import make_run
+
+    make_run(d.parent, name=d.name)
+    (d / "generator.pt").write_bytes(pickle.dumps(_RunsCode(), protocol=2))
+    return d
 
 
 def _plugins(d: Path) -> Path:
@@ -131,6 +174,7 @@ def _plugins(d: Path) -> Path:
     (info / "entry_points.txt").write_text(
         "[gan_bench.architectures]\nbroken-import = broken_import:SPEC\nbroken-step = broken_step:SPEC\n"
         "broken-build = broken_build:SPEC\nbroken-first-step = broken_first_step:SPEC\n"
+        "no-ranges = no_ranges:SPEC\n"
     )
     for name, source in BROKEN_PLUGINS.items():
         (d / f"{name}.py").write_text(source)
@@ -249,6 +293,52 @@ CASES = [
      _plugins),
     ("two packages declare one name", "run --arch twin (two installed packages declare it)",
      ["run", "--arch", "twin"], _clashing),
+    # Hyperparameters a network or optimizer cannot take
+    ("NaN learning rate", "run --arch vanilla --set lr=nan", ["run", "--arch", "vanilla", "--set", "lr=nan"], None),
+    ("beta out of range", "run --arch vanilla --set b1=2", ["run", "--arch", "vanilla", "--set", "b1=2"], None),
+    ("empty latent", "run --arch vanilla --set latent_dim=0",
+     ["run", "--arch", "vanilla", "--set", "latent_dim=0"], None),
+    ("negative BatchNorm eps", "run --arch vanilla --set bn_eps=-1",
+     ["run", "--arch", "vanilla", "--set", "bn_eps=-1"], None),
+    ("plugin without ranges", "run --arch no-ranges --set lr=-1 (its config declares no ranges)",
+     ["run", "--arch", "no-ranges", "--set", "lr=-1", "--no-eval", "--out", "DIR/runs"], _plugins),
+    ("BatchNorm with batches of 1", "run --arch vanilla --batch-size 1",
+     ["run", "--arch", "vanilla", "--batch-size", "1", "--no-eval", "--out", "DIR"], None),
+    ("BatchNorm with a last batch of 1", "run --arch vanilla --train-subset 65",
+     ["run", "--arch", "vanilla", "--train-subset", "65", "--no-eval", "--out", "DIR"], None),
+    # Numbers out of range
+    ("negative seed", "run --arch vanilla --seed -1", ["run", "--arch", "vanilla", "--seed", "-1"], None),
+    ("huge thread count", "run --arch vanilla --threads 99999999999999999999",
+     ["run", "--arch", "vanilla", "--threads", "99999999999999999999"], None),
+    ("huge seed count", "compare --arch vanilla --seeds 999999999999999",
+     ["compare", "--arch", "vanilla", "--seeds", "999999999999999"], None),
+    ("endless peak measurement", "perf --arch vanilla --peak-seconds inf",
+     ["perf", "--arch", "vanilla", "--peak-seconds", "inf"], None),
+    # Checked before training and evaluation
+    ("more samples than the references", "run --arch vanilla --eval-samples 60001",
+     ["run", "--arch", "vanilla", "--eval-samples", "60001"], None),
+    ("unwritable eval --out", "eval DIR --out DIR/metrics.json (DIR is a file)",
+     ["eval", "DIR", "--out", "DIR/metrics.json"], _file),
+    ("grid file nesting lists", "sweep --arch vanilla --grid-file DIR (lr = [[[1e-4]]])",
+     ["sweep", "--arch", "vanilla", "--grid-file", "DIR"], _grid(b"[grid]\nlr = [[[1e-4]]]\n")),
+    ("grid file with a list as one value", "sweep --arch vanilla --grid-file DIR (lr = [[1e-4, 2e-4]])",
+     ["sweep", "--arch", "vanilla", "--grid-file", "DIR"], _grid(b"[grid]\nlr = [[1e-4, 2e-4]]\n")),
+    ("grid file with a table in a list", "sweep --arch vanilla --grid-file DIR (lr = [[{a = 1}]])",
+     ["sweep", "--arch", "vanilla", "--grid-file", "DIR"], _grid(b"[grid]\nlr = [[{a = 1}]]\n")),
+    ("grid file not UTF-8", "sweep --arch vanilla --grid-file DIR (Latin-1 bytes)",
+     ["sweep", "--arch", "vanilla", "--grid-file", "DIR"], _grid(b"[grid]\nlr = [1e-4]  # caf\xe9\n")),
+    # --resume with other options
+    ("run --resume with a budget", "run --resume DIR --steps 100 --seed 1",
+     ["run", "--resume", "DIR", "--steps", "100", "--seed", "1"], _empty),
+    ("compare --resume with seeds", "compare --resume DIR --seeds 3 --set lr=1e-4",
+     ["compare", "--resume", "DIR", "--seeds", "3", "--set", "lr=1e-4"], _empty),
+    ("sweep --resume with an output folder", "sweep --resume DIR --out elsewhere",
+     ["sweep", "--resume", "DIR", "--out", "elsewhere"], _empty),
+    # Files that are not what they claim
+    ("generator.pt that runs code", "eval DIR (generator.pt is a pickle that calls os.system)",
+     ["eval", "DIR"], _unsafe_generator),
+    ("gzip bomb", "run --arch vanilla --data-dir DIR (train-labels decompresses to 1 MB)",
+     ["run", "--arch", "vanilla", "--data-dir", "DIR"], _bomb),
 ]
 
 
@@ -299,6 +389,8 @@ def _md(text: str) -> str:
 
 if __name__ == "__main__":  # print the README rows from what the program prints
     import tempfile
+
+    sys.path.insert(0, str(HERE))  # where pytest finds helpers.py
 
     class _Cap:
         def readouterr(self):

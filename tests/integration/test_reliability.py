@@ -187,6 +187,7 @@ def test_a_failing_generate_leaves_a_failed_run_json_with_what_was_earned(tmp_pa
 
 def test_a_comparison_in_use_is_refused_naming_the_holder_and_a_dead_holder_is_taken_over(tmp_path, capsys):
     args = ["compare", "--arch", "vanilla", "--seeds", "1", "--steps", "4", "--no-eval", "--sample-every", "0",
+            "--jobs", "1",
             "--out", str(tmp_path)]
     assert main(args) == 0
     (folder,) = tmp_path.iterdir()
@@ -232,6 +233,7 @@ class StopAfter(StopRequest):
 
 def test_a_moved_comparison_resumes_from_its_checkpoints(tmp_path, capsys):
     args = ["compare", "--arch", "vanilla", "--seeds", "2", "--steps", "12", "--no-eval", "--sample-every", "0",
+            "--jobs", "1",
             "--log-every", "4", "--out", str(tmp_path / "here")]
     assert main(args, stop=StopAfter(6)) == 128 + signal.SIGINT
     (folder,) = (tmp_path / "here").iterdir()
@@ -240,7 +242,7 @@ def test_a_moved_comparison_resumes_from_its_checkpoints(tmp_path, capsys):
     cut = moved / plan["runs"][0]["run_dir"]
     assert plan["runs"][0]["status"] == "interrupted" and (cut / CHECKPOINT).is_file()
     kept_steps = read_record(cut).steps
-    assert main(["compare", "--resume", str(moved)]) == 0
+    assert main(["compare", "--resume", str(moved), "--jobs", "1"]) == 0
     plan = json.loads((moved / PLAN).read_text())
     assert [r["status"] for r in plan["runs"]] == ["completed", "completed"]
     assert moved / plan["runs"][0]["run_dir"] == cut and 0 < kept_steps < 12  # resumed in place

@@ -19,7 +19,8 @@ from bench.errors import PluginError, UsageError
 from bench.layout import Status
 from bench.registry import default_registry
 from bench.training.flops import measure_flops
-from bench.training.runner import Runner, build_gan
+from bench.training.checks import build_gan
+from bench.training.runner import Runner
 
 from helpers import architecture_names, builtin_registry, run_cli
 

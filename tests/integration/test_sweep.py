@@ -99,7 +99,7 @@ def test_ray_options_are_refused_with_the_local_backend(tmp_path, capsys):
 
 
 def test_local_sweep_resume_skips_finished_points_and_report_picks_the_best(tmp_path, capsys):
-    args = ["sweep", "--arch", "vanilla", "--grid", "lr=1e-4,2e-4", *SMALL, "--eval-samples", "500",
+    args = ["sweep", "--arch", "vanilla", "--grid", "lr=1e-4,2e-4", *SMALL, "--eval-samples", "500", "--jobs", "1",
             "--out", str(tmp_path)]
     assert main(args) == 0
     folder = sweep_folder(tmp_path)
@@ -117,7 +117,7 @@ def test_local_sweep_resume_skips_finished_points_and_report_picks_the_best(tmp_
     (folder / PLAN).write_text(json.dumps(plan))
     (second / "stale").touch()  # the replacement may reuse the folder's name within the same second
     kept = (first / "run.json").stat().st_mtime_ns
-    assert main(["sweep", "--resume", str(folder)]) == 0
+    assert main(["sweep", "--resume", str(folder), "--jobs", "1"]) == 0
     plan = plan_of(folder)
     assert [r["status"] for r in plan["runs"]] == ["completed", "completed"]
     assert folder / plan["runs"][0]["run_dir"] == first and (first / "run.json").stat().st_mtime_ns == kept
@@ -194,7 +194,7 @@ def ray_instance(tmp_path_factory):
 
 def test_ray_sweep_writes_the_same_runs_as_the_local_backend(ray_instance, tmp_path, capsys):
     args = ["sweep", "--arch", "vanilla,wgan", "--grid", "lr=1e-4,2e-4", *SMALL, "--eval-samples", "500"]
-    assert main([*args, "--out", str(tmp_path / "local")]) == 0
+    assert main([*args, "--jobs", "1", "--out", str(tmp_path / "local")]) == 0
     assert main([*args, "--backend", "ray", "--cpus-per-run", "1", "--out", str(tmp_path / "ray")]) == 0
     assert main([*args, "--backend", "ray", "--no-shared-storage", "--out", str(tmp_path / "copied")]) == 0
     err = capsys.readouterr().err
@@ -251,8 +251,8 @@ class StopAfter(StopRequest):
 
 def test_interrupted_local_sweep_resumes_on_ray_without_shared_storage(ray_instance, tmp_path, capsys):
     args = ["sweep", "--arch", "vanilla", "--seeds", "2", *SMALL, "--no-eval"]
-    assert main([*args, "--out", str(tmp_path / "whole")]) == 0
-    assert main([*args, "--out", str(tmp_path / "cut")], stop=StopAfter(6)) == 128 + signal.SIGINT
+    assert main([*args, "--jobs", "1", "--out", str(tmp_path / "whole")]) == 0
+    assert main([*args, "--jobs", "1", "--out", str(tmp_path / "cut")], stop=StopAfter(6)) == 128 + signal.SIGINT
     folder = sweep_folder(tmp_path / "cut")
     plan = plan_of(folder)
     assert [r["status"] for r in plan["runs"]] == ["interrupted", "queued"]

@@ -7,25 +7,25 @@ package, whose internals are not part of the plugin contract.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bench.contract import GAN, ArchSpec, GANConfig
+from bench.contract import GAN, ArchSpec, GANConfig, at_least, between, positive
 
 IMAGE_SIZE = 28
 
 
 @dataclass
 class MLPHingeConfig(GANConfig):
-    """Defaults; each field can be overridden by name when the run is configured."""
+    """Defaults; each field can be overridden by name when the run is configured, within its declared range."""
 
-    lr: float = 2e-4
-    b1: float = 0.5
-    b2: float = 0.999
-    hidden: int = 512
+    lr: float = field(default=2e-4, metadata=positive())
+    b1: float = field(default=0.5, metadata=between(0, 1))
+    b2: float = field(default=0.999, metadata=between(0, 1))
+    hidden: int = field(default=512, metadata=at_least(2))  # the generator's first layer has hidden // 2 units
 
 
 class Generator(nn.Module):
