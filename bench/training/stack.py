@@ -74,7 +74,7 @@ def _module_reason(name: str, net: nn.Module) -> str | None:
         if m._forward_hooks or m._forward_pre_hooks or m._backward_hooks:
             return f"{where} ({type(m).__name__}) has hooks, which a stacked network does not run per seed"
         if isinstance(m, nn.modules.dropout._DropoutNd) and type(m) not in SEED_DROPOUTS:
-            return f"{where} is a {type(m).__name__}, whose masks a stack cannot draw per seed"
+            return f"{where} ({type(m).__name__}) draws masks that a stack cannot draw per seed"
         if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats and m.momentum is None:
             return f"{where}: BatchNorm with momentum=None reads its batch count on the host"
     if any(p.dim() == 0 for p in net.parameters()):
@@ -90,7 +90,7 @@ def _built_reason(gan: GAN) -> str | None:
     owned = {id(p) for net in gan.networks().values() for p in net.parameters()}
     for name, opt in gan.optimizers().items():
         if type(opt) not in ELEMENTWISE_OPTIMIZERS:
-            return f"optimizer {name} is a {type(opt).__name__}, not one known to update element by element"
+            return f"optimizer {name} ({type(opt).__name__}) is not known to update element by element"
         if any(id(p) not in owned for g in opt.param_groups for p in g["params"]):
             return f"optimizer {name} updates a tensor outside the networks"
     return None
