@@ -319,6 +319,15 @@ class SeedStack(StackedModel):
             out = {k: torch.where(self._active, v, nan.to(v.dtype)) for k, v in out.items()}
         return out
 
+    def split(self, out: dict[str, Tensor]) -> list[dict[str, Tensor]]:
+        """One step's stacked outputs as each seed's own (scalar tensors, as a single run's step returns)."""
+        return [{k: v[i] for k, v in out.items()} for i in range(self.size)]
+
+    def finite_weights(self) -> list[bool]:
+        """Per seed, whether none of its parameters holds a NaN or an infinity (one host sync)."""
+        params = [p.detach().flatten(1) for net in self.nets.values() for p in net.params.values() if p.numel()]
+        return torch.stack([p.isfinite().all(1) for p in params]).all(0).tolist()
+
     def seed(self, i: int) -> GAN:
         """Seed ``i``'s own GAN holding its current networks, optimizer state and extra state.
 

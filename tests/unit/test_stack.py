@@ -136,6 +136,26 @@ def test_a_stack_is_its_seeds_single_runs_in_float64(name, float64):
         torch.testing.assert_close(view.generate(z), gan.generate(z), rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("name", ["vanilla", "dcgan", "wgan-gp"])
+def test_a_stack_is_its_seeds_single_runs_on_cuda(name, float64):
+    """On CUDA each seed's stream is a CUDA generator continuing from the device's global one: the
+    latents, Dropout2d masks and penalty weights are the single run's draws."""
+    device = torch.device("cuda")
+    spec = default_registry().load(name)
+    hparams = spec.make_config({"batch_size": 8})
+    stack = SeedStack(spec, hparams, SEEDS, device)
+    data = [real.to(device) for real in batches(5, len(SEEDS), 8, spec.image_size)]
+    outs = [stack.train_step(real, step) for step, real in enumerate(data)]
+    for i, seed in enumerate(SEEDS):
+        torch.manual_seed(seed)
+        gan = spec.build(hparams, device)
+        for step, real in enumerate(data):
+            for k, v in gan.train_step(real[i], step).items():
+                torch.testing.assert_close(outs[step][k][i], v, rtol=1e-9, atol=1e-12)
+        assert torch.equal(stack.seed_rng_state(i)["cuda"], torch.cuda.get_rng_state(device))
+
+
 # Stopping a diverged seed ------------------------------------------------------------------------
 
 
@@ -183,7 +203,8 @@ def test_a_stopped_seed_stops_changing_and_never_reaches_the_others(name):
             frozen = seed_state(sick, 1)
         out, ref = sick.train_step(real, step), healthy.train_step(real, step)
         if step >= 3:
-            assert math.isnan(out["d_loss"][1])
+            assert math.isnan(sick.split(out)[1]["d_loss"])
+            assert sick.finite_weights() == [True, False, True]
         for i in (0, 2):
             assert_same({k: v[i] for k, v in out.items()}, {k: v[i] for k, v in ref.items()}, f"step {step}")
     assert sick.active == [True, False, True]
