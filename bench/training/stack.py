@@ -40,7 +40,8 @@ ELEMENTWISE_OPTIMIZERS = (
 )
 
 #: One seed's training state, keyed as the stack keys it: ``net`` {network: {state name: tensor}},
-#: ``opt`` {optimizer: {(group, index): {state key: value}}}, ``extra`` {key: tensor}, ``rng``.
+#: ``groups`` {optimizer: [group settings]}, ``opt`` {optimizer: {(group, index): {state key: value}}},
+#: ``extra`` {key: tensor}, ``rng``.
 SeedValues = dict[str, Any]
 
 
@@ -160,18 +161,23 @@ class StackedModel:
         self._active = torch.ones(self.size, dtype=torch.bool, device=device)
 
     def network(self, name: str) -> StackedNetwork:
+        """The stacked network ``name``: (S, B, ...) in, (S, B, ...) out."""
         return self.nets[name]
 
     def parameters(self, name: str) -> list[Tensor]:
+        """The trainable stacked parameters of network ``name``."""
         return [p for p in self.nets[name].params.values() if p.requires_grad]
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """The stacked optimizers, by the names of the seeds' own."""
         return self.opts
 
     def randn(self, *size: int, device: torch.device | None = None, dtype: torch.dtype | None = None) -> Tensor:
+        """``torch.randn(*size)`` per seed, from each seed's own generator: (S, *size)."""
         return self.rng.draw("randn", size, device, dtype)
 
     def rand(self, *size: int, device: torch.device | None = None, dtype: torch.dtype | None = None) -> Tensor:
+        """``torch.rand(*size)`` per seed, from each seed's own generator: (S, *size)."""
         return self.rng.draw("rand", size, device, dtype)
 
     def per_seed(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -184,7 +190,7 @@ class StackedModel:
         floats = [a for a in args if isinstance(a, Tensor) and a.is_floating_point()]
         if not floats:
             return vmap(fn, randomness="error")(*args)
-        bad = torch.stack([~torch.isfinite(a.detach()).flatten(1).all(1) for a in floats]).any(0)
+        bad = torch.stack([~torch.isfinite(a.detach()).reshape(self.size, -1).all(1) for a in floats]).any(0)
         clean = [torch.where(_rows(bad, a), torch.zeros((), dtype=a.dtype, device=a.device), a)
                  if isinstance(a, Tensor) and a.is_floating_point() else a for a in args]
         out = vmap(fn, randomness="error")(*clean)
@@ -192,6 +198,8 @@ class StackedModel:
                                                                              device=t.device), t), out)
 
     def backward(self, losses: Tensor, network: str, retain_graph: bool = False) -> None:
+        """Backpropagate the active seeds' ``losses`` (S,) into network ``name``'s stacked parameters."""
+        # The sum's gradient is 1 for every seed, so each seed gets exactly its own gradients.
         # where, not a product: a stopped seed's NaN loss times 0 would still be NaN.
         masked = torch.where(self._active, losses, torch.zeros((), dtype=losses.dtype, device=losses.device))
         masked.sum().backward(inputs=self.parameters(network), retain_graph=retain_graph)
@@ -214,13 +222,26 @@ def _named_state(net: nn.Module) -> dict[str, Tensor]:
 
 
 def _copy(value: Any) -> Any:
+    """A copy of a tensor; anything else as it is."""
     return value.clone() if isinstance(value, Tensor) else value
+
+
+def _hyperparameters(opt: torch.optim.Optimizer) -> list[dict[str, Any]]:
+    """Each parameter group's settings (lr, betas, ...), without its parameters."""
+    return [{k: v for k, v in g.items() if k != "params"} for g in opt.param_groups]
+
+
+def _set_hyperparameters(opt: torch.optim.Optimizer, groups: list[dict[str, Any]]) -> None:
+    """Set what :func:`_hyperparameters` returned."""
+    for group, settings in zip(opt.param_groups, groups, strict=True):
+        group.update(settings)
 
 
 def _gan_values(gan: GAN) -> SeedValues:
     """One built GAN's training state, keyed as the stack keys it (live tensors, not copies)."""
     return {
         "net": {name: _named_state(net) for name, net in gan.networks().items()},
+        "groups": {name: _hyperparameters(opt) for name, opt in gan.optimizers().items()},
         "opt": {name: {(gi, pi): dict(opt.state.get(p, {}))
                        for gi, g in enumerate(opt.param_groups) for pi, p in enumerate(g["params"])}
                 for name, opt in gan.optimizers().items()},
@@ -235,6 +256,7 @@ def _write_gan(gan: GAN, values: SeedValues) -> None:
         for k, t in _named_state(net).items():
             t.copy_(values["net"][name][k])
     for name, opt in gan.optimizers().items():
+        _set_hyperparameters(opt, values["groups"][name])
         for gi, g in enumerate(opt.param_groups):
             for pi, p in enumerate(g["params"]):
                 state = values["opt"][name].get((gi, pi))
@@ -276,8 +298,8 @@ class SeedStack(StackedModel):
                 torch.manual_seed(seed)
                 gans.append(spec.build(config, device))
                 rng.add_current()
-        if reason := stackable(gans[0]):
-            raise StackError(spec.name, f"cannot be stacked: {reason}")
+                if len(gans) == 1 and (reason := stackable(gans[0])):
+                    raise StackError(spec.name, f"cannot be stacked: {reason}")
         super().__init__(spec.name, gans, rng, device)
         self.spec, self.config, self.seeds = spec, config, tuple(seeds)
         #: Stopped seeds' state as it was when they stopped, written back after every step.
@@ -379,7 +401,8 @@ class SeedStack(StackedModel):
                       for gi, g in enumerate(o.param_groups) for pi, p in enumerate(g["params"])}
                for name, o in self.opts.items()}
         return {"net": {name: {k: take(t[i]) for k, t in net.state().items()} for name, net in self.nets.items()},
-                "opt": opt, "extra": {k: take(v[i]) for k, v in self.extra.items()}, "rng": self.rng.state(i)}
+                "groups": {name: _hyperparameters(o) for name, o in self.opts.items()}, "opt": opt,
+                "extra": {k: take(v[i]) for k, v in self.extra.items()}, "rng": self.rng.state(i)}
 
     @torch.no_grad()
     def _restore_frozen(self) -> None:
@@ -392,7 +415,7 @@ class SeedStack(StackedModel):
                 for (gi, pi), frozen in values["opt"][name].items():
                     p = o.param_groups[gi]["params"][pi]
                     for k, v in frozen.items():
-                        if _per_param(o.state[p].get(k), p):
+                        if _per_param(o.state.get(p, {}).get(k), p):
                             o.state[p][k][i].copy_(v)
             for k, v in values["extra"].items():
                 if k in self.extra:
@@ -409,6 +432,7 @@ class SeedStack(StackedModel):
             for k, t in net.state().items():
                 t.copy_(torch.stack([v["net"][name][k] for v in seeds]))
         for name, o in self.opts.items():
+            _set_hyperparameters(o, seeds[live[0]]["groups"][name])
             for gi, g in enumerate(o.param_groups):
                 for pi, p in enumerate(g["params"]):
                     self._import_optimizer_state(o, p, [v["opt"][name][(gi, pi)] for v in seeds], live)
