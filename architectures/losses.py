@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from bench.contract import SeedStackOps
+
 
 def wasserstein_critic_loss(real_scores: Tensor, fake_scores: Tensor) -> Tensor:
     """Return ``-mean(D(real)) + mean(D(fake))``, the negated Wasserstein estimate."""
@@ -33,7 +35,25 @@ def gradient_penalty(critic: nn.Module, real: Tensor, fake: Tensor) -> Tensor:
     x = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
     scores = critic(x)
     (grad,) = torch.autograd.grad(scores, x, grad_outputs=torch.ones_like(scores), create_graph=True)
+    return _penalty(grad)
+
+
+def _penalty(grad: Tensor) -> Tensor:
+    """``mean((||grad||_2 - 1)^2)`` over the rows of a batch of critic input gradients."""
     return ((grad.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
+
+
+def stacked_gradient_penalty(stack: SeedStackOps, real: Tensor, fake: Tensor) -> Tensor:
+    """:func:`gradient_penalty` for every seed of ``stack`` (batches (S, B, ...)): penalties (S,).
+
+    Each seed draws its interpolation weights from its own generator as the single run draws
+    them; the seeds' critics are independent, so one gradient of all scores gives each its own.
+    """
+    alpha = stack.rand(real.shape[1], *([1] * (real.dim() - 2)), device=real.device, dtype=real.dtype)
+    x = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
+    scores = stack.network("discriminator")(x)
+    (grad,) = torch.autograd.grad(scores, x, grad_outputs=torch.ones_like(scores), create_graph=True)
+    return stack.per_seed(_penalty, grad)
 
 
 def least_squares_discriminator_loss(

@@ -23,7 +23,7 @@ import abc
 import torch
 from torch import Tensor
 
-from bench.contract import GAN
+from bench.contract import GAN, SeedStackOps
 
 
 class GeneratorFirstGAN(GAN):
@@ -32,6 +32,8 @@ class GeneratorFirstGAN(GAN):
     Subclasses build ``generator``, ``discriminator``, ``opt_g`` and ``opt_d`` and define the
     two losses (methods, or loss functions from ``architectures.losses`` bound with
     ``staticmethod``); the scores they receive are D's outputs as the network returns them.
+    Stacked (:meth:`stack_step`), the losses run once per seed under ``torch.func.vmap``: they
+    must be functions of the scores alone, drawing no random numbers of their own.
     """
 
     opt_g: torch.optim.Optimizer
@@ -82,6 +84,45 @@ class GeneratorFirstGAN(GAN):
             "g_loss": g_loss.detach(),
             "d_real": d_real.detach().mean(),
             "d_fake": d_fake.detach().mean(),
+        }
+
+    def stack_step(self, stack: SeedStackOps, real: Tensor, step: int) -> dict[str, Tensor]:
+        """:meth:`train_step` for every seed of ``stack`` at once: the same passes, losses and updates.
+
+        Each seed draws its latents (and D's dropout masks, inside D) from its own generator in
+        the single run's order; the losses are computed per seed, so each seed's gradients are
+        its own.
+        """
+        n = real.shape[1]
+        z = stack.randn(n, self.latent_dim, device=real.device)
+        opt_g, opt_d = stack.optimizers()["opt_g"], stack.optimizers()["opt_d"]
+        generator, discriminator = stack.network("generator"), stack.network("discriminator")
+
+        opt_g.zero_grad(set_to_none=True)
+        fake = generator(z)
+        if self.one_discriminator_pass:
+            scores = discriminator(torch.cat([fake, real.to(fake.dtype)], dim=1))
+            g_fake, d_real = scores[:, :n], scores[:, n:]
+            d_fake = g_fake
+        else:
+            g_fake = discriminator(fake)
+        g_loss = stack.per_seed(self.generator_loss, g_fake)
+        stack.backward(g_loss, "generator", retain_graph=self.one_discriminator_pass)
+        opt_g.step()
+
+        opt_d.zero_grad(set_to_none=True)
+        if not self.one_discriminator_pass:
+            d_real = discriminator(real)
+            d_fake = discriminator(fake.detach())
+        d_loss = stack.per_seed(self.discriminator_loss, d_real, d_fake)
+        stack.backward(d_loss, "discriminator")
+        opt_d.step()
+
+        return {
+            "d_loss": d_loss.detach(),
+            "g_loss": g_loss.detach(),
+            "d_real": d_real.detach().flatten(1).mean(1),
+            "d_fake": d_fake.detach().flatten(1).mean(1),
         }
 
 

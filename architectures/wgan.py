@@ -10,7 +10,7 @@ from torch import Tensor
 
 from architectures.losses import wasserstein_critic_loss, wasserstein_generator_loss
 from architectures.nets import MLPDiscriminator, MLPGenerator
-from bench.contract import GAN, ArchSpec, GANConfig, at_least, positive
+from bench.contract import GAN, ArchSpec, GANConfig, SeedStackOps, at_least, positive
 from bench.errors import UsageError
 
 
@@ -27,8 +27,13 @@ class WGAN(GAN):
     epoch* is a multiple of ``n_critic`` (the study's ``i % n_critic == 0``, ``i`` restarting each epoch).
 
     Variants of the critic (wgan-gp) override :meth:`make_optimizers`, :meth:`critic_loss`
-    and :meth:`constrain_critic`; the schedule and the carried generator loss stay here.
+    and :meth:`constrain_critic`; the schedule and the carried generator loss stay here. To
+    train as a stack of seeds, a variant overrides each hook's stacked counterpart with it
+    (:meth:`stack_critic_loss`, :meth:`stack_constrain_critic`).
     """
+
+    stack_counterparts = {**GAN.stack_counterparts, "critic_loss": "stack_critic_loss",
+                          "constrain_critic": "stack_constrain_critic"}
 
     def __init__(self, cfg: Any, device: torch.device):
         if cfg.n_critic < 1:
@@ -91,6 +96,51 @@ class WGAN(GAN):
             "g_loss": self._g_loss,
             "d_real": d_real.detach().mean(),
             "d_fake": d_fake.detach().mean(),
+            **extras,
+        }
+
+    def stack_critic_loss(
+        self, stack: SeedStackOps, real: Tensor, fake: Tensor, d_real: Tensor, d_fake: Tensor
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """:meth:`critic_loss` for every seed of ``stack``: losses (S,) and extra outputs (S,)."""
+        return stack.per_seed(self.critic_loss, real, fake, d_real, d_fake)
+
+    def stack_constrain_critic(self, stack: SeedStackOps) -> None:
+        """:meth:`constrain_critic` for every seed of ``stack``: clipping is element-wise."""
+        with torch.no_grad():
+            for p in stack.parameters("discriminator"):
+                p.clamp_(-self.cfg.clip_value, self.cfg.clip_value)
+
+    def stack_step(self, stack: SeedStackOps, real: Tensor, step: int) -> dict[str, Tensor]:
+        """:meth:`train_step` for every seed of ``stack`` at once; the carried generator loss is ``stack.extra``."""
+        z = stack.randn(real.shape[1], self.latent_dim, device=real.device)
+        opt_g, opt_d = stack.optimizers()["opt_g"], stack.optimizers()["opt_d"]
+        generator, critic = stack.network("generator"), stack.network("discriminator")
+
+        opt_d.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            fake = generator(z)
+        d_real = critic(real)
+        d_fake = critic(fake)
+        d_loss, extras = self.stack_critic_loss(stack, real, fake, d_real, d_fake)
+        stack.backward(d_loss, "discriminator")
+        opt_d.step()
+        self.stack_constrain_critic(stack)
+
+        if self.batch_in_epoch(step) % self.n_critic == 0:
+            opt_g.zero_grad(set_to_none=True)
+            g_loss = stack.per_seed(wasserstein_generator_loss, critic(generator(z)))
+            stack.backward(g_loss, "generator")
+            opt_g.step()
+            stack.extra["g_loss"] = g_loss.detach()
+        elif "g_loss" not in stack.extra:
+            stack.extra["g_loss"] = stack.per_seed(wasserstein_generator_loss, d_fake.detach())
+
+        return {
+            "d_loss": d_loss.detach(),
+            "g_loss": stack.extra["g_loss"],
+            "d_real": d_real.detach().flatten(1).mean(1),
+            "d_fake": d_fake.detach().flatten(1).mean(1),
             **extras,
         }
 

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from architectures.losses import gradient_penalty, wasserstein_critic_loss
+from architectures.losses import gradient_penalty, stacked_gradient_penalty, wasserstein_critic_loss
 from architectures.wgan import WGAN
-from bench.contract import ArchSpec, GANConfig, at_least, between, positive
+from bench.contract import ArchSpec, GANConfig, SeedStackOps, at_least, between, positive
 
 
 @dataclass
@@ -38,6 +38,16 @@ class WGANGP(WGAN):
         return wasserstein_critic_loss(d_real, d_fake) + self.cfg.lambda_gp * gp, {"gp": gp.detach()}
 
     def constrain_critic(self) -> None:
+        """The penalty is the constraint: nothing to do after the update."""
+
+    def stack_critic_loss(
+        self, stack: SeedStackOps, real: Tensor, fake: Tensor, d_real: Tensor, d_fake: Tensor
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        gp = stacked_gradient_penalty(stack, real, fake)
+        loss = stack.per_seed(wasserstein_critic_loss, d_real, d_fake) + self.cfg.lambda_gp * gp
+        return loss, {"gp": gp.detach()}
+
+    def stack_constrain_critic(self, stack: SeedStackOps) -> None:
         """The penalty is the constraint: nothing to do after the update."""
 
 

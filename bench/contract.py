@@ -12,7 +12,7 @@ from __future__ import annotations
 import abc
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar, Protocol
 from collections.abc import Callable, Mapping
 
 import torch
@@ -79,6 +79,40 @@ class ArchSpec:
         return apply_overrides(defaults, overrides or {})
 
 
+class SeedStackOps(Protocol):
+    """What a stack of seeds offers :meth:`GAN.stack_step` (``bench.training.stack.SeedStack``).
+
+    Every tensor has a leading seed dimension of :attr:`size`; seed ``i`` of a stack is the run
+    ``bench run --seed seeds[i]`` makes, so each of these does, per seed, what a single run does.
+    """
+
+    #: The number of seeds S.
+    size: int
+    #: Carried training state (what :meth:`GAN.extra_state` holds), per seed: shape (S, ...).
+    extra: dict[str, Tensor]
+
+    def network(self, name: str) -> Callable[[Tensor], Tensor]:
+        """The stacked network ``name`` of :meth:`GAN.networks`: (S, B, ...) in, (S, B, ...) out."""
+
+    def parameters(self, name: str) -> list[Tensor]:
+        """The stacked parameters of network ``name`` (leaves of shape (S, ...))."""
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """The stacked optimizers, by the names of :meth:`GAN.optimizers`."""
+
+    def randn(self, *size: int, device: torch.device | None = None, dtype: torch.dtype | None = None) -> Tensor:
+        """``torch.randn(*size)`` drawn per seed from that seed's generator: shape (S, *size)."""
+
+    def rand(self, *size: int, device: torch.device | None = None, dtype: torch.dtype | None = None) -> Tensor:
+        """``torch.rand(*size)`` drawn per seed from that seed's generator: shape (S, *size)."""
+
+    def per_seed(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn`` (written for one seed, e.g. a loss of scores) applied to each seed's slice of ``args``."""
+
+    def backward(self, losses: Tensor, network: str, retain_graph: bool = False) -> None:
+        """Backpropagate the per-seed ``losses`` (S,) into network ``name``: each seed gets its own gradients."""
+
+
 class GAN(abc.ABC):
     """A built architecture: networks, optimizers and one training step.
 
@@ -102,6 +136,13 @@ class GAN(abc.ABC):
     #: True when train_step neither branches on ``step`` nor on host-side state, so the
     #: runner may capture it as one CUDA graph (``--cuda-graphs``).
     graph_safe: bool = False
+    #: Methods whose stacked counterpart must be defined by the same class or a subclass: a
+    #: subclass that overrides one without the other cannot be stacked (its stacked step would no
+    #: longer be its step). Step shapes that implement :meth:`stack_step` extend it.
+    stack_counterparts: ClassVar[Mapping[str, str]] = {"train_step": "stack_step"}
+    #: Why this architecture cannot train as a stack of seeds although its step shape can (an
+    #: opt-out for architectures built on a shape), or None.
+    not_stackable: ClassVar[str | None] = None
 
     def batch_in_epoch(self, step: int) -> int:
         """The index of global batch ``step`` within its epoch (``step`` if the epoch length is unknown)."""
@@ -123,6 +164,17 @@ class GAN(abc.ABC):
             mean something, and any other per-step diagnostics. Never call ``.item()``
             here: the runner pulls values at log intervals to avoid a device sync per batch.
         """
+
+    def stack_step(self, stack: SeedStackOps, real: Tensor, step: int) -> dict[str, Tensor]:
+        """Update every seed of ``stack`` on its batch of ``real`` (S, B, 1, S, S) as :meth:`train_step` would.
+
+        Optional: an architecture that implements it (the step shapes of ``architectures.steps``
+        and ``architectures.wgan`` do) can train several seeds as one stacked model. ``self``
+        supplies hyperparameters and loss functions only: the networks, optimizers, random
+        streams and carried state are the stack's. Returns :meth:`train_step`'s keys, each a
+        detached tensor of shape (S,).
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not implement stack_step")
 
     def sample_latent(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """Draw ``n`` latent vectors on the CPU (reproducible across devices)."""
