@@ -399,9 +399,9 @@ def timing_notes(group: Group) -> list[str]:
     wide = [row.arch for row in group.rows if row.side_by_side_wide]
     if wide:
         notes.append(
-            f"{WIDE_MARK} side-by-side step times that vary widely (p90/p10 over {ArchStepTimes.WIDE_SPREAD:g}, or "
-            f"round medians over {ArchStepTimes.ROUNDS_DISAGREE:g}x apart): {', '.join(wide)}; the machine was "
-            f"busy while they were timed, so compare them with care."
+            f"{WIDE_MARK} side-by-side step times whose rounds disagree (round medians over "
+            f"{ArchStepTimes.ROUNDS_DISAGREE:g}x apart): {', '.join(wide)}; the machine's load changed while they "
+            f"were timed, so compare them with care."
         )
     contended = {row_label(group, row): row.contended for row in group.rows if row.contended}
     if contended:

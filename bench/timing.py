@@ -69,6 +69,16 @@ class TimingSummary:
         return self.step_ms_p90 / self.step_ms_p10 if self.step_ms_p10 > 0 else float("inf")
 
 
+def block_spread(times_ms: list[float], block: int = 10) -> float:
+    """p90 / p10 of the means of consecutive blocks of ``block`` batch times.
+
+    Over blocks, a schedule's own rhythm (wgan's generator step on every 5th batch) averages
+    out and what is left is the machine: other work that came and went.
+    """
+    blocks = [sum(times_ms[i : i + block]) / block for i in range(0, len(times_ms) - block + 1, block)]
+    return Stats.of(blocks).spread
+
+
 def summarize(times_ms: list[float], batch_sizes: list[int], warmup: int, wall_s: float) -> TimingSummary:
     """Summarize batch times, leaving the first ``warmup`` batches out when enough remain."""
     if len(times_ms) <= warmup:

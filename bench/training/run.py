@@ -35,7 +35,7 @@ from bench.record import (
 from bench.schema import from_plain
 from bench.stop import Stopped, StopRequest
 from bench.storage import make_run_dir, remove_stale_temporaries, utc_iso
-from bench.timing import summarize
+from bench.timing import block_spread, summarize
 from bench.training.recorder import GRID_SIDE, SAMPLE_SEED, Recorder, mean_of, sample_grid
 from bench.training.divergence import weights_finite
 from bench.training.state import TrainState
@@ -227,10 +227,11 @@ class Run:
         if check and self.status in (Status.COMPLETED, Status.INTERRUPTED):
             check_samples(self.spec.name, gan.generate(self.grid_z[:2]), 2, self.spec.image_size)
         record = self.record()
-        spread = record.timing.spread_p90_p10
-        if record.timing.measured_steps >= 20 and spread > SPREAD_WARNING:
+        spread = block_spread(state.times_ms[record.timing.warmup_steps:])
+        if record.timing.measured_steps >= 100 and spread > SPREAD_WARNING:
             fix = "--threads 1, or fewer jobs at once," if (self.cfg.threads or 1) > 1 else "fewer jobs at once,"
-            console.warn(f"batch times vary widely (p90/p10 = {spread:.2f}): other work competed for the CPU; "
+            console.warn(f"batch times vary widely (p90/p10 of 10-batch means = {spread:.2f}): other work competed "
+                         f"for the CPU; "
                          f"for timings you can compare, try {fix} or run when the machine is quiet")
         self.recorder.write_results(record, state.history, self.cfg.log_every, grid, gan)
         if self.status is Status.COMPLETED:

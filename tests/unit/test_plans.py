@@ -180,3 +180,19 @@ def test_step_times_round_trip_and_flag_a_wide_spread(tmp_path):
     (tmp_path / "step_times.json").write_text('{"archs": 3}')
     with pytest.raises(UsageError, match="step_times.json is damaged"):
         StepTimes.load(tmp_path)
+
+
+def test_a_schedules_own_rhythm_is_not_a_wide_spread():
+    from bench.plans.steptimes import ArchStepTimes
+
+    wgan_like = ArchStepTimes(batch_size=64, times_ms=[10.0, 10.0, 10.0, 10.0, 25.0] * 8,
+                              round_medians_ms=[10.0, 10.1, 9.9])  # a generator step on every 5th batch
+    assert wgan_like.stats.spread > 2 and not wgan_like.wide
+
+
+def test_block_spread_sees_the_load_through_a_schedules_rhythm():
+    from bench.timing import block_spread
+
+    rhythm = [10.0, 10.0, 10.0, 10.0, 25.0] * 20
+    assert block_spread(rhythm) == pytest.approx(1.0)
+    assert block_spread(rhythm[:50] + [3 * t for t in rhythm[50:]]) > 2.5

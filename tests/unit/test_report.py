@@ -612,7 +612,7 @@ def test_side_by_side_step_times_replace_the_runs_own_and_wide_ones_are_flagged(
     vanilla_line = md.split("| vanilla |", 1)[1].split("\n")[0]
     assert " † |" in vanilla_line and "†" not in md.split("| dcgan |", 1)[1].split("\n")[0]
     assert "timed side by side (compare-x/step_times.json: 4 rounds of 5 steps" in md
-    assert "† side-by-side step times that vary widely" in md and ": vanilla;" in md
+    assert "† side-by-side step times whose rounds disagree" in md and ": vanilla;" in md
     assert r"\dag{}" in render(groups, "latex", columns=["arch", "step_ms"])
     rows = {r["arch"]: r for r in csv.DictReader(io.StringIO(render(groups, "csv")))}
     assert [rows[a]["step_ms_side_by_side_wide"] for a in ("dcgan", "vanilla")] == ["False", "True"]
