@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from architectures.losses import bce_discriminator_loss, bce_generator_loss
-from architectures.nets import ConvDiscriminator, ConvGenerator, dcgan_init
-from architectures.steps import GeneratorFirstGAN, adam_pair
+from bench.architectures.losses import bce_discriminator_loss, bce_generator_loss
+from bench.architectures.nets import ConvDiscriminator, ConvGenerator, dcgan_init
+from bench.architectures.steps import GeneratorFirstGAN, adam_pair
 from bench.contract import ArchSpec, GANConfig, between, positive
 
 
@@ -22,7 +22,7 @@ class DCGANConfig(GANConfig):
 
 
 class DCGAN(GeneratorFirstGAN):
-    """The study's step (``architectures.steps``), with the generator's Upsample + Conv2d
+    """The study's step (``bench.architectures.steps``), with the generator's Upsample + Conv2d
     pairs run as one transposed convolution (``nets.upsample_conv``) and both networks and
     their activations channels_last (the layout oneDNN's convolutions run fastest in).
     Unlike vanilla, D's three passes stay separate: its BatchNorm couples the rows of a

@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from architectures.losses import least_squares_discriminator_loss, least_squares_generator_loss
-from architectures.nets import MLPDiscriminator, MLPGenerator
-from architectures.steps import GeneratorFirstGAN, adam_pair
+from bench.architectures.losses import least_squares_discriminator_loss, least_squares_generator_loss
+from bench.architectures.nets import MLPDiscriminator, MLPGenerator
+from bench.architectures.steps import GeneratorFirstGAN, adam_pair
 from bench.contract import ArchSpec, GANConfig, between, positive
 
 

@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from architectures.losses import hinge_discriminator_loss, hinge_generator_loss
-from architectures.nets import ConvDiscriminator, ConvGenerator, dcgan_init
-from architectures.steps import GeneratorFirstGAN, adam_pair
+from bench.architectures.losses import hinge_discriminator_loss, hinge_generator_loss
+from bench.architectures.nets import ConvDiscriminator, ConvGenerator, dcgan_init
+from bench.architectures.steps import GeneratorFirstGAN, adam_pair
 from bench.contract import ArchSpec, GANConfig, between, positive
 
 
@@ -21,7 +21,7 @@ class SNGANConfig(GANConfig):
 
 
 class SNGAN(GeneratorFirstGAN):
-    """dcgan's step (``architectures.steps``), so the two differ only in D and loss. D's
+    """dcgan's step (``bench.architectures.steps``), so the two differ only in D and loss. D's
     passes stay separate: each runs a power iteration of the spectral norm, as three
     separate passes would in a plain implementation."""
 

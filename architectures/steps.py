@@ -30,7 +30,7 @@ class GeneratorFirstGAN(GAN):
     """A generator step, then a discriminator step on the same fake batch.
 
     Subclasses build ``generator``, ``discriminator``, ``opt_g`` and ``opt_d`` and define the
-    two losses (methods, or loss functions from ``architectures.losses`` bound with
+    two losses (methods, or loss functions from ``bench.architectures.losses`` bound with
     ``staticmethod``); the scores they receive are D's outputs as the network returns them.
     Stacked (:meth:`stack_step`), the losses run once per seed under ``torch.func.vmap``: they
     must be functions of the scores alone, drawing no random numbers of their own.

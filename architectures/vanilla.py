@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from architectures.losses import bce_discriminator_loss, bce_generator_loss
-from architectures.nets import MLPDiscriminator, MLPGenerator
-from architectures.steps import GeneratorFirstGAN, adam_pair
+from bench.architectures.losses import bce_discriminator_loss, bce_generator_loss
+from bench.architectures.nets import MLPDiscriminator, MLPGenerator
+from bench.architectures.steps import GeneratorFirstGAN, adam_pair
 from bench.contract import ArchSpec, GANConfig, between, positive
 
 
@@ -22,7 +22,7 @@ class VanillaConfig(GANConfig):
 
 class Vanilla(GeneratorFirstGAN):
     """The study's step with one discriminator pass: D has no BatchNorm and no dropout, so
-    its rows do not interact and a pass changes nothing in it (``architectures.steps``)."""
+    its rows do not interact and a pass changes nothing in it (``bench.architectures.steps``)."""
 
     one_discriminator_pass = True
 

@@ -8,8 +8,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from architectures.losses import wasserstein_critic_loss, wasserstein_generator_loss
-from architectures.nets import MLPDiscriminator, MLPGenerator
+from bench.architectures.losses import wasserstein_critic_loss, wasserstein_generator_loss
+from bench.architectures.nets import MLPDiscriminator, MLPGenerator
 from bench.contract import GAN, ArchSpec, GANConfig, SeedStackOps, at_least, positive
 from bench.errors import UsageError
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from architectures.losses import gradient_penalty, stacked_gradient_penalty, wasserstein_critic_loss
-from architectures.wgan import WGAN
+from bench.architectures.losses import gradient_penalty, stacked_gradient_penalty, wasserstein_critic_loss
+from bench.architectures.wgan import WGAN
 from bench.contract import ArchSpec, GANConfig, SeedStackOps, at_least, between, positive
 
 

@@ -168,8 +168,8 @@ class GAN(abc.ABC):
     def stack_step(self, stack: SeedStackOps, real: Tensor, step: int) -> dict[str, Tensor]:
         """Update every seed of ``stack`` on its batch of ``real`` (S, B, 1, S, S) as :meth:`train_step` would.
 
-        Optional: an architecture that implements it (the step shapes of ``architectures.steps``
-        and ``architectures.wgan`` do) can train several seeds as one stacked model. ``self``
+        Optional: an architecture that implements it (the step shapes of ``bench.architectures.steps``
+        and ``bench.architectures.wgan`` do) can train several seeds as one stacked model. ``self``
         supplies hyperparameters and loss functions only: the networks, optimizers, random
         streams and carried state are the stack's. Returns :meth:`train_step`'s keys, each a
         detached tensor of shape (S,).

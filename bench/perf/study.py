@@ -5,7 +5,7 @@ them), on the suite's networks. The forward passes are the study's modules run a
 ran them (``nn.Sequential`` in order; no fused layers), so :func:`study_step` is also the
 reference the suite's optimized steps are checked against (tests/unit/test_architectures.py).
 
-The one bench module that imports ``architectures.nets``: the study's forward passes need
+The one bench module that imports ``bench.architectures.nets``: the study's forward passes need
 the networks' layers, not just their ``forward``.
 """
 
@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 from torch.autograd import Variable
 
-from architectures.nets import ConvDiscriminator, ConvGenerator
+from bench.architectures.nets import ConvDiscriminator, ConvGenerator
 from bench.contract import GAN, GANConfig
 from bench.data import FILES, PACKAGED_DIR, SUBSET_SEED, read_verified
 from bench.errors import UsageError

@@ -10,7 +10,7 @@ with its hyperparameters, updates the stacked tensors. The optimizers allowed
 so one step over the stack is each seed's own step.
 
 The architecture owns its stacked step (``GAN.stack_step``; the step shapes in
-``architectures.steps`` and ``architectures.wgan`` implement it); the stack supplies what it
+``bench.architectures.steps`` and ``bench.architectures.wgan`` implement it); the stack supplies what it
 needs (:class:`bench.contract.SeedStackOps`). :func:`stackable` says up front why an
 architecture cannot be stacked, so its seeds can run separately.
 """
@@ -64,7 +64,7 @@ def _class_reason(cls: type) -> str | None:
         own, counterpart = _owner(cls, single), _owner(cls, stacked)
         if own is not None and (counterpart is None or not issubclass(counterpart, own)):
             return (f"{own.__name__} defines {single} without {stacked}: its step is its own, not one of a "
-                    "stackable step shape (architectures.steps.GeneratorFirstGAN, architectures.wgan.WGAN)")
+                    "stackable step shape (bench.architectures.steps.GeneratorFirstGAN, bench.architectures.wgan.WGAN)")
     return None
 
 

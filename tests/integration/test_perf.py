@@ -83,7 +83,7 @@ def test_perf_refuses_an_unwritable_cache(tmp_path):
 FAULTS_SCRIPT = """
 import json, resource, sys, torch
 from bench.environment import environment, tune_allocator
-from architectures.vanilla import Vanilla, VanillaConfig
+from bench.architectures.vanilla import Vanilla, VanillaConfig
 setting = tune_allocator()
 torch.set_num_threads(1)
 torch.manual_seed(0)

@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from architectures.nets import MLPGenerator
+from bench.architectures.nets import MLPGenerator
 from bench.config import RunConfig
 from bench.contract import GAN, ArchSpec, GANConfig
 from bench.errors import PluginError, UsageError

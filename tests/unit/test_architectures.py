@@ -15,9 +15,9 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from architectures.losses import gradient_penalty
-from architectures.nets import ConvDiscriminator, ConvGenerator, MLPDiscriminator, MLPGenerator, upsample_conv
-from architectures.steps import GeneratorFirstGAN
+from bench.architectures.losses import gradient_penalty
+from bench.architectures.nets import ConvDiscriminator, ConvGenerator, MLPDiscriminator, MLPGenerator, upsample_conv
+from bench.architectures.steps import GeneratorFirstGAN
 from bench.contract import GAN, check_samples, check_step_output, count_parameters
 from bench.perf.study import study_model, study_step
 from bench.registry import GROUP, Registry, default_registry, discover

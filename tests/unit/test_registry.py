@@ -83,4 +83,4 @@ def test_unknown_name_lists_known_and_closest(tmp_path):
 def test_builtin_vanilla_is_an_entry_point_of_this_project():
     entries = {e.name: e for e in discover()}
     assert entries["vanilla"].package == "gan-bench"
-    assert entries["vanilla"].value == "architectures.vanilla:SPEC"
+    assert entries["vanilla"].value == "bench.architectures.vanilla:SPEC"

@@ -18,10 +18,10 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from architectures.losses import bce_generator_loss
-from architectures.steps import GeneratorFirstGAN
-from architectures.vanilla import Vanilla, VanillaConfig
-from architectures.wgan import WGAN
+from bench.architectures.losses import bce_generator_loss
+from bench.architectures.steps import GeneratorFirstGAN
+from bench.architectures.vanilla import Vanilla, VanillaConfig
+from bench.architectures.wgan import WGAN
 from bench.contract import GAN, ArchSpec
 from bench.registry import default_registry
 from bench.training.stack import SeedStack, StackError, _stacked_optimizer, stackable
