@@ -55,6 +55,22 @@ class TimingRecord:
 
 
 @dataclass(kw_only=True)
+class StackInfo:
+    """``stack``: the stack of seeds a run trained in (``--stack``); absent for a run trained alone.
+
+    ``runs`` are the stack's run folders, this one included, relative to this run's folder's
+    parent (so a moved plan folder keeps them). The run's ``timing`` is of one stacked step,
+    which trained ``size`` seeds at once; ``step_ms_per_seed`` is its median over ``size``.
+    """
+
+    id: str
+    seeds: list[int]
+    size: int
+    runs: list[str]
+    step_ms_per_seed: float | None = None
+
+
+@dataclass(kw_only=True)
 class Contention:
     """``contention``: how much of the machine the run had while it trained.
 
@@ -202,6 +218,7 @@ class RunRecord:
     peak_memory_bytes: int | None = None
     env: Environment
     contention: Contention | None = field(default=None, metadata=OMIT_NONE)
+    stack: StackInfo | None = field(default=None, metadata=OMIT_NONE)
 
     @property
     def seed(self) -> int:

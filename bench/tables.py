@@ -161,8 +161,9 @@ _METRIC_COLUMNS = {"fid": ("fid", 1.0), "kid": ("kid", 1e3), "precision": ("prec
                    "classifier_score": ("classifier_score", 1.0)}
 #: Columns whose cells are ``mean ± std``; the other metric columns show the mean.
 PM_COLUMNS = frozenset({"fid", "kid"})
-#: The mark of a row whose side-by-side step times vary widely, and of a row with contended runs.
-WIDE_MARK, CONTENDED_MARK = "†", "‡"
+#: The mark of a row whose side-by-side step times vary widely, of a row with contended runs, and of
+#: times taken while runs shared the machine (stacked seeds, --jobs).
+WIDE_MARK, CONTENDED_MARK, SHARED_MARK = "†", "‡", "§"
 
 
 def _all_columns(target: str) -> list[tuple[str, str, bool]]:
@@ -296,11 +297,16 @@ def step_ms_text(row: Row, digits: int | None = None, terse: bool = False) -> st
     else the runs' median."""
     side = row.side_by_side
     if side is None:
-        return number(row.step_ms_median, digits)
+        return shared_text(row, number(row.step_ms_median, digits))
     text = number(side.median, digits)
     if not terse:
         text += f" ({number(side.p10, digits, 3)}-{number(side.p90, digits, 3)})"
     return f"{text} {WIDE_MARK}" if row.side_by_side_wide else text
+
+
+def shared_text(row: Row, text: str) -> str:
+    """``text`` marked when the row's runs timed their steps while sharing the machine."""
+    return f"{text} {SHARED_MARK}" if row.sharing and text != "-" else text
 
 
 def status_text(row: Row, terse: bool = False) -> str:
@@ -335,7 +341,7 @@ def comparison_cells(group: Group, row: Row, terse: bool = False, columns: Seque
         "params": f"{millions(row.params_g)} / {millions(row.params_d)}",
         "flops": "-" if row.flops_per_step is None else number(row.flops_per_step / 1e9, digits),
         "step_ms": step_ms_text(row, digits, terse),
-        "images_per_s": mean_text(row.images_per_s, digits),
+        "images_per_s": shared_text(row, mean_text(row.images_per_s, digits)),
         "wall_s": mean_text(row.wall_s, digits),
         **_metric_texts(row, digits),  # KID is small: shown in thousandths, as is usual
         "ttq_s": when,
@@ -402,6 +408,13 @@ def timing_notes(group: Group) -> list[str]:
             f"{WIDE_MARK} side-by-side step times whose rounds disagree (round medians over "
             f"{ArchStepTimes.ROUNDS_DISAGREE:g}x apart): {', '.join(wide)}; the machine's load changed while they "
             f"were timed, so compare them with care."
+        )
+    shared = {row_label(group, row): " and ".join(row.sharing) for row in group.rows if row.sharing}
+    if shared:
+        notes.append(
+            f"{SHARED_MARK} timed while sharing the machine ({'; '.join(f'{k}: {v}' for k, v in shared.items())}): "
+            f"a stacked run's step ms is one step of its whole stack, and its img/s are one seed's share; runs at "
+            f"once (--jobs) each had their share of the CPUs. Compare these times only with times taken the same way."
         )
     contended = {row_label(group, row): row.contended for row in group.rows if row.contended}
     if contended:
@@ -580,4 +593,34 @@ def perf_table(record: dict[str, Any]) -> Table:
 
 def print_perf(record: dict[str, Any]) -> None:
     """Print the comparison table of one perf record."""
-    console.out.print(perf_table(record))
+    console.out.print(seeds_perf_table(record) if record.get("kind") == "seeds" else perf_table(record))
+
+
+_SEEDS_LABELS = {"stack": "one stack", "jobs": "--jobs parallel runs", "sequential": "one after another"}
+
+
+def seeds_perf_table(record: dict[str, Any]) -> Table:
+    """The table of a ``bench perf --seeds`` record: one row per way of training the seeds."""
+    env, seeds = record["env"], record["seeds"]
+    graphs = ", separate runs with CUDA graphs" if record.get("cuda_graphs") else ""
+    title = (f"{record['arch']}: {len(seeds)} seeds on {env['device_name']}{graphs}, {record['rounds']} rounds x "
+             f"{record['batches']} batches per seed (+{record['warmup']} warm-up), {record['precision']}")
+    load = ", ".join(f"{k} {record[f'load_{k}']:.1f}" for k in ("start", "end") if record.get(f"load_{k}") is not None)
+    caption = (f"seed-batches/s: seeds x timed batches over the contender's wall time (its slowest process); ratios "
+               f"taken within each round; {env['cpu_model']}, torch {env['torch']}"
+               + (f"; load average {load}" if load else ""))
+    if record.get("stack_refused"):
+        caption += f"\nnot stacked: {record['stack_refused']}"
+    table = Table(title=title, title_justify="left", caption=caption)
+    for col in ("contender", "processes x threads", "seed-batches/s", "min-max", "vs one after another", "min-max ",
+                "peak memory"):
+        table.add_column(col, justify="left" if col == "contender" else "right",
+                         style="bold" if col == "contender" else None)
+    for key, c in record["contenders"].items():
+        v, r = c["seed_batches_per_s"], record["ratios"].get(f"{key}_vs_sequential")
+        table.add_row(
+            _SEEDS_LABELS.get(key, key), f"{c['processes']} x {c['threads_per_process']}", f"{v['median']:.1f}",
+            f"{v['min']:.1f}-{v['max']:.1f}", "1.00x" if r is None else f"{r['median']:.2f}x",
+            "-" if r is None else f"{r['min']:.2f}-{r['max']:.2f}", f"{c['peak_memory_bytes'] / 2**20:,.0f} MiB",
+        )
+    return table

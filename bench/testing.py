@@ -28,8 +28,9 @@ from torch import Tensor, nn
 from bench.contract import GAN, ArchSpec, GANConfig, check_samples, check_step_output
 from bench.errors import PluginError
 from bench.registry import default_registry
-from bench.training.flops import measure_flops
 from bench.training.checks import build_gan
+from bench.training.flops import measure_flops
+from bench.training.stack import SeedStack, stackable
 
 #: The batch size the checks train with, and the size of a smaller last batch of an epoch.
 BATCH = 8
@@ -48,8 +49,9 @@ def check_architecture(spec_or_name: ArchSpec | str, device: str | torch.device 
     Checks the spec's fields, the config's defaults, the build, the networks and optimizers, a few
     training steps (detached finite scalars, a smaller last batch), the generated images, the
     FLOP count's steps on a deep copy, that a model restored from ``state_dict()`` trains exactly
-    like the original, and that ``generate()`` needs nothing beyond ``generator`` and
-    ``sampling_state()``.
+    like the original, that ``generate()`` needs nothing beyond ``generator`` and
+    ``sampling_state()``, and, for an architecture that can be stacked, that each seed of a
+    stack trains as its own run does (in float64 on the CPU).
     """
     spec = default_registry().load(spec_or_name) if isinstance(spec_or_name, str) else spec_or_name
     check_spec(spec)
@@ -63,6 +65,7 @@ def check_architecture(spec_or_name: ArchSpec | str, device: str | torch.device 
         check_flop_count(spec.name, gan, real)
         check_state_dict(spec, cfg, device, real)
         check_sampling_state(spec, cfg, device, real)
+        check_stacking(spec, cfg)
 
 
 @contextlib.contextmanager
@@ -263,3 +266,56 @@ def check_sampling_state(spec: ArchSpec, cfg: GANConfig, device: torch.device, r
                           "score another model. Return that state (e.g. an EMA generator's state_dict) from "
                           "sampling_state() and restore it in load_sampling_state()")
 
+
+
+#: The seeds of the stacking check, and its tolerance (float64: what is left is rounding).
+STACK_SEEDS = (0, 1)
+STACK_RTOL = 1e-9
+
+
+@contextlib.contextmanager
+def _float64() -> Iterator[None]:
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def check_stacking(spec: ArchSpec, cfg: GANConfig) -> None:
+    """For an architecture that can be stacked (``--stack``): each seed of a stack of two, on its own
+    batches, gives the outputs its own run gives, step for step (float64, CPU, to 1e-9 relative).
+
+    An architecture that cannot be stacked (its own ``train_step`` without a ``stack_step``, say)
+    passes: stacking is optional, and its seeds run separately.
+    """
+    name = spec.name
+    cpu = torch.device("cpu")
+    with _float64(), torch.random.fork_rng(devices=[]):
+        if stackable(spec, cfg) is not None:
+            return
+        reals = [real_batch(spec, cpu).to(torch.float64) * (0.5 + 0.25 * i) for i in range(len(STACK_SEEDS))]
+        try:
+            stack = SeedStack(spec, cfg, STACK_SEEDS, cpu)
+            stacked = [stack.split(stack.train_step(torch.stack(reals), step)) for step in range(STEPS)]
+        except Exception as exc:
+            raise _fail(name, f"stack_step failed on a stack of {len(STACK_SEEDS)} seeds ({type(exc).__name__}: "
+                              f"{exc}); fix it, or declare not_stackable = 'why' on the GAN class") from exc
+        for i, seed in enumerate(STACK_SEEDS):
+            torch.manual_seed(seed)
+            gan = build_gan(spec, cfg, cpu)
+            for step in range(STEPS):
+                own = _step(name, gan, reals[i], step)
+                for key, value in own.items():
+                    theirs = stacked[step][i].get(key)
+                    if theirs is None or not torch.allclose(theirs.double(), value.double(), rtol=STACK_RTOL,
+                                                            atol=1e-12):
+                        raise _fail(name, f"seed {seed} of a stack gives {key} = {_value(theirs)} at step {step}, "
+                                          f"its own run {value.item():.12g}: stack_step must do for every seed "
+                                          "exactly what train_step does (draw randomness through the stack, "
+                                          "losses through stack.per_seed)")
+
+
+def _value(t: Tensor | None) -> str:
+    return "nothing" if t is None else f"{t.item():.12g}"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 from bench.cli.options import (
-    add_jobs_option, add_plan_options, add_training_options, parse_int, plan_settings,
-    refuse_with_resume,
+    add_parallel_options, add_plan_options, add_training_options, check_parallel_options, parse_int,
+    plan_settings, refuse_with_resume,
 )
 from bench.errors import UsageError
 from bench.perf.sidebyside import ROUNDS
@@ -24,19 +24,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_plan_options(p, "vanilla,dcgan,wgan")
     p.add_argument("--resume", metavar="COMPARE_DIR",
                    help="continue a comparison: skip finished runs, resume the interrupted one")
-    add_jobs_option(p)
+    add_parallel_options(p)
     p.add_argument("--timing-rounds", type=parse_int, default=ROUNDS, metavar="N",
                    help=f"rounds of the side-by-side step timing before the runs (default {ROUNDS}; 0: none)")
     add_training_options(p, seed=False)
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.jobs is not None and args.jobs < 1:
-        raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
+    check_parallel_options(args)
     if args.timing_rounds < 0:
         raise UsageError(f"--timing-rounds must be 0 or more, got {args.timing_rounds}")
     if args.resume:
-        refuse_with_resume(args, "comparison", arch=bool(args.arch), seeds=args.seeds != [0])
+        refuse_with_resume(args, "comparison", arch=bool(args.arch), seeds=args.seeds != [0],
+                           stack=args.stack is not None, stack_size=args.stack_size is not None)
         plan = Plan.load(args.resume)
     else:
         settings = plan_settings(args)

@@ -183,10 +183,28 @@ def add_plan_options(p: argparse.ArgumentParser, example: str) -> None:
     add_fid_target(p)
 
 
-def add_jobs_option(p: argparse.ArgumentParser) -> None:
+def add_parallel_options(p: argparse.ArgumentParser) -> None:
+    """The options that train several runs at once: ``--jobs`` processes, or stacks of seeds."""
     p.add_argument("--jobs", type=parse_int, metavar="N",
                    help="train N runs at once, each in a process of its own with its share of the CPUs as torch "
                         "threads (default: on the CPU one run per CPU that other work leaves free; on a GPU 1)")
+    p.add_argument("--stack", action=argparse.BooleanOptionalAction, default=None,
+                   help="train the seeds of each architecture as one stacked model, each seed still a run of its "
+                        "own (default: on a GPU where the architecture allows it; --no-stack: never)")
+    p.add_argument("--stack-size", type=parse_int, metavar="K",
+                   help="at most K seeds per stack (default 16)")
+
+
+def check_parallel_options(args: argparse.Namespace) -> None:
+    """Refuse ``--jobs``/``--stack`` values and combinations that cannot work, before anything is written."""
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
+    if args.stack_size is not None and args.stack_size < 1:
+        raise UsageError(f"--stack-size must be at least 1, got {args.stack_size}")
+    if args.stack and args.jobs is not None and args.jobs > 1:
+        raise UsageError("--stack trains its stacks here one after another; drop --jobs (or --stack)")
+    if args.stack_size is not None and args.stack is False:
+        raise UsageError("--stack-size goes with stacks; drop it or --no-stack")
 
 
 def add_fid_target(p: argparse.ArgumentParser, help: str = "FID for time-to-quality") -> None:
@@ -219,4 +237,8 @@ def plan_settings(args: argparse.Namespace) -> dict[str, Any]:
     settings = dataclasses.asdict(cfg)
     for key in PER_RUN_KEYS:
         settings.pop(key)
+    if getattr(args, "stack", None) is not None:
+        settings["stack"] = args.stack
+    if getattr(args, "stack_size", None) is not None:
+        settings["stack_size"] = args.stack_size
     return settings

@@ -6,7 +6,8 @@ import argparse
 
 from bench import console, tables
 from bench.cli.options import (
-    add_jobs_option, add_training_options, parse_seeds, plan_settings, refuse_with_resume, run_config,
+    add_parallel_options, add_training_options, check_parallel_options, parse_seeds, plan_settings,
+    refuse_with_resume, run_config,
 )
 from bench.config import DEFAULT_FID_TARGET
 from bench.errors import UsageError
@@ -28,15 +29,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seeds", type=parse_seeds, metavar="N|LIST",
                    help="several seeds as one comparison of this architecture (a count, 3 = seeds 0,1,2, or a list "
                         "0,5,7), --jobs at once; continue it with: python -m bench compare --resume DIR")
-    add_jobs_option(p)
+    add_parallel_options(p)
     add_training_options(p)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.seeds is not None:
         return _seeds(args)
-    if args.jobs is not None:
-        raise UsageError("--jobs goes with --seeds (several runs at once)")
+    given = [flag for flag, value in (("--jobs", args.jobs is not None), ("--stack", args.stack is not None),
+                                      ("--stack-size", args.stack_size is not None)) if value]
+    if given:
+        raise UsageError(f"{', '.join(given)} go{'es' if len(given) == 1 else ''} with --seeds (several runs at once)")
     registry = default_registry()
     if args.resume:
         refuse_with_resume(args, "run", arch=bool(args.arch))
@@ -49,8 +52,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         runner = Runner(run_config(args, args.arch), registry.load(args.arch), stop=args.stop,
                         entry=registry.entry(args.arch))
-    record = runner.train()
-    tables.print_run(record, runner.run.dir)
+    runner.train()
+    for run, record in zip(runner.runs, runner.records, strict=True):  # a resumed stack: each of its seeds
+        tables.print_run(record, run.dir)
     if runner.run.stop_signal is not None:
         console.err.print(f"interrupted; continue with: python -m bench run --resume {runner.run.dir}")
         return 128 + runner.run.stop_signal
@@ -63,8 +67,7 @@ def _seeds(args: argparse.Namespace) -> int:
     if given:
         raise UsageError(f"--seeds and {', '.join(given)} given together; --seeds makes a comparison folder, "
                          "which python -m bench compare --resume continues")
-    if args.jobs is not None and args.jobs < 1:
-        raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
+    check_parallel_options(args)
     if not args.arch:
         raise UsageError("--arch NAME is required (see: python -m bench list)")
     args.arch = [args.arch]

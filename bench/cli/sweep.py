@@ -8,8 +8,8 @@ from typing import Any
 
 from bench import console, tables
 from bench.cli.options import (
-    Parser, add_jobs_option, add_plan_options, add_training_options, parse_int, parse_number, plan_settings,
-    refuse_with_resume,
+    Parser, add_parallel_options, add_plan_options, add_training_options, check_parallel_options, parse_int,
+    parse_number, plan_settings, refuse_with_resume,
 )
 from bench.config import MAX_THREADS
 from bench.errors import UsageError
@@ -46,7 +46,7 @@ def add_arguments(p: Parser) -> None:
                    help="a TOML file: [grid] with key = [values], and [grid.ARCH] tables for one architecture")
     p.add_argument("--backend", choices=["local", "ray"], default="local",
                    help="local: on this machine (default; --jobs runs at once); ray: one Ray task per run")
-    add_jobs_option(p)
+    add_parallel_options(p)
     ray = p.add_argument_group("Ray (--backend ray; needs: " + INSTALL_HINT + ")")
     ray.add_argument("--address", help="the Ray cluster to join (default: start Ray on this machine)")
     ray.add_argument("--cpus-per-run", type=parse_int, metavar="N",
@@ -67,15 +67,14 @@ def ray_backend(args: argparse.Namespace) -> RayBackend | None:
     """The Ray backend if the options ask for it (None for the local one), refusing options of the other one."""
     ray_only = {"--address": args.address, "--cpus-per-run": args.cpus_per_run, "--gpus-per-run": args.gpus_per_run,
                 "--no-shared-storage": args.shared}
-    if args.jobs is not None and args.jobs < 1:
-        raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
+    check_parallel_options(args)
     if args.backend == "local":
         given = [flag for flag, value in ray_only.items() if value is not None]
         if given:
             raise UsageError(f"{', '.join(given)} only apply to --backend ray")
         return None
-    if args.jobs is not None:
-        raise UsageError("--jobs applies to --backend local; on Ray, --cpus-per-run and the cluster decide")
+    if args.jobs is not None or args.stack or args.stack_size is not None:
+        raise UsageError("--jobs and --stack apply to --backend local; on Ray, --cpus-per-run and the cluster decide")
     cpus = 1 if args.cpus_per_run is None else args.cpus_per_run
     gpus = 0.0 if args.gpus_per_run is None else args.gpus_per_run
     if not 1 <= cpus <= MAX_THREADS:  # each run uses its CPUs as torch threads
@@ -103,6 +102,7 @@ def plan_points(args: argparse.Namespace) -> dict[str, Any]:
 
 def _resumed(args: argparse.Namespace) -> Plan:
     refuse_with_resume(args, "sweep", arch=bool(args.arch), seeds=args.seeds != [0], grid=bool(args.grid),
+                       stack=args.stack is not None, stack_size=args.stack_size is not None,
                        grid_file=bool(args.grid_file))
     plan = Plan.load(args.resume)
     check_plan(plan.settings, plan.runs)

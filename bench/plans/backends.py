@@ -23,7 +23,7 @@ from typing import Any
 
 from bench import console
 from bench.errors import UsageError
-from bench.layout import RUN_JSON, Status
+from bench.layout import CHECKPOINT, RUN_JSON, Status
 from bench.plans.driver import Driver
 from bench.plans.plan import Outcome, PlanEntry
 from bench.stop import StopRequest
@@ -65,22 +65,122 @@ class LocalBackend:
         self.queue.append((index, attempt))
 
     def run(self, driver: Driver) -> None:
-        from bench.plans.execute import Evaluators, execute  # torch: only once runs train here
+        from bench.plans.execute import Evaluators  # torch: only once runs train here
 
         if self.evaluators is None:
             self.evaluators = Evaluators(driver.plan.settings)  # for the whole plan
         while self.queue and not driver.stop.requested:
-            index, attempt = self.queue.popleft()
+            self._run_one(driver, *self.queue.popleft())
 
-            def started(run_dir: Path, index: int = index, attempt: int = attempt) -> None:
-                driver.started(index, attempt, str(run_dir), None)
+    def _run_one(self, driver: Driver, index: int, attempt: int) -> None:
+        from bench.plans.execute import execute
 
-            try:
-                outcome = execute(driver.plan.settings, driver.task_entry(index), driver.plan.folder, self.evaluators,
-                                  driver.stop, started)
-            except Exception as exc:  # anything else a run raises fails that run, not the plan
-                outcome = Outcome.failed(error_text(exc), driver.run_dir(index))
-            driver.finished(index, attempt, outcome)
+        def started(run_dir: Path) -> None:
+            driver.started(index, attempt, str(run_dir), None)
+
+        try:
+            outcome = execute(driver.plan.settings, driver.task_entry(index), driver.plan.folder, self.evaluators,
+                              driver.stop, started)
+        except Exception as exc:  # anything else a run raises fails that run, not the plan
+            outcome = Outcome.failed(error_text(exc), driver.run_dir(index))
+        driver.finished(index, attempt, outcome)
+
+
+#: Seeds per stack unless ``--stack-size`` says otherwise: enough to fill a GPU at the study's batch 64.
+DEFAULT_STACK_SIZE = 16
+
+
+class StackBackend(LocalBackend):
+    """Runs the planned entries here, the seeds of each architecture and hyperparameter point as
+    stacks of up to ``size`` (``--stack``); an architecture that cannot be stacked runs its seeds
+    one after another, with one line saying why.
+    """
+
+    def __init__(self, size: int | None = None) -> None:
+        super().__init__()
+        self.size = size or DEFAULT_STACK_SIZE
+        self.refused: dict[str, str] = {}  # architecture -> why it cannot be stacked
+
+    def describe(self) -> str:
+        return f"here, the seeds of each architecture as stacks of up to {self.size}"
+
+    def run(self, driver: Driver) -> None:
+        from bench.plans.execute import Evaluators  # torch: only once runs train here
+
+        if self.evaluators is None:
+            self.evaluators = Evaluators(driver.plan.settings)
+        while self.queue and not driver.stop.requested:
+            group = self._take_group(driver)
+            if len(group) == 1 or driver.entries[group[0][0]].arch in self.refused:
+                for index, attempt in group:
+                    self._run_one(driver, index, attempt)
+            else:
+                self._run_stack(driver, group)
+
+    def _run_stack(self, driver: Driver, group: list[tuple[int, int]]) -> None:
+        """Train ``group`` (entry index, attempt) as one stack; if the architecture cannot be stacked,
+        say why once and queue its runs again to train one at a time."""
+        from bench.plans.execute import execute_stack
+
+        attempts = dict(group)
+        by_seed = {driver.entries[i].seed: i for i, _ in group}
+
+        def started(seed: int, run_dir: Path) -> None:
+            driver.started(by_seed[seed], attempts[by_seed[seed]], str(run_dir), None)
+
+        try:
+            outcomes = execute_stack(driver.plan.settings, [driver.task_entry(i) for i, _ in group],
+                                     driver.plan.folder, self.evaluators, driver.stop, started)
+        except Exception as exc:  # anything else fails the stack's runs, not the plan
+            outcomes = {seed: Outcome.failed(error_text(exc), driver.run_dir(i)) for seed, i in by_seed.items()}
+        if isinstance(outcomes, Exception):
+            self.refused[driver.entries[group[0][0]].arch] = str(outcomes)
+            console.warn(f"{outcomes}; its seeds train one after another")
+            for index, _ in group:  # as if never started: a refused first step leaves no folder behind
+                driver.entries[index].status = Status.QUEUED
+                driver.plan.set_run_dir(driver.entries[index], None)
+            self.queue.extendleft(reversed(group))
+            return
+        for seed, index in by_seed.items():
+            driver.finished(index, attempts[index], outcomes[seed])
+
+    def _take_group(self, driver: Driver) -> list[tuple[int, int]]:
+        """The next queued entry and those that train in one stack with it: the rest of its stack when it
+        resumes one, else up to ``size`` new runs of its architecture and hyperparameter point."""
+        first, attempt = self.queue.popleft()
+        entry = driver.entries[first]
+        members = _stack_folders(driver.plan.run_path(entry))
+        if members is None:  # a run that trained alone resumes alone
+            return [(first, attempt)]
+        group = [(first, attempt)]
+        for index, a in list(self.queue):
+            other = driver.entries[index]
+            path = driver.plan.run_path(other)
+            if members:
+                joins = path is not None and path.resolve() in members
+            else:
+                joins = (len(group) < self.size and other.arch == entry.arch and other.hparams == entry.hparams
+                         and _stack_folders(path) == set())
+            if joins:
+                self.queue.remove((index, a))
+                group.append((index, a))
+        return group
+
+
+def _stack_folders(run_dir: Path | None) -> set[Path] | None:
+    """For an entry's run folder: empty if it starts afresh, the stack's folders if it resumes a stack,
+    None if it resumes a run that trained alone."""
+    from bench.record import read_record
+
+    if run_dir is None or not (run_dir / CHECKPOINT).is_file():
+        return set()
+    try:
+        stack = read_record(run_dir).stack
+    except UsageError:
+        return None  # a damaged record: the run's own resume says what is wrong
+    if stack is None:
+        return None
+    return {(run_dir.parent / rel).resolve() for rel in stack.runs}
 
 
 # Several processes at once ---------------------------------------------------------------------
@@ -216,15 +316,19 @@ class ProcessBackend:
 
 
 def local_backend(settings: dict[str, Any], jobs: int | None, runs: int) -> LocalBackend | ProcessBackend:
-    """Where a plan's runs train on this machine: ``jobs`` at once, or by default what measures faster here.
+    """Where a plan's runs train on this machine: ``jobs`` at once, stacked, or by default what measures
+    faster here.
 
-    The default: on the CPU, one run per CPU that other work leaves free (each with its share of the
-    free CPUs as torch threads, or ``--threads``): the study's batch-64 steps use threads poorly, so
-    runs side by side beat one after another with all cores each. On a GPU, one at a time (stacked
-    seeds are the GPU's way).
+    The default: on a GPU, the seeds of each architecture stacked (``settings["stack"]`` None) where
+    it can be, else one at a time; on the CPU, one run per CPU that other work leaves free (each with
+    its share of the free CPUs as torch threads, or ``--threads``): the study's batch-64 steps use
+    threads poorly, so runs side by side beat one after another with all cores each, and beat stacks.
     """
     from bench.machine import free_cpus
 
+    stack = settings.get("stack")
+    if stack or (stack is None and jobs is None and _on_cuda(settings)):
+        return StackBackend(settings.get("stack_size"))
     free = None
     if jobs is None:
         free, _ = free_cpus()

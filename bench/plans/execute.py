@@ -1,4 +1,5 @@
-"""One planned run, new or resumed, through the same runner as ``bench run``."""
+"""Planned runs, new or resumed, through the same runner as ``bench run``: one at a time, or
+several seeds as one stack."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from bench.plans.plan import Outcome, PlanEntry
 from bench.registry import default_registry
 from bench.stop import StopRequest
 from bench.training.runner import Runner
+from bench.training.stack import StackError
 
 
 class Evaluators:
@@ -67,6 +69,51 @@ def execute(settings: Mapping[str, Any], entry: PlanEntry, folder: Path, evaluat
         return Outcome.failed(str(exc), str(runner.run.dir) if runner and runner.run.dir else None)
     run = runner.run
     return Outcome(record.status, str(run.dir), record.error, run.stop_signal, record.diverged_at_step)
+
+
+def execute_stack(settings: Mapping[str, Any], entries: list[PlanEntry], folder: Path, evaluators: Evaluators,
+                  stop: StopRequest, on_start: Callable[[int, Path], None] | None = None
+                  ) -> dict[int, Outcome] | StackError:
+    """Run ``entries`` (one architecture and hyperparameter point, distinct seeds) as one stack of seeds,
+    or resume the stack their run folders trained in; return each seed's outcome.
+
+    Each seed's run folder is exactly what ``bench run --seed`` writes, plus the stack it trained
+    in. ``on_start(seed, run_dir)`` is called as each folder is opened. A plugin's error fails
+    every seed of the stack without raising.
+
+    Returns:
+        the outcomes by seed, or the :class:`StackError` that says why the architecture cannot be
+        stacked (nothing was written: train the seeds separately).
+    """
+    registry = default_registry()
+    runner = None
+    try:
+        spec = registry.load(entries[0].arch)
+        evaluator = evaluators.for_spec(spec)
+        resumable = [Path(e.run_dir) for e in entries if e.run_dir and (Path(e.run_dir) / CHECKPOINT).is_file()]
+        if resumable:
+            runner = Runner.resume(resumable[0], registry.load, evaluator, stop, entry_of=registry.entry)
+        else:
+            cfg = RunConfig.from_settings(settings, arch=entries[0].arch, seed=entries[0].seed, out=str(folder),
+                                          hparams={**settings.get("hparams", {}), **entries[0].hparams})
+            runner = Runner(cfg, spec, evaluator, stop=stop, entry=registry.entry(entries[0].arch),
+                            stack_seeds=[e.seed for e in entries],
+                            run_dirs=[Path(e.run_dir) if e.run_dir else None for e in entries])
+
+        def opened(run_dir: Path) -> None:
+            if on_start is not None:
+                on_start(next(r.cfg.seed for r in runner.runs if r.dir == run_dir), run_dir)
+
+        runner.train(opened)
+    except StackError as exc:
+        return exc
+    except PluginError as exc:
+        console.error(str(exc))
+        runs = runner.runs if runner is not None else []
+        return {r.cfg.seed: Outcome.failed(str(exc), str(r.dir) if r.dir else None) for r in runs} or \
+            {e.seed: Outcome.failed(str(exc)) for e in entries}
+    return {run.cfg.seed: Outcome(record.status, str(run.dir), record.error, run.stop_signal, record.diverged_at_step)
+            for run, record in zip(runner.runs, runner.records, strict=True)}
 
 
 def check_plan(settings: Mapping[str, Any], entries: list[PlanEntry]) -> None:

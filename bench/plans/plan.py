@@ -25,6 +25,10 @@ from bench.storage import make_unique_dir, utc_iso, utc_stamp, write_json
 
 
 
+#: Settings of how a plan's runs train together rather than of any one run: ``--stack``, ``--stack-size``.
+PLAN_KEYS = frozenset({"stack", "stack_size"})
+
+
 class PlanKind(str, enum.Enum):
     """Which command made the plan: its folder prefix, and how its report rows are formed."""
 
@@ -126,7 +130,7 @@ class Plan:
             raise UsageError(f"{where} is damaged (missing {', '.join(missing)})")
         try:
             plan = from_plain(cls, data)
-            unknown = sorted(set(plan.settings) - (RunConfig.field_names() - set(PER_RUN_KEYS)))
+            unknown = sorted(set(plan.settings) - (RunConfig.field_names() - set(PER_RUN_KEYS)) - PLAN_KEYS)
             if unknown:
                 raise SchemaError(f"unknown settings: {', '.join(unknown)}")
             from_plain(RunConfig, {**plan.settings, "arch": "-"}, "settings")

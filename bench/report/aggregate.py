@@ -106,6 +106,16 @@ class LoadedRun:
         return self.record.contention is not None and self.record.contention.contended
 
     @property
+    def sharing(self) -> str | None:
+        """How the run's step time was shared, if it was: ``stack of K seeds`` or ``N runs at once``."""
+        stack, parallel = self.record.stack, self.record.config.parallel_runs
+        if stack is not None and stack.size > 1:
+            return f"stack of {stack.size} seeds"
+        if parallel is not None and parallel > 1:
+            return f"{parallel} runs at once"
+        return None
+
+    @property
     def evaluated(self) -> bool:
         """Whether the run records its evaluation protocol (older and unevaluated runs do not)."""
         return bool(evaluation_settings(self.protocol))
@@ -251,6 +261,11 @@ class Row:
     def contended(self) -> int:
         """How many of the row's runs were contended (got too little CPU time for their threads)."""
         return sum(r.contended for r in self.runs)
+
+    @property
+    def sharing(self) -> list[str]:
+        """How the row's runs shared their step times (stacks, parallel runs), each way once; empty if none did."""
+        return sorted({r.sharing for r in self.runs if r.sharing is not None})
 
     @property
     def fids(self) -> list[float | None]:

@@ -97,6 +97,7 @@ def row_dict(row: Row) -> dict[str, Any]:
         "best_fid": row.best,
         "step_ms_side_by_side": _side_by_side_dict(row),
         "contended_runs": row.contended,
+        "shared": row.sharing,
         "cpu_share": [None if r.record.contention is None else r.record.contention.cpu_share for r in row.runs],
     }
 
@@ -171,7 +172,7 @@ CSV_COLUMNS = (
     # Added by the tested differences and the side-by-side timing, after the columns older readers know.
     *[f"{m}_ci_{end}" for m in METRIC_NAMES for end in ("low", "high")],
     "step_ms_side_by_side_median", "step_ms_side_by_side_p10", "step_ms_side_by_side_p90",
-    "step_ms_side_by_side_wide", "contended_runs",
+    "step_ms_side_by_side_wide", "contended_runs", "shared",
 )
 #: Columns whose values are a row's own (``row_dict``) under the same name.
 _ROW_COLUMNS = ("arch", "runs", "params_g", "params_d", "flops_per_step", "step_ms_median", "images_per_s", "wall_s",
@@ -204,6 +205,7 @@ def _row_columns(row: Row) -> dict[str, Any]:
         **{f"step_ms_side_by_side_{k}": (d["step_ms_side_by_side"] or {}).get(k) for k in ("median", "p10", "p90")},
         "step_ms_side_by_side_wide": (d["step_ms_side_by_side"] or {}).get("wide"),
         "contended_runs": d["contended_runs"],
+        "shared": "; ".join(d["shared"]),
     }
 
 

@@ -30,14 +30,15 @@ from bench.errors import UsageError
 from bench.layout import Status
 from bench.metrics.evaluator import Evaluator
 from bench.record import (
-    Contention, DiscriminatorMeans, Environment, Evaluation, Losses, Metrics, RecordedConfig, RunRecord, TimingRecord,
+    Contention, DiscriminatorMeans, Environment, Evaluation, Losses, Metrics, RecordedConfig, RunRecord, StackInfo,
+    TimingRecord,
 )
 from bench.schema import from_plain
 from bench.stop import Stopped, StopRequest
 from bench.storage import make_run_dir, remove_stale_temporaries, utc_iso
 from bench.timing import block_spread, summarize
 from bench.training.recorder import GRID_SIDE, SAMPLE_SEED, Recorder, mean_of, sample_grid
-from bench.training.divergence import weights_finite
+from bench.training.models import ModelState
 from bench.training.state import TrainState
 
 #: p90/p10 of the batch times above which a run warns that they vary widely.
@@ -48,13 +49,15 @@ class Run:
     """One seed of one architecture under one budget, from its first batch to its last file."""
 
     def __init__(self, cfg: RunConfig, spec: ArchSpec, hparams: GANConfig, device: torch.device,
-                 evaluator: Evaluator | None, stop: StopRequest, run_dir: Path | None = None):
+                 evaluator: Evaluator | None, stop: StopRequest, run_dir: Path | None = None,
+                 data: Tensor | None = None):
         self.cfg, self.spec, self.hparams, self.device = cfg, spec, hparams, device
         self.evaluator = evaluator
         self.stop = stop
         self.dir = run_dir
         self.budget = cfg.budget()
-        data = training_images(spec.image_size, device, cfg.data_dir, cfg.train_subset)
+        if data is None:
+            data = training_images(spec.image_size, device, cfg.data_dir, cfg.train_subset)
         self.sampler = BatchSampler(data, hparams.batch_size, cfg.seed)
         per_epoch = self.sampler.batches_per_epoch
         self.total_steps: int | None = {"epochs": int(self.budget.value) * per_epoch,
@@ -73,6 +76,7 @@ class Run:
         self.grid_z = torch.empty(0)
         self.params: dict[str, int] = {}
         self.recorder: Recorder | None = None  # made by open()
+        self.stack: StackInfo | None = None  # the stack of seeds it trains in, if any
         self._pending: list[dict[str, Tensor]] = []
 
     @property
@@ -84,9 +88,10 @@ class Run:
         self.grid_z = gan.sample_latent(GRID_SIDE**2, torch.Generator().manual_seed(SAMPLE_SEED))
         self.params = {name: count_parameters(m) for name, m in gan.networks().items()}
 
-    def restore(self, checkpoint: Path, gan: GAN, started: str | None) -> None:
-        """Continue from ``checkpoint``: the model, the RNG, the batch order and the progress."""
-        self.state = TrainState.load(checkpoint, gan, self.device)
+    def restore(self, checkpoint: Path, started: str | None) -> ModelState:
+        """Continue from ``checkpoint``: take its batch order and progress; return the model and RNG
+        states it holds, for the runner to load."""
+        self.state, gan_state, rng = TrainState.read(checkpoint, self.device)
         position = self.state.sampler
         if not 0 <= position.batch < self.sampler.batches_per_epoch or position.epoch < 0:
             raise UsageError(f"{checkpoint} is damaged (sampler position epoch {position.epoch}, batch "
@@ -94,6 +99,7 @@ class Run:
         self.sampler.state = position
         self.started = started or self.started
         self.resumed = True
+        return gan_state, rng
 
     def budget_left(self) -> bool:
         if self.total_steps is not None:
@@ -124,8 +130,16 @@ class Run:
         self.state.batch_sizes.append(batch_size)
         self.state.step += 1
 
-    def flush(self, times_ms: list[float], gan: GAN) -> dict[str, float | None] | None:
+    @property
+    def pending(self) -> bool:
+        """Whether step outputs wait on the device for the next flush."""
+        return bool(self._pending)
+
+    def flush(self, times_ms: list[float], weights_finite: Callable[[], bool]) -> dict[str, float | None] | None:
         """Pull the pending outputs to the host (one sync), log them and check for divergence.
+
+        ``weights_finite()`` says whether the model's weights are still finite (asked only while
+        the losses are).
 
         Returns the interval's mean D and G loss and images/s for the progress view (None if
         nothing was pending).
@@ -141,7 +155,7 @@ class Run:
                 self.diverge(first + i)
             self.state.history.append({"step": first + i, **dict(zip(keys, row, strict=True))})
         self._pending.clear()
-        if self.diverged_at is None and not weights_finite(gan.networks().values()):
+        if self.diverged_at is None and not weights_finite():
             self.diverge(self.state.step - 1)
         n = len(values)
         means = {k: mean_of(self.state.history[-n:], k) for k in keys}
@@ -169,20 +183,24 @@ class Run:
         evaluation = Evaluation.of(self.state.step, self.state.train_wall_s, m)
         self.state.evaluations.append(evaluation)
         self.recorder.log_evaluation(evaluation)
+        who = f"{self.spec.name} seed {self.cfg.seed}" if self.stack is not None else self.spec.name
         console.err.print(
-            f"{self.spec.name}: step {self.state.step}  FID (MNIST classifier features) {m.fid:.3f}  "
+            f"{who}: step {self.state.step}  FID (MNIST classifier features) {m.fid:.3f}  "
             f"modes {m.modes_covered}/10  ({m.eval_s:.1f}s)", soft_wrap=True,
         )
 
-    def checkpoint(self, gan: GAN) -> None:
-        """Write everything needed to continue exactly from here (atomically)."""
+    def checkpoint(self, gan: GAN, rng: dict[str, Tensor] | None = None) -> None:
+        """Write everything needed to continue exactly from here (atomically).
+
+        ``rng``: the run's own RNG states when they are not the process's (a seed of a stack).
+        """
         self.state.sampler = self.sampler.state
-        self.recorder.write_checkpoint(lambda path: self.state.save(path, gan, self.device))
+        self.recorder.write_checkpoint(lambda path: self.state.save(path, gan, self.device, rng))
 
     def evaluated_now(self) -> bool:
         return bool(self.state.evaluations) and self.state.evaluations[-1].step == self.state.step
 
-    def conclude(self, gan: GAN) -> None:
+    def conclude(self, gan: GAN, rng: dict[str, Tensor] | None = None) -> None:
         """The loop has ended: a completed run is evaluated at its last step, an interrupted one checkpointed.
 
         A stop requested during that evaluation ends it: the run is checkpointed with its training
@@ -196,9 +214,9 @@ class Run:
             except Stopped:
                 self.interrupt(self.stop.signal)
         if self.status is Status.INTERRUPTED:
-            self.checkpoint(gan)
+            self.checkpoint(gan, rng)
 
-    def fail(self, exc: BaseException, gan: GAN) -> None:
+    def fail(self, exc: BaseException, gan: GAN, rng: dict[str, Tensor] | None = None) -> None:
         """Keep what was earned when training raised: run.json first (small: it says what happened
         even on a full disk), a checkpoint if it was interrupted, then what else can be written."""
         interrupted = isinstance(exc, KeyboardInterrupt)
@@ -210,7 +228,7 @@ class Run:
             return
         writes = [lambda: self.recorder.write_record(self.record()), lambda: self.finish(gan, check=False)]
         if interrupted:
-            writes.insert(1, lambda: self.checkpoint(gan))
+            writes.insert(1, lambda: self.checkpoint(gan, rng))
         for write in writes:
             with contextlib.suppress(Exception):
                 write()
@@ -283,7 +301,16 @@ def run_record(run: Run) -> RunRecord:
         peak_memory_bytes=peak_memory_bytes(run.device),
         env=from_plain(Environment, environment(run.device)),
         contention=_contention(run) if run.device.type == "cpu" else None,
+        stack=_stack(run, timing.step_ms_median),
     )
+
+
+def _stack(run: Run, step_ms: float | None) -> StackInfo | None:
+    """The run's stack, with its median step shared out over the stack's seeds."""
+    if run.stack is None:
+        return None
+    per_seed = step_ms / run.stack.size if step_ms is not None and math.isfinite(step_ms) else None
+    return dataclasses.replace(run.stack, step_ms_per_seed=per_seed)
 
 
 def _contention(run: Run) -> Contention:

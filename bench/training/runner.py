@@ -11,22 +11,27 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
+import os
+import shutil
 import time
-from collections.abc import Callable, Iterator
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import torch
 
 from bench import console
 from bench.config import RunConfig
-from bench.contract import GAN, ArchSpec, check_step_output
+from bench.contract import GAN, ArchSpec, GANConfig, check_step_output
+from bench.data import training_images
 from bench.device import autocast, resolve_device
 from bench.environment import default_threads, tune_allocator
 from bench.machine import usable_cpus, warn_if_bf16_is_emulated
 from bench.errors import PluginError, UsageError
 from bench.layout import CHECKPOINT, Status
 from bench.metrics.evaluator import Evaluator
-from bench.record import RunRecord, read_record
+from bench.record import RunRecord, StackInfo, read_record
 from bench.registry import Entry
 from bench.stop import StopRequest
 from bench.storage import folder_lock
@@ -36,7 +41,10 @@ from bench.training.cuda_graphs import StepGraph
 from bench.training.flops import measure_flops
 from bench.training.recorder import sample_grid
 from bench.training.divergence import model_finite
+from bench.training.models import Model, SingleModel, StackModel
 from bench.training.run import Run
+from bench.training.stack import SeedStack, StackError
+from bench.training.state import damaged_model
 
 
 class TrainClock:
@@ -87,10 +95,11 @@ def every(n: int | None, step: int) -> bool:
 
 
 class Runner:
-    """Train one architecture under one budget, evaluate it and write its run folder.
+    """Train one architecture under one budget, evaluate it and write its run folder; or, given
+    ``stack_seeds``, train those seeds as one stacked model, each seed still a run of its own.
 
     Args:
-        cfg: the settings.
+        cfg: the settings (of the first seed, for a stack).
         spec: the architecture.
         evaluator: scores the generator; built here when ``cfg.eval`` is on and none is
             given (share one across the runs of a plan).
@@ -98,10 +107,20 @@ class Runner:
         stop: the stop request to honour (one is made, and signals handled, when not given).
         entry: the registry entry ``spec`` was loaded from: run.json records its package and
             version (unknown when a spec is given directly).
+        stack_seeds: train these seeds as one :class:`~bench.training.stack.SeedStack`; seed
+            ``s`` is the run ``cfg`` with ``seed=s`` makes, in folder ``run_dirs[i]`` (made
+            under ``cfg.out`` when None).
+        stack_id: the stack's name in its runs' run.json (a new one when not given).
+
+    Raises:
+        StackError: ``spec`` cannot be stacked (from the class, a built copy, or the first
+            stacked step, whose run folders are then removed): train the seeds separately.
     """
 
     def __init__(self, cfg: RunConfig, spec: ArchSpec, evaluator: Evaluator | None = None, *,
-                 run_dir: Path | None = None, stop: StopRequest | None = None, entry: Entry | None = None):
+                 run_dir: Path | None = None, stop: StopRequest | None = None, entry: Entry | None = None,
+                 stack_seeds: Sequence[int] | None = None, run_dirs: Sequence[Path | None] | None = None,
+                 stack_id: str | None = None):
         cfg.validate()
         self.spec = spec
         self.stop = stop or StopRequest()
@@ -120,15 +139,45 @@ class Runner:
         if cfg.eval and evaluator is None:
             evaluator = Evaluator(self.device, n_samples=cfg.eval_samples, data_dir=cfg.data_dir,
                                   image_size=spec.image_size)
-        self.run = Run(cfg, spec, hparams, self.device, evaluator, self.stop, run_dir)
-        if entry is not None:
-            self.run.package, self.run.package_version = entry.package, entry.version
-        torch.manual_seed(cfg.seed)
-        self.gan: GAN = build_for_run(spec, hparams, cfg, self.device, len(self.run.sampler.data))
-        self.gan.batches_per_epoch = self.run.sampler.batches_per_epoch
-        self.graphs = StepGraph(self.gan, spec.name) if cfg.cuda_graphs else None
-        self.run.attach(self.gan)
+        seeds = list(stack_seeds) if stack_seeds is not None else [cfg.seed]
+        dirs = list(run_dirs) if run_dirs is not None else [run_dir] * len(seeds)
+        data = training_images(spec.image_size, self.device, cfg.data_dir, cfg.train_subset)
+        self.runs = [Run(dataclasses.replace(cfg, seed=seed), spec, hparams, self.device, evaluator, self.stop, d, data)
+                     for seed, d in zip(seeds, dirs, strict=True)]
+        for run in self.runs:
+            if entry is not None:
+                run.package, run.package_version = entry.package, entry.version
+        n_images = len(data)
+
+        def build(spec: ArchSpec, hparams: GANConfig, device: torch.device) -> GAN:
+            return build_for_run(spec, hparams, cfg, device, n_images)
+
+        if stack_seeds is not None:
+            self.model: Model = StackModel(SeedStack(spec, hparams, seeds, self.device, build=build))
+            self.stack_id = stack_id or f"{spec.name}-{uuid.uuid4().hex[:12]}"
+            if cfg.cuda_graphs:
+                self._notes.append(f"{spec.name}: stacked steps are not captured as CUDA graphs; "
+                                   "--cuda-graphs applies to runs trained alone")
+        else:
+            torch.manual_seed(cfg.seed)
+            gan = build(spec, hparams, self.device)
+            self.model = SingleModel(gan, self.device, StepGraph(gan, spec.name) if cfg.cuda_graphs else None)
+            self.stack_id = None
+        self.model.set_batches_per_epoch(self.run.sampler.batches_per_epoch)
+        for i, run in enumerate(self.runs):
+            run.attach(self.model.gan(i))
         self.timer = StepTimer(self.device)
+        self.records: list[RunRecord | None] = [None] * len(self.runs)
+
+    @property
+    def run(self) -> Run:
+        """The first (for a single run, the only) run."""
+        return self.runs[0]
+
+    @property
+    def gan(self) -> GAN:
+        """The first run's GAN."""
+        return self.model.gan(0)
 
     def _choose_threads(self) -> int:
         """Without ``--threads``: the CPUs other work leaves free (recorded, so a resumed run keeps it)."""
@@ -142,7 +191,8 @@ class Runner:
     @classmethod
     def resume(cls, run_dir: str | Path, load_spec: Callable[[str], ArchSpec], evaluator: Evaluator | None = None,
                stop: StopRequest | None = None, entry_of: Callable[[str], Entry] | None = None) -> Runner:
-        """Rebuild the run in ``run_dir`` from its run.json and checkpoint, ready to continue.
+        """Rebuild the run in ``run_dir`` from its run.json and checkpoint, ready to continue; a seed of
+        a stack resumes its whole stack (the members that have a checkpoint to continue from).
 
         Args:
             load_spec: ``name -> ArchSpec`` (the registry's ``load``).
@@ -151,111 +201,172 @@ class Runner:
         """
         run_dir = Path(run_dir)
         record = read_record(run_dir)
-        checkpoint = run_dir / CHECKPOINT
-        if not checkpoint.is_file():
+        if not (run_dir / CHECKPOINT).is_file():
             raise UsageError(f"{run_dir} has no {CHECKPOINT} to resume from (status: {record.status})")
         cfg = RunConfig.from_settings(dataclasses.asdict(record.config))
         entry = entry_of(record.arch) if entry_of is not None else None
-        runner = cls(cfg, load_spec(record.arch), evaluator, run_dir=run_dir, stop=stop, entry=entry)
-        if entry is None:
-            runner.run.package, runner.run.package_version = record.package, record.package_version
-        runner.run.restore(checkpoint, runner.gan, record.started)
+        spec = load_spec(record.arch)
+        if record.stack is None:
+            runner = cls(cfg, spec, evaluator, run_dir=run_dir, stop=stop, entry=entry)
+        else:
+            members = stack_members(run_dir, record)
+            runner = cls(cfg, spec, evaluator, stop=stop, entry=entry, stack_seeds=[r.seed for _, r in members],
+                         run_dirs=[d for d, _ in members], stack_id=record.stack.id)
+        states = []
+        for run in runner.runs:
+            previous = read_record(run.dir)
+            if entry is None:
+                run.package, run.package_version = previous.package, previous.package_version
+            states.append(run.restore(run.dir / CHECKPOINT, previous.started))
+        with damaged_model(run_dir / CHECKPOINT):
+            runner.model.load(states)
         return runner
 
     def train(self, on_start: Callable[[Path], None] | None = None) -> RunRecord:
-        """Train to the budget, evaluate, write every result file and return the run record.
+        """Train to the budget, evaluate, write every result file and return the (first) run's record;
+        every run's is in :attr:`records`.
 
-        ``on_start(run_dir)`` is called once the run folder exists, before the first batch.
+        ``on_start(run_dir)`` is called for each run once its folder exists, before the first batch.
         """
-        run = self.run
         for note in self._notes:
             console.err.print(note, soft_wrap=True, markup=False, highlight=False)
-        what = f"training {self.spec.name} seed {self.cfg.seed}"
+        seeds = ",".join(str(run.cfg.seed) for run in self.runs)
+        what = f"training {self.spec.name} seed{'s' if len(self.runs) > 1 else ''} {seeds}"
         with self.stop.handling_signals():
-            if run.state.flops_per_step is None:  # before the folder: a step that cannot run leaves none behind
-                run.state.flops_per_step = measure_flops(self.gan, run.sampler.data[: run.hparams.batch_size],
-                                                         self.spec.name)
-            with folder_lock(run.make_dir(), what):
-                return self._train_in_folder(on_start)
+            lead = self.run
+            if lead.state.flops_per_step is None:  # before the folder: a step that cannot run leaves none behind
+                flops = measure_flops(self.model.gan(0), lead.sampler.data[: lead.hparams.batch_size], self.spec.name)
+                for run in self.runs:
+                    run.state.flops_per_step = flops
+            dirs = [run.make_dir() for run in self.runs]
+            if self.stack_id is not None:
+                for run in self.runs:
+                    run.stack = StackInfo(id=self.stack_id, seeds=[r.cfg.seed for r in self.runs],
+                                          size=len(self.runs), runs=[os.path.relpath(d, run.dir.parent) for d in dirs])
+            with contextlib.ExitStack() as locks:
+                for d in dirs:
+                    locks.enter_context(folder_lock(d, what))
+                self._train_in_folders(on_start)
+        return self.records[0]
 
-    def _train_in_folder(self, on_start: Callable[[Path], None] | None) -> RunRecord:
-        """Open the run folder, train, evaluate and write the results, keeping what was earned on an error."""
-        run = self.run
-        run.open()
-        if on_start is not None:
-            on_start(run.dir)
-        if not run.resumed:
-            run.recorder.write_record(run.record())  # status "running": a crash leaves a trace
+    def _train_in_folders(self, on_start: Callable[[Path], None] | None) -> None:
+        """Open the run folders, train, evaluate and write the results, keeping what was earned on an error."""
+        for run in self.runs:
+            run.open()
+            if on_start is not None:
+                on_start(run.dir)
+            if not run.resumed:
+                run.recorder.write_record(run.record())  # status "running": a crash leaves a trace
         try:
             self._loop()
-            run.conclude(self.gan)
-            return run.finish(self.gan)
+            for i in range(len(self.runs)):
+                self._end(i)
+        except StackError:
+            self._remove_new_folders()  # refused on its first step: nothing was earned
+            raise
         except BaseException as exc:
-            run.fail(exc, self.gan)
+            for i, run in enumerate(self.runs):
+                if self.records[i] is None:
+                    run.fail(exc, self.model.gan(i), self.model.rng_state(i))
             raise
 
+    def _remove_new_folders(self) -> None:
+        """Remove the run folders this runner made (none of a resumed stack)."""
+        if not any(run.resumed for run in self.runs):
+            for run in self.runs:
+                run.recorder.close()
+                shutil.rmtree(run.dir, ignore_errors=True)
+
+    def _end(self, i: int) -> None:
+        """Run ``i`` has stopped training: evaluate or checkpoint it and write its results (once)."""
+        if self.records[i] is None:
+            gan = self.model.gan(i)
+            self.runs[i].conclude(gan, self.model.rng_state(i))
+            self.records[i] = self.runs[i].finish(gan)
+
+    def _training(self) -> list[int]:
+        """The runs still training."""
+        return [i for i, run in enumerate(self.runs) if run.running]
+
     def _loop(self) -> None:
-        """Train until the budget is spent, a stop is requested or the run diverges."""
-        run, cfg = self.run, self.cfg
-        clock = TrainClock(run.state.train_wall_s, run.state.train_cpu_s)
-        evaluations = EvalSchedule(cfg.eval_every, cfg.eval_every_s, run.state.train_wall_s)
-        time_budget = run.budget.value if run.total_steps is None else None
-        with console.TrainingProgress(self.spec.name, run.total_steps, time_budget) as progress:
-            progress.update(run.state.step, run.state.train_wall_s)
-            if run.resumed and run.budget_left() and every(cfg.eval_every, run.state.step) and not run.evaluated_now():
-                run.evaluate(self.gan)  # the one due when the run was cut short
-            while run.budget_left() and run.running:
+        """Train until the budget is spent, a stop is requested or every run has diverged."""
+        lead, cfg = self.run, self.cfg
+        clock = TrainClock(lead.state.train_wall_s, lead.state.train_cpu_s)
+        evaluations = EvalSchedule(cfg.eval_every, cfg.eval_every_s, lead.state.train_wall_s)
+        time_budget = lead.budget.value if lead.total_steps is None else None
+        label = self.spec.name if len(self.runs) == 1 else f"{self.spec.name} ×{len(self.runs)}"
+        with console.TrainingProgress(label, lead.total_steps, time_budget) as progress:
+            progress.update(lead.state.step, lead.state.train_wall_s)
+            if lead.resumed and lead.budget_left() and every(cfg.eval_every, lead.state.step) \
+                    and not lead.evaluated_now():
+                for i in self._training():
+                    self.runs[i].evaluate(self.model.gan(i))  # the one due when the run was cut short
+            while (training := self._training()) and self.runs[training[0]].budget_left():
+                lead = self.runs[training[0]]
                 if self.stop.requested:
-                    run.interrupt(self.stop.signal)
+                    for i in training:
+                        self.runs[i].interrupt(self.stop.signal)
                     break
                 self._train_batch()
-                step = run.state.step
-                if every(cfg.log_every, step):
-                    self._flush(progress)
-                if every(cfg.sample_every, step):
-                    run.recorder.log_samples(sample_grid(self.gan, run.grid_z), step)
-                run.state.train_wall_s, run.state.train_cpu_s = clock.elapsed(), clock.cpu_elapsed()
-                if run.running and evaluations.due(step, run.state.train_wall_s):
-                    with clock.paused():
-                        run.evaluate(self.gan)
-                if run.running and every(cfg.checkpoint_every, step):
-                    with clock.paused():
-                        self._flush(progress)
-                        run.checkpoint(self.gan)
-                        run.recorder.write_record(run.record())
-                progress.update(step, run.state.train_wall_s)
+                self._after_step(lead.state.step, clock, evaluations, progress)
+                progress.update(lead.state.step, lead.state.train_wall_s)
             self._flush(progress)
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)  # the host runs ahead; wall time ends when the device does
-            if run.status is not Status.INTERRUPTED or run.state.step:  # stopped before its first batch: no time
-                run.state.train_wall_s, run.state.train_cpu_s = clock.elapsed(), clock.cpu_elapsed()
-            progress.line(run.state.step, run.state.train_wall_s, force=True)
+            for run in (run for i, run in enumerate(self.runs) if self.records[i] is None):
+                if run.status is not Status.INTERRUPTED or run.state.step:  # stopped before its first batch: no time
+                    run.state.train_wall_s, run.state.train_cpu_s = clock.elapsed(), clock.cpu_elapsed()
+            progress.line(lead.state.step, lead.state.train_wall_s, force=True)
+
+    def _after_step(self, step: int, clock: TrainClock, evaluations: EvalSchedule,
+                    progress: console.TrainingProgress) -> None:
+        """What falls due after batch ``step``: flushing, samples, training time, evaluation, checkpoints."""
+        cfg = self.cfg
+        if every(cfg.log_every, step):
+            self._flush(progress)
+        for i in self._training():
+            run = self.runs[i]
+            if every(cfg.sample_every, step):
+                run.recorder.log_samples(sample_grid(self.model.gan(i), run.grid_z), step)
+            run.state.train_wall_s, run.state.train_cpu_s = clock.elapsed(), clock.cpu_elapsed()
+        training = self._training()
+        if training and evaluations.due(step, self.runs[training[0]].state.train_wall_s):
+            with clock.paused():
+                for i in training:
+                    self.runs[i].evaluate(self.model.gan(i))
+        if training and every(cfg.checkpoint_every, step):
+            with clock.paused():
+                self._flush(progress)
+                for i in self._training():
+                    self.runs[i].checkpoint(self.model.gan(i), self.model.rng_state(i))
+                    self.runs[i].recorder.write_record(self.runs[i].record())
 
     def _train_batch(self) -> None:
-        """Draw one batch and run the architecture's step on it, timed.
+        """Draw one batch per run and run the architecture's step on them, timed.
 
         A critical section: a second Ctrl-C waits for the step and its bookkeeping, so the
         checkpoint it leads to holds a consistent state.
         """
-        run = self.run
+        training = self._training()
+        lead = self.runs[training[0]]
         with self.stop.critical():
             self.timer.start()
-            real = run.sampler.next()
+            reals = [run.sampler.next() for run in self.runs]  # a stopped seed's slice still takes a batch
             try:
                 with autocast(self.cfg.precision, self.device):
-                    if self.graphs is not None:
-                        out = self.graphs.step(real, run.state.step)
-                    else:
-                        out = self.gan.train_step(real, run.state.step)
+                    outs = self.model.step(reals, lead.state.step)
+            except StackError:
+                raise
             except Exception as exc:
-                if self._diverged():
+                if self.model.size == 1 and self._diverged():
                     return
                 raise PluginError(self.spec.name,
-                                  f"train_step raised {type(exc).__name__} at step {run.state.step}: {exc}") from exc
+                                  f"train_step raised {type(exc).__name__} at step {lead.state.step}: {exc}") from exc
             self.timer.stop()
-            if run.first_step:
-                self._check_first_output(out)
-            run.add_step(out, real.shape[0])
+            if lead.first_step:
+                self._check_first_output(outs[training[0]])
+            for i in training:
+                self.runs[i].add_step(outs[i], reals[i].shape[0])
 
     def _check_first_output(self, out: dict[str, torch.Tensor]) -> None:
         """The first step's output against the contract (one sync, inside warm-up); non-finite values
@@ -264,7 +375,7 @@ class Runner:
         try:
             check_step_output(self.spec.name, out)
         except PluginError:
-            if self._finite_model():
+            if self.model.size > 1 or self._finite_model():
                 raise
 
     def _finite_model(self) -> bool:
@@ -276,15 +387,50 @@ class Runner:
         if self._finite_model():
             return False
         run = self.run
-        run.flush(self.timer.drain(), self.gan)  # the first non-finite loss may be pending
+        run.flush(self.timer.drain(), lambda: False)  # the first non-finite loss may be pending
         if run.diverged_at is None:
             run.diverge(run.state.step)
         return True
 
     def _flush(self, progress: console.TrainingProgress) -> None:
+        """Pull every training run's pending outputs; a run that has diverged stops, and while others
+        train on, its results are written now."""
         with self.stop.critical():
-            means = self.run.flush(self.timer.drain(), self.gan)
-        if means is not None:
-            progress.update(self.run.state.step, self.run.state.train_wall_s,
-                            **{k: v for k, v in means.items() if v is not None})
-            progress.line(self.run.state.step, self.run.state.train_wall_s)
+            times = self.timer.drain()
+            flushing = [i for i, run in enumerate(self.runs) if run.running or run.pending]
+            finite = functools.cache(self.model.finite)  # one sync, and only if a run asks
+            means = {i: self.runs[i].flush(times, lambda i=i: finite()[i]) for i in flushing}
+        stopped = [i for i in flushing if not self.runs[i].running]
+        for i in stopped:
+            self.model.stop(i)
+        if stopped and self._training():
+            for i in stopped:
+                self._end(i)
+        shown = next((means[i] for i in flushing if means.get(i) is not None), None)
+        if shown is not None:
+            lead = self.runs[flushing[0]]
+            shown = {k: v for k, v in shown.items() if v is not None}
+            if "ips" in shown:
+                shown["ips"] *= max(1, len(self._training()))  # the whole stack's images/s
+            progress.update(lead.state.step, lead.state.train_wall_s, **shown)
+            progress.line(lead.state.step, lead.state.train_wall_s)
+
+
+def stack_members(run_dir: Path, record: RunRecord) -> list[tuple[Path, RunRecord]]:
+    """The run folders (and records) of the stack ``run_dir`` trained in that can continue: those with a checkpoint.
+
+    Raises:
+        UsageError: a member folder named in run.json is missing, or belongs to another stack.
+    """
+    members = []
+    for rel in record.stack.runs:
+        path = (run_dir.parent / rel).resolve()
+        if not path.is_dir():
+            raise UsageError(f"{run_dir} trained in stack {record.stack.id}, whose run folder {path} is missing; "
+                             "the stack cannot be resumed")
+        other = read_record(path)
+        if other.stack is None or other.stack.id != record.stack.id:
+            raise UsageError(f"{path} is not a run of stack {record.stack.id}; the stack cannot be resumed")
+        if (path / CHECKPOINT).is_file():
+            members.append((path, other))
+    return members

@@ -287,7 +287,10 @@ class SeedStack(StackedModel):
     #: the graph, and a stopped seed's restore branches on host state.
     graph_safe = False
 
-    def __init__(self, spec: ArchSpec, config: GANConfig, seeds: Sequence[int], device: torch.device):
+    def __init__(self, spec: ArchSpec, config: GANConfig, seeds: Sequence[int], device: torch.device,
+                 build: Callable[[ArchSpec, GANConfig, torch.device], GAN] | None = None):
+        """``build(spec, config, device)`` builds one seed's GAN (default: ``spec.build``), the
+        global RNG seeded as a single run seeds it."""
         if not seeds or len(set(seeds)) != len(seeds):
             raise ValueError(f"a stack needs distinct seeds, got {list(seeds)}")
         rng = SeedGenerators(device)
@@ -296,7 +299,7 @@ class SeedStack(StackedModel):
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else [], device_type=device.type):
             for seed in seeds:
                 torch.manual_seed(seed)
-                gans.append(spec.build(config, device))
+                gans.append(build(spec, config, device) if build is not None else spec.build(config, device))
                 rng.add_current()
                 if len(gans) == 1 and (reason := stackable(gans[0])):
                     raise StackError(spec.name, f"cannot be stacked: {reason}")

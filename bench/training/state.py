@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -45,14 +47,32 @@ class TrainState:
     #: Fields a checkpoint may lack: those added after the first release, which take their defaults.
     _added: ClassVar[frozenset[str]] = frozenset({"train_cpu_s"})
 
-    def save(self, path: str | os.PathLike, gan: GAN, device: torch.device) -> None:
-        """Write a checkpoint of this state, the model and the RNG (atomically)."""
+    def save(self, path: str | os.PathLike, gan: GAN, device: torch.device,
+             rng: dict[str, torch.Tensor] | None = None) -> None:
+        """Write a checkpoint of this state, the model and its RNG (atomically).
+
+        ``rng``: the run's RNG states, when they are not the process's global ones (a seed of a stack).
+        """
         data: dict[str, Any] = {f.name: to_plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
-        save_torch(path, {**data, "gan": gan.state_dict(), "rng": rng_state(device)})
+        save_torch(path, {**data, "gan": gan.state_dict(), "rng": rng_state(device) if rng is None else rng})
 
     @classmethod
     def load(cls, path: str | os.PathLike, gan: GAN, device: torch.device) -> TrainState:
-        """Read a checkpoint: restore ``gan`` and the RNG, return the state.
+        """Read a checkpoint: restore ``gan`` and the global RNG, return the state.
+
+        Raises:
+            UsageError: the file is not a readable checkpoint, a key is missing or mistyped, or
+                the model does not fit it.
+        """
+        state, gan_state, rng = cls.read(path, device)
+        with damaged_model(path):
+            gan.load_state_dict(gan_state)
+            set_rng_state(rng, device)
+        return state
+
+    @classmethod
+    def read(cls, path: str | os.PathLike, device: torch.device) -> tuple[TrainState, dict[str, Any], Any]:
+        """Read a checkpoint without applying it: the state, the model's state dict and the RNG states.
 
         Raises:
             UsageError: the file is not a readable checkpoint, or a key is missing or mistyped.
@@ -74,10 +94,14 @@ class TrainState:
             state = from_plain(cls, {name: ckpt[name] for name in names if name in ckpt})
         except SchemaError as exc:
             raise UsageError(f"{path} is damaged ({exc}); the run cannot be resumed") from None
-        try:
-            gan.load_state_dict(ckpt["gan"])
-            set_rng_state(ckpt["rng"], device)
-        except Exception as exc:
-            raise UsageError(f"{path} does not fit this architecture ({type(exc).__name__}: "
-                             f"{str(exc).splitlines()[0] if str(exc) else ''}); the run cannot be resumed") from None
-        return state
+        return state, ckpt["gan"], ckpt["rng"]
+
+
+@contextlib.contextmanager
+def damaged_model(path: str | os.PathLike) -> Iterator[None]:
+    """Report a model or RNG state from ``path`` that will not load as a :class:`UsageError`."""
+    try:
+        yield
+    except Exception as exc:
+        raise UsageError(f"{path} does not fit this architecture ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else ''}); the run cannot be resumed") from None

@@ -131,6 +131,35 @@ class ForgetsACounter(Tiny):
         return out
 
 
+class Stacks(Tiny):
+    """Tiny's step for every seed of a stack at once, as the contract's SeedStackOps allows."""
+
+    def draw_latents(self, stack, n):
+        return stack.randn(n, self.latent_dim)  # each seed's own stream
+
+    def stack_step(self, stack, real, step):
+        fake = stack.network("generator")(self.draw_latents(stack, real.shape[1]))
+        discriminator = stack.network("discriminator")
+        d_loss = stack.per_seed(lambda r, f: torch.nn.functional.softplus(-r).mean()
+                                + torch.nn.functional.softplus(f).mean(), discriminator(real),
+                                discriminator(fake.detach()))
+        stack.optimizers()["opt_d"].zero_grad()
+        stack.backward(d_loss, "discriminator")
+        stack.optimizers()["opt_d"].step()
+        g_loss = stack.per_seed(lambda f: torch.nn.functional.softplus(-f).mean(), discriminator(fake))
+        stack.optimizers()["opt_g"].zero_grad()
+        stack.backward(g_loss, "generator")
+        stack.optimizers()["opt_g"].step()
+        return {"d_loss": d_loss.detach(), "g_loss": g_loss.detach()}
+
+
+class StacksWrongly(Stacks):
+    """Its stacked step draws every seed's latents from the global RNG, not from each seed's own."""
+
+    def draw_latents(self, stack, n):
+        return torch.randn(stack.size, n, self.latent_dim)
+
+
 @dataclass(kw_only=True)
 class NoDefault(GANConfig):
     hidden: int  # no default
@@ -154,11 +183,16 @@ VIOLATIONS = [
     (replace(TINY, build=SharesThroughAClosure), r"FLOP count's steps on copy.deepcopy\(gan\) changed the original"),
     (replace(TINY, build=HoldsALock), "cannot be deep-copied .*must be deep-copyable"),
     (replace(TINY, build=ForgetsACounter), r"a model restored from state_dict\(\) trains differently"),
+    (replace(TINY, build=StacksWrongly), "seed 0 of a stack gives d_loss = .* at step 0, its own run"),
 ]
 
 
 def test_a_plugin_that_keeps_the_contract_passes():
     check_architecture(TINY)
+
+
+def test_a_plugin_whose_stacked_step_is_its_step_passes():
+    check_architecture(replace(TINY, build=Stacks))
 
 
 @pytest.mark.parametrize("spec, message", VIOLATIONS, ids=[m.split(" ")[0] + str(i) for i, (_, m) in

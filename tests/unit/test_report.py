@@ -21,7 +21,7 @@ from bench.layout import PLAN
 from bench.console import fmt as fmt_number
 from bench.plans.plan import Plan, PlanKind
 from bench.plans.steptimes import ArchStepTimes, StepTimes
-from bench.record import Contention, Evaluation
+from bench.record import Contention, Evaluation, StackInfo
 from bench.report.aggregate import (
     TimeToQuality, best_per_arch, group_runs, load_runs, protocol_note, time_to_quality,
 )
@@ -777,3 +777,21 @@ def test_a_32x32_architecture_shares_the_table_and_its_reference_points_are_give
     md = render([group], "md")
     assert "reference train vs test at 28x28: FID" in md
     assert "reference train vs test at 32x32 (real digits brought to that side" in md and "FID 1.5" in md
+
+
+def test_times_taken_in_a_stack_or_beside_other_runs_are_never_shown_unmarked_beside_single_ones(tmp_path):
+    for seed in range(2):
+        stacked = make_record(arch="vanilla", seed=seed, step_ms=40.0)
+        stacked.stack = StackInfo(id="vanilla-abc", seeds=[0, 1], size=2, runs=["a", "b"], step_ms_per_seed=20.0)
+        make_run(tmp_path, stacked)
+        shared = make_record(arch="lsgan", seed=seed, step_ms=25.0)
+        shared.config.parallel_runs = 2
+        make_run(tmp_path, shared)
+        make_run(tmp_path, arch="wgan", seed=seed, step_ms=10.0)
+    groups = groups_of(tmp_path)
+    md = render(groups, "md")
+    cells = {arch: md.split(f"| {arch} |", 1)[1].split("\n")[0] for arch in ("vanilla", "lsgan", "wgan")}
+    assert "| 40 § |" in cells["vanilla"] and "| 25 § |" in cells["lsgan"] and "§" not in cells["wgan"]
+    assert "§ timed while sharing the machine (lsgan: 2 runs at once; vanilla: stack of 2 seeds)" in md
+    rows = {r["arch"]: r for r in csv.DictReader(io.StringIO(render(groups, "csv")))}
+    assert [rows[a]["shared"] for a in ("vanilla", "lsgan", "wgan")] == ["stack of 2 seeds", "2 runs at once", ""]

@@ -13,6 +13,7 @@ import math
 import re
 import sys
 from pathlib import Path
+from dataclasses import replace
 
 import pytest
 import torch
@@ -24,6 +25,7 @@ from bench.architectures.vanilla import Vanilla, VanillaConfig
 from bench.architectures.wgan import WGAN
 from bench.contract import GAN, ArchSpec
 from bench.registry import default_registry
+from bench.testing import check_stacking
 from bench.training.stack import SeedStack, StackError, _stacked_optimizer, stackable
 
 from helpers import architecture_names
@@ -380,11 +382,18 @@ def test_what_cannot_be_stacked_is_found_up_front_with_its_reason(cls, reason):
             SeedStack(spec_of(cls), VanillaConfig(batch_size=4), (0, 1), CPU)
 
 
-def test_the_example_plugin_is_not_stackable_and_says_why(monkeypatch):
+def test_the_example_plugin_stacks_through_the_contract_and_a_subclass_with_its_own_step_says_why(monkeypatch):
     monkeypatch.syspath_prepend(str(PLUGIN_SRC))
     try:
-        from gan_bench_mlp_hinge import SPEC
-        assert "MLPHinge defines train_step without stack_step" in stackable(SPEC)
+        from gan_bench_mlp_hinge import SPEC, MLPHinge
+        assert stackable(SPEC) is None
+        check_stacking(SPEC, SPEC.make_config({"batch_size": 8}))  # each seed as its own run, float64
+
+        class WithEMA(MLPHinge):  # the README's EMA example: its own train_step, no stack_step
+            def train_step(self, real, step):
+                return super().train_step(real, step)
+
+        assert "WithEMA defines train_step without stack_step" in stackable(replace(SPEC, build=WithEMA))
     finally:
         sys.modules.pop("gan_bench_mlp_hinge", None)
 

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bench.contract import GAN, ArchSpec, GANConfig, at_least, between, positive
+from bench.contract import GAN, ArchSpec, GANConfig, SeedStackOps, at_least, between, positive
 
 IMAGE_SIZE = 28
 
@@ -78,6 +78,15 @@ class MLPHinge(GAN):
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=cfg.lr, betas=betas)
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=cfg.lr, betas=betas)
 
+    # The losses, written for one seed's scores: train_step and stack_step share them.
+    @staticmethod
+    def discriminator_loss(d_real: Tensor, d_fake: Tensor) -> Tensor:
+        return F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()
+
+    @staticmethod
+    def generator_loss(d_fake: Tensor) -> Tensor:
+        return -d_fake.mean()
+
     def train_step(self, real: Tensor, step: int) -> dict[str, Tensor]:
         z = torch.randn(real.shape[0], self.latent_dim, device=real.device)
         fake = self.generator(z)
@@ -85,13 +94,13 @@ class MLPHinge(GAN):
         self.opt_d.zero_grad(set_to_none=True)
         d_real = self.discriminator(real)
         d_fake = self.discriminator(fake.detach())
-        d_loss = F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()
+        d_loss = self.discriminator_loss(d_real, d_fake)
         d_loss.backward()
         self.opt_d.step()
 
         # One generator forward serves both updates: the generator has not changed since.
         self.opt_g.zero_grad(set_to_none=True)
-        g_loss = -self.discriminator(fake).mean()
+        g_loss = self.generator_loss(self.discriminator(fake))
         g_loss.backward()
         self.opt_g.step()
 
@@ -101,6 +110,36 @@ class MLPHinge(GAN):
             "g_loss": g_loss.detach(),
             "d_real": d_real.detach().mean(),
             "d_fake": d_fake.detach().mean(),
+        }
+
+
+    def stack_step(self, stack: SeedStackOps, real: Tensor, step: int) -> dict[str, Tensor]:
+        """train_step for several seeds at once (``--stack``): every tensor has a leading seed dimension.
+
+        The networks, optimizers and random streams are the stack's; ``self`` gives only the losses.
+        """
+        z = stack.randn(real.shape[1], self.latent_dim, device=real.device)  # each seed's own draw
+        generator, discriminator = stack.network("generator"), stack.network("discriminator")
+        opt_g, opt_d = stack.optimizers()["opt_g"], stack.optimizers()["opt_d"]
+        fake = generator(z)
+
+        opt_d.zero_grad(set_to_none=True)
+        d_real = discriminator(real)
+        d_fake = discriminator(fake.detach())
+        d_loss = stack.per_seed(self.discriminator_loss, d_real, d_fake)  # shape (S,): one loss per seed
+        stack.backward(d_loss, "discriminator")
+        opt_d.step()
+
+        opt_g.zero_grad(set_to_none=True)
+        g_loss = stack.per_seed(self.generator_loss, discriminator(fake))
+        stack.backward(g_loss, "generator")
+        opt_g.step()
+
+        return {
+            "d_loss": d_loss.detach(),
+            "g_loss": g_loss.detach(),
+            "d_real": d_real.detach().flatten(1).mean(1),
+            "d_fake": d_fake.detach().flatten(1).mean(1),
         }
 
 
