@@ -21,7 +21,7 @@ from bench.errors import UsageError
 from bench.perf.measure import PerfConfig
 from bench.perf.study import STUDY_REFERENCES, study_mnist_root
 
-from helpers import architecture_names
+from helpers import architecture_names, run_cli
 
 
 def perf_args(*argv: str) -> argparse.Namespace:
@@ -117,3 +117,40 @@ def test_tuned_allocator_stops_the_page_faults_of_every_step():
     default = measure(GAN_BENCH_MALLOC="default")
     assert default["setting"] == default["env"] == "default"
     assert default["faults"] > 5 * max(tuned["faults"], 1)
+
+
+# bench perf --seeds ------------------------------------------------------------------------------
+
+
+def test_perf_seeds_measures_a_stack_parallel_runs_and_one_after_another(tmp_path):
+    out = tmp_path / "seeds.json"
+    proc = run_cli("perf", "--arch", "vanilla", "--seeds", "2", "--batches", "3", "--warmup", "1", "--rounds", "2",
+                   "--train-subset", "500", "--jobs", "2", "--json", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "vanilla: 2 seeds on" in proc.stdout and f"results: {out}" in proc.stdout
+    record = json.loads(out.read_text())
+    assert record["kind"] == "seeds" and record["seeds"] == [0, 1] and record["stack_refused"] is None
+    contenders = record["contenders"]
+    assert list(contenders) == ["stack", "jobs", "sequential"]
+    assert contenders["jobs"]["processes"] == 2 and contenders["stack"]["processes"] == 1
+    for c in contenders.values():
+        assert len(c["rounds"]) == 2 and all(v > 0 for v in c["rounds"])
+        assert c["seed_batches_per_s"]["min"] <= c["seed_batches_per_s"]["median"] <= c["seed_batches_per_s"]["max"]
+        assert c["peak_memory_bytes"] > 2**20
+    assert set(record["ratios"]) == {"stack_vs_sequential", "jobs_vs_sequential"}
+    ratio = record["ratios"]["jobs_vs_sequential"]
+    expected = [j / s for j, s in zip(contenders["jobs"]["rounds"], contenders["sequential"]["rounds"], strict=True)]
+    assert ratio["min"] == pytest.approx(min(expected)) and ratio["max"] == pytest.approx(max(expected))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--seeds", "1"], "--seeds must be between 2 and 256"),
+    (["--jobs", "2"], "--jobs goes with --seeds"),
+    (["--seeds", "2", "--cache-dir", "x"], "--cache-dir apply to the study comparison"),
+    (["--seeds", "2", "--jobs", "0"], "--jobs must be at least 1"),
+    (["--seeds", "2", "--seed", "4294967295"], "--seed plus --seeds must be between 0 and 4294967295"),
+])
+def test_perf_seeds_refuses_what_it_cannot_measure(tmp_path, args, message):
+    proc = run_cli("perf", "--arch", "vanilla", "--json", str(tmp_path / "x.json"), *args)
+    assert proc.returncode == 2 and message in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+    assert not (tmp_path / "x.json").exists()
