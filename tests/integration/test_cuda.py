@@ -27,7 +27,7 @@ def test_cuda_run_times_with_events_and_completes(tmp_path):
     runner, record = _run(tmp_path)
     assert record.status is Status.COMPLETED and record.env.gpu
     times = runner.run.state.times_ms
-    assert runner.timer.cuda and len(times) == 40 and all(t > 0 for t in times)
+    assert runner.loop.timer.cuda and len(times) == 40 and all(t > 0 for t in times)
     assert record.peak_memory_bytes > 0
 
 

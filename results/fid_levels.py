@@ -1,0 +1,95 @@
+"""What an FID on the suite's scale looks like: samples and the classifier's confidence, run by run.
+
+Used to choose the default --fid-target (results/README.md, "Time to quality"). For every
+finished run folder given, it regenerates 1,000 images from the trained generator (fixed
+latents), classifies them with the suite's MNIST classifier (the one behind the metrics) and
+records the mean top-class probability and the share of images the classifier is at least
+90% sure of, beside the run's final FID; it does the same for 1,000 MNIST test images as the
+reference. Then it draws every run's final 5x5 sample grid in order of FID, labelled.
+
+    python results/fid_levels.py RUN_OR_COMPARE_DIR... --out results/README-fid-levels
+
+writes the figure (PNG, PDF) and a JSON of the numbers beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import matplotlib
+import torch
+
+matplotlib.use("Agg")
+import matplotlib.image  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
+
+from bench.data import load_mnist, to_model_range  # noqa: E402
+from bench.layout import GENERATOR, RUN_JSON, SAMPLES  # noqa: E402
+from bench.metrics.classifier import load_classifier, predict, to_classifier_size  # noqa: E402
+from bench.registry import default_registry  # noqa: E402
+from bench.training.trained import load_trained  # noqa: E402
+
+N_IMAGES = 1000
+SURE = 0.9
+
+
+def confidence(model: torch.nn.Module, images: torch.Tensor) -> dict[str, float]:
+    """Mean top-class probability, the share of images above :data:`SURE`, and how many digits are the top class."""
+    _, logits = predict(model, to_classifier_size(images.float()))
+    top = logits.softmax(1).max(1)
+    return {"mean_top_probability": float(top.values.mean()), "share_sure": float((top.values >= SURE).float().mean()),
+            "digits": int(top.indices.unique().numel())}
+
+
+def run_folders(paths: list[str]) -> list[Path]:
+    found = []
+    for p in map(Path, paths):
+        found += sorted(q.parent for q in p.rglob(RUN_JSON)) if p.is_dir() else []
+    return [f for f in found if (f / GENERATOR).is_file()]
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("paths", nargs="+")
+    parser.add_argument("--out", required=True, help="path without extension for the figure and the JSON")
+    args = parser.parse_args(argv)
+    torch.manual_seed(0)
+    cpu = torch.device("cpu")
+    model = load_classifier(cpu)
+    test, _ = load_mnist("test")
+    reference = confidence(model, to_model_range(test[:N_IMAGES], 28))
+    rows = []
+    for folder in run_folders(args.paths):
+        record, gan = load_trained(folder, default_registry().load, cpu)
+        if record.metrics is None:
+            continue
+        z = gan.sample_latent(N_IMAGES, torch.Generator().manual_seed(0))
+        rows.append({"run": folder.name, "arch": record.arch, "seed": record.seed, "fid": record.metrics.fid,
+                     "steps": record.steps, **confidence(model, gan.generate(z)), "samples": str(folder / SAMPLES)})
+    rows.sort(key=lambda r: r["fid"])
+    out = Path(args.out)
+    out.with_suffix(".json").write_text(json.dumps({"reference_test_images": reference, "runs": rows}, indent=1))
+    cols = 6
+    lines = (len(rows) + cols - 1) // cols
+    fig, axes = plt.subplots(lines, cols, figsize=(2.0 * cols, 2.3 * lines), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, r in zip(axes.flat, rows, strict=False):
+        ax.imshow(matplotlib.image.imread(r["samples"]), cmap="gray")
+        ax.set_title(f"{r['arch']} s{r['seed']}\nFID {r['fid']:.0f}, conf. {r['mean_top_probability']:.2f}", fontsize=8)
+    fig.suptitle(f"Final samples in order of FID; conf.: the classifier's mean top-class probability over "
+                 f"{N_IMAGES:,} generated images (MNIST test images: {reference['mean_top_probability']:.3f})",
+                 fontsize=9)
+    fig.tight_layout()
+    for ext in (".png", ".pdf"):
+        fig.savefig(out.with_suffix(ext), dpi=200, metadata={"CreationDate": None} if ext == ".pdf" else None)
+    print(json.dumps({"reference": reference, "runs": [{k: v for k, v in r.items() if k != "samples"} for r in rows]},
+                     indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
