@@ -35,6 +35,19 @@ def weights(runner, i):
     return {k: v.clone() for k, v in runner.model.gan(i).generator.state_dict().items()}
 
 
+def interrupt_at(monkeypatch, at_step):
+    """Make a stack's step send SIGTERM to this process at ``at_step``; return the step it replaced."""
+    step = StackModel.step
+
+    def interrupting(self, reals, at):
+        if at == at_step:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return step(self, reals, at)
+
+    monkeypatch.setattr(StackModel, "step", interrupting)
+    return step
+
+
 def same_weights(a, b):
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
@@ -83,14 +96,7 @@ def test_a_diverged_seed_stops_at_its_step_while_the_others_train_on_untouched(t
 def test_an_interrupted_stack_resumes_from_any_of_its_run_folders_bit_exactly(tmp_path, monkeypatch):
     whole = stacked(tmp_path, "whole")
     stop = StopRequest()
-    step = StackModel.step
-
-    def interrupting(self, reals, at):
-        if at == 17:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return step(self, reals, at)
-
-    monkeypatch.setattr(StackModel, "step", interrupting)
+    step = interrupt_at(monkeypatch, 17)
     spec = default_registry().load("vanilla")
     first = Runner(RunConfig(out=str(tmp_path / "cut"), **SETTINGS), spec, stack_seeds=[0, 1], stop=stop)
     first.train()
@@ -125,14 +131,7 @@ def test_stacks_through_the_command_line_evaluate_and_report_like_any_runs(tmp_p
 
 
 def test_an_interrupted_stacked_comparison_resumes_its_stack(tmp_path, monkeypatch):
-    step = StackModel.step
-
-    def interrupting(self, reals, at):
-        if at == 9:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return step(self, reals, at)
-
-    monkeypatch.setattr(StackModel, "step", interrupting)
+    step = interrupt_at(monkeypatch, 9)
     out = tmp_path / "runs"
     args = ["compare", "--arch", "vanilla", "--seeds", "2", "--stack", "--steps", "20", "--train-subset", "2000",
             "--no-eval", "--threads", "1", "--out", str(out)]
