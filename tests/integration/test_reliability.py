@@ -73,20 +73,40 @@ def evaluator():
     return Evaluator("cpu", n_samples=300)
 
 
-def test_sigterm_during_the_final_evaluation_checkpoints_and_resume_evaluates(tmp_path, evaluator):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_during_the_final_evaluation_checkpoints_and_resume_evaluates(tmp_path, evaluator, signum):
     spec = default_registry().load("vanilla")
     whole = Runner(RunConfig(out=str(tmp_path / "a"), **SMALL), spec, evaluator).train()
 
-    cut = Runner(RunConfig(out=str(tmp_path / "b"), **SMALL), spec, SignalOnEvaluate(evaluator, signal.SIGTERM))
-    record = cut.train()
+    cut = Runner(RunConfig(out=str(tmp_path / "b"), **SMALL), spec, SignalOnEvaluate(evaluator, signum))
+    cut.train()
     run_dir = cut.run.dir
-    assert record.status is Status.INTERRUPTED and record.stop_signal == "SIGTERM" and record.steps == 12
-    assert (run_dir / CHECKPOINT).is_file() and read_record(run_dir).status is Status.INTERRUPTED
+    record = read_record(run_dir)
+    assert record.status is Status.INTERRUPTED and record.stop_signal == signal.Signals(signum).name
+    assert record.steps == 12 and (run_dir / CHECKPOINT).is_file()
 
     final = Runner.resume(run_dir, default_registry().load, evaluator).train()
     untimed = lambda m: dataclasses.replace(m, eval_s=None)  # noqa: E731
     assert final.status is Status.COMPLETED and final.steps == 12 and untimed(final.metrics) == untimed(whole.metrics)
     assert not (run_dir / CHECKPOINT).exists()
+
+
+def test_ctrl_c_in_the_last_batch_ends_in_a_run_that_resume_completes(tmp_path, evaluator):
+    spec = default_registry().load("vanilla")
+    uncut = Runner(RunConfig(out=str(tmp_path / "a"), **SMALL), spec, evaluator)
+    whole = uncut.train()
+
+    cut = Runner(RunConfig(out=str(tmp_path / "b"), **SMALL), _signalling(spec, 11, [signal.SIGINT]), evaluator)
+    cut.train()  # the stop is seen just after the last batch
+    run_dir = cut.run.dir
+    record = read_record(run_dir)
+    assert record.status is Status.INTERRUPTED and record.steps == 12 and (run_dir / CHECKPOINT).is_file()
+
+    final = Runner.resume(run_dir, default_registry().load, evaluator).train()
+    untimed = lambda m: dataclasses.replace(m, eval_s=None)  # noqa: E731
+    assert final.status is Status.COMPLETED and final.steps == 12 and untimed(final.metrics) == untimed(whole.metrics)
+    a, b = _generator(uncut.run.dir), _generator(run_dir)
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_two_signals_20ms_apart_end_at_a_batch_boundary_with_a_checkpoint(tmp_path):
@@ -166,6 +186,8 @@ def _breaking_generate(spec, how: str):
             def generate(self, z):
                 if how == "raise":
                     raise RuntimeError("generate is broken")
+                if how == "range":
+                    return super().generate(z) + 2  # outside [-1, 1]
                 return super().generate(z)[:, :, :5]  # the wrong shape
 
         gan.__class__ = Broken
@@ -174,7 +196,8 @@ def _breaking_generate(spec, how: str):
     return dataclasses.replace(spec, build=build)
 
 
-@pytest.mark.parametrize("how, message", [("raise", "generate is broken"), ("shape", "generate returned shape")])
+@pytest.mark.parametrize("how, message", [("raise", "generate is broken"), ("shape", "generate returned shape"),
+                                          ("range", "generate returned values in")])
 def test_a_failing_generate_leaves_a_failed_run_json_with_what_was_earned(tmp_path, how, message):
     spec = _breaking_generate(default_registry().load("vanilla"), how)
     runner = Runner(RunConfig(out=str(tmp_path), **dict(SMALL, eval=False)), spec)
@@ -198,6 +221,18 @@ def test_a_comparison_in_use_is_refused_naming_the_holder_and_a_dead_holder_is_t
     assert len(err.splitlines()) == 1 and f"{folder} is in use by process {os.getpid()}" in err
     (folder / ".gan-bench.lock").write_text("process 999999 on a-host (bench compare, since long ago)\n")
     assert main(["compare", "--resume", str(folder)]) == 0  # nobody holds it: taken over
+
+
+def test_a_sweep_in_use_is_refused(tmp_path, capsys):
+    args = ["sweep", "--arch", "vanilla", "--grid", "lr=1e-4", "--steps", "2", "--no-eval", "--sample-every", "0",
+            "--jobs", "1", "--out", str(tmp_path)]
+    assert main(args) == 0
+    (folder,) = tmp_path.iterdir()
+    capsys.readouterr()
+    with folder_lock(folder, "bench sweep"):
+        assert main(["sweep", "--resume", str(folder)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{folder} is in use by process {os.getpid()}" in err
 
 
 def test_a_run_in_use_is_refused(tmp_path, capsys):
