@@ -7,6 +7,10 @@ records the mean top-class probability and the share of images the classifier is
 90% sure of, beside the run's final FID; it does the same for 1,000 MNIST test images as the
 reference. Then it draws every run's final 5x5 sample grid in order of FID, labelled.
 
+Every evaluation a run made (its metrics.csv, 10,000 images each) also goes into FID bands:
+per band, how many evaluations fell in it, the fewest and the mean digits covered (of 10) and
+the mean classifier score (10 at best), which is what "recognizably digits" is read from.
+
     python results/fid_levels.py RUN_OR_COMPARE_DIR... --out results/README-fid-levels
 
 writes the figure (PNG, PDF) and a JSON of the numbers beside it.
@@ -15,6 +19,7 @@ writes the figure (PNG, PDF) and a JSON of the numbers beside it.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
 from pathlib import Path
@@ -27,13 +32,15 @@ import matplotlib.image  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 
 from bench.data import load_mnist, to_model_range  # noqa: E402
-from bench.layout import GENERATOR, RUN_JSON, SAMPLES  # noqa: E402
+from bench.layout import GENERATOR, METRICS_CSV, RUN_JSON, SAMPLES  # noqa: E402
 from bench.metrics.classifier import load_classifier, predict, to_classifier_size  # noqa: E402
 from bench.registry import default_registry  # noqa: E402
 from bench.training.trained import load_trained  # noqa: E402
 
 N_IMAGES = 1000
 SURE = 0.9
+#: Upper edges of the FID bands of the evaluations table.
+BANDS = (150, 200, 250, 300, 350, 400, 500, 600, 800, 1000, 1200, 1500, 2000, 3000)
 
 
 def confidence(model: torch.nn.Module, images: torch.Tensor) -> dict[str, float]:
@@ -42,6 +49,24 @@ def confidence(model: torch.nn.Module, images: torch.Tensor) -> dict[str, float]
     top = logits.softmax(1).max(1)
     return {"mean_top_probability": float(top.values.mean()), "share_sure": float((top.values >= SURE).float().mean()),
             "digits": int(top.indices.unique().numel())}
+
+
+def bands(folders: list[Path]) -> list[dict[str, float]]:
+    """Every evaluation of ``folders`` grouped by FID band: count, digits covered and classifier score."""
+    evals = []
+    for folder in folders:
+        with open(folder / METRICS_CSV, newline="") as f:
+            evals += [(float(r["fid"]), int(r["modes_covered"]), float(r["classifier_score"]))
+                      for r in csv.DictReader(f) if r["fid"]]
+    table = []
+    for low, high in zip((0, *BANDS), BANDS, strict=False):
+        band = [e for e in evals if low <= e[0] < high]
+        if band:
+            table.append({"fid_from": low, "fid_to": high, "evaluations": len(band),
+                          "fewest_digits": min(e[1] for e in band),
+                          "mean_digits": sum(e[1] for e in band) / len(band),
+                          "mean_classifier_score": sum(e[2] for e in band) / len(band)})
+    return table
 
 
 def run_folders(paths: list[str]) -> list[Path]:
@@ -62,7 +87,8 @@ def main(argv: list[str]) -> int:
     test, _ = load_mnist("test")
     reference = confidence(model, to_model_range(test[:N_IMAGES], 28))
     rows = []
-    for folder in run_folders(args.paths):
+    folders = run_folders(args.paths)
+    for folder in folders:
         record, gan = load_trained(folder, default_registry().load, cpu)
         if record.metrics is None:
             continue
@@ -71,7 +97,9 @@ def main(argv: list[str]) -> int:
                      "steps": record.steps, **confidence(model, gan.generate(z)), "samples": str(folder / SAMPLES)})
     rows.sort(key=lambda r: r["fid"])
     out = Path(args.out)
-    out.with_suffix(".json").write_text(json.dumps({"reference_test_images": reference, "runs": rows}, indent=1))
+    table = bands(folders)
+    out.with_suffix(".json").write_text(json.dumps({"reference_test_images": reference, "runs": rows,
+                                                    "fid_bands": table}, indent=1))
     cols = 6
     lines = (len(rows) + cols - 1) // cols
     fig, axes = plt.subplots(lines, cols, figsize=(2.0 * cols, 2.3 * lines), squeeze=False)
@@ -86,8 +114,10 @@ def main(argv: list[str]) -> int:
     fig.tight_layout()
     for ext in (".png", ".pdf"):
         fig.savefig(out.with_suffix(ext), dpi=200, metadata={"CreationDate": None} if ext == ".pdf" else None)
-    print(json.dumps({"reference": reference, "runs": [{k: v for k, v in r.items() if k != "samples"} for r in rows]},
-                     indent=1))
+    print("| FID | evaluations | fewest digits | mean digits | mean classifier score |\n|---|---|---|---|---|")
+    for b in table:
+        print(f"| {b['fid_from']}-{b['fid_to']} | {b['evaluations']} | {b['fewest_digits']} | {b['mean_digits']:.1f} "
+              f"| {b['mean_classifier_score']:.2f} |")
     return 0
 
 
