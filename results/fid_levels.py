@@ -7,6 +7,10 @@ records the mean top-class probability and the share of images the classifier is
 90% sure of, beside the run's final FID; it does the same for 1,000 MNIST test images as the
 reference. Then it draws every run's final 5x5 sample grid in order of FID, labelled.
 
+The FID target it proposes is the highest final FID below which every run's samples are
+recognizably digits: all ten digits among the 1,000, and at least half of them classified
+with 90% confidence or more (MNIST's own test digits: 98%).
+
 Every evaluation a run made (its metrics.csv, 10,000 images each) also goes into FID bands:
 per band, how many evaluations fell in it, the fewest and the mean digits covered (of 10) and
 the mean classifier score (10 at best), which is what "recognizably digits" is read from.
@@ -39,6 +43,10 @@ from bench.training.trained import load_trained  # noqa: E402
 
 N_IMAGES = 1000
 SURE = 0.9
+#: A run's samples are recognizably digits when this share of them is classified at SURE or above...
+RECOGNIZABLE_SHARE = 0.5
+#: ...and they cover every digit.
+DIGITS = 10
 #: Upper edges of the FID bands of the evaluations table.
 BANDS = (150, 200, 250, 300, 350, 400, 500, 600, 800, 1000, 1200, 1500, 2000, 3000)
 
@@ -67,6 +75,21 @@ def bands(folders: list[Path]) -> list[dict[str, float]]:
                           "mean_digits": sum(e[1] for e in band) / len(band),
                           "mean_classifier_score": sum(e[2] for e in band) / len(band)})
     return table
+
+
+def recognizable(row: dict) -> bool:
+    """Whether a run's samples are recognizably digits (see the module docstring)."""
+    return row["digits"] == DIGITS and row["share_sure"] >= RECOGNIZABLE_SHARE
+
+
+def proposed_target(rows: list[dict]) -> float | None:
+    """The highest final FID below which every run (``rows`` in order of FID) is recognizable."""
+    target = None
+    for row in rows:
+        if not recognizable(row):
+            break
+        target = row["fid"]
+    return target
 
 
 def run_folders(paths: list[str]) -> list[Path]:
@@ -98,8 +121,10 @@ def main(argv: list[str]) -> int:
     rows.sort(key=lambda r: r["fid"])
     out = Path(args.out)
     table = bands(folders)
-    out.with_suffix(".json").write_text(json.dumps({"reference_test_images": reference, "runs": rows,
-                                                    "fid_bands": table}, indent=1))
+    target = proposed_target(rows)
+    plain = [{k: v for k, v in r.items() if k != "samples"} for r in rows]
+    out.with_suffix(".json").write_text(json.dumps({"reference_test_images": reference, "runs": plain,
+                                                    "fid_bands": table, "proposed_target": target}, indent=1))
     cols = 6
     lines = (len(rows) + cols - 1) // cols
     fig, axes = plt.subplots(lines, cols, figsize=(2.0 * cols, 2.3 * lines), squeeze=False)
@@ -107,13 +132,16 @@ def main(argv: list[str]) -> int:
         ax.axis("off")
     for ax, r in zip(axes.flat, rows, strict=False):
         ax.imshow(matplotlib.image.imread(r["samples"]), cmap="gray")
-        ax.set_title(f"{r['arch']} s{r['seed']}\nFID {r['fid']:.0f}, conf. {r['mean_top_probability']:.2f}", fontsize=8)
-    fig.suptitle(f"Final samples in order of FID; conf.: the classifier's mean top-class probability over "
-                 f"{N_IMAGES:,} generated images (MNIST test images: {reference['mean_top_probability']:.3f})",
+        ax.set_title(f"{r['arch']} s{r['seed']}: FID {r['fid']:.0f}\n{r['digits']} digits, {r['share_sure']:.0%} sure, "
+                     f"conf. {r['mean_top_probability']:.2f}", fontsize=8)
+    fig.suptitle(f"Final samples in order of FID.\nOver {N_IMAGES:,} generated images: the digits the classifier "
+                 f"sees, the share it is {SURE:.0%} sure of, its mean top-class probability (MNIST test images: "
+                 f"10 digits, {reference['share_sure']:.0%} sure, conf. {reference['mean_top_probability']:.3f})",
                  fontsize=9)
     fig.tight_layout()
     for ext in (".png", ".pdf"):
         fig.savefig(out.with_suffix(ext), dpi=200, metadata={"CreationDate": None} if ext == ".pdf" else None)
+    print(f"proposed FID target: {target}")
     print("| FID | evaluations | fewest digits | mean digits | mean classifier score |\n|---|---|---|---|---|")
     for b in table:
         print(f"| {b['fid_from']}-{b['fid_to']} | {b['evaluations']} | {b['fewest_digits']} | {b['mean_digits']:.1f} "
