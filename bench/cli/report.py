@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+from pathlib import Path
 
 from bench import console, tables
 from bench.cli.options import add_fid_target, parse_int
@@ -61,6 +62,15 @@ def digit_count(text: str) -> int:
     return digits
 
 
+def intro_text(path: str) -> str:
+    """Parse ``--intro-file``: the file's text, without its trailing newlines."""
+    try:
+        return Path(path).read_text(encoding="utf-8").rstrip("\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8 text"
+        raise argparse.ArgumentTypeError(f"cannot read {path}: {reason}") from None
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("paths", nargs="+", metavar="PATH",
                    help="run folders, or folders holding run folders (searched recursively)")
@@ -73,8 +83,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         help="put runs of different protocols in one table per device (the table says so)")
     mixing.add_argument("--strict", action="store_true", help="refuse runs of more than one protocol")
     p.add_argument("--no-figures", dest="figures", action="store_false", help="write no figures")
-    p.add_argument("--intro", metavar="TEXT",
-                   help="a paragraph for the top of a Markdown report (what was run, and why)")
+    intro = p.add_mutually_exclusive_group()
+    intro.add_argument("--intro", metavar="TEXT",
+                       help="a paragraph for the top of a Markdown report (what was run, and why)")
+    intro.add_argument("--intro-file", dest="intro", type=intro_text, metavar="FILE",
+                       help="Markdown for the top of a Markdown report, read from FILE (UTF-8), so the report's "
+                            "own command stays short")
     p.add_argument("--by-hparams", action=argparse.BooleanOptionalAction, default=None,
                    help="one row per architecture and hyperparameter point (default: on for a sweep folder)")
     p.add_argument("--best", action="store_true",

@@ -14,7 +14,7 @@ import shutil
 import pytest
 from PIL import Image
 
-from bench.cli import build_parser
+from bench.cli import build_parser, main
 from bench.config import DEFAULT_FID_TARGET
 from bench.errors import UsageError
 from bench.layout import PLAN
@@ -362,6 +362,24 @@ def test_parser_defaults_and_options():
         with pytest.raises(SystemExit) as info:
             report_parser().parse_args(["report", "runs/", *bad])
         assert info.value.code == 2
+
+
+def test_an_intro_file_is_read_for_the_top_of_the_report(three_archs, tmp_path, capsys):
+    intro = tmp_path / "intro.md"
+    intro.write_text("What was run.\n\n## Findings\n\nlsgan is best.\n", encoding="utf-8")
+    out = tmp_path / "report.md"
+    assert main(["report", str(three_archs), "--out", str(out), "--no-figures", "--intro-file", str(intro)]) == 0
+    md = out.read_text()
+    assert md.startswith("# GAN architectures on MNIST\n\nWhat was run.\n\n## Findings\n\nlsgan is best.\n\n")
+    assert f"--intro-file {intro}" in md  # the report's own command names the file, not its text
+    for args, message in ((["--intro-file", str(tmp_path / "none.md")], "cannot read"),
+                          (["--intro", "x", "--intro-file", str(intro)], "not allowed with")):
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as info:
+            main(["report", str(three_archs), *args])
+        err = capsys.readouterr().err.strip()
+        assert info.value.code == 2
+        assert len(err.splitlines()) == 1 and message in err
 
 
 def test_report_command_writes_file_and_prints_table(three_archs, tmp_path, capsys):
