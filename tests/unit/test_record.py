@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.config import Budget
 from bench.errors import UsageError
 from bench.layout import Status
 from bench.record import METRIC_NAMES, RunRecord, read_record
@@ -94,3 +95,9 @@ def test_the_providing_package_is_recorded_and_older_files_lack_it(tmp_path):
     data = json.loads((tmp_path / "run.json").read_text())
     assert list(data)[:4] == ["schema_version", "arch", "package", "package_version"] and data["schema_version"] == 1
     assert read_record(tmp_path).package_version == "0.1.0"
+
+
+def test_a_budget_reads_as_people_write_it():
+    assert [Budget(kind, value).text() for kind, value in (("epochs", 1), ("epochs", 20), ("steps", 1),
+                                                           ("steps", 2000), ("time_budget", 90.0))] == [
+        "1 epoch", "20 epochs", "1 step", "2,000 steps", "90 s time budget"]
