@@ -208,31 +208,19 @@ def test_a_failing_generate_leaves_a_failed_run_json_with_what_was_earned(tmp_pa
     assert (runner.run.dir / GENERATOR).is_file()  # the trained generator is kept
 
 
-def test_a_comparison_in_use_is_refused_naming_the_holder_and_a_dead_holder_is_taken_over(tmp_path, capsys):
-    args = ["compare", "--arch", "vanilla", "--seeds", "1", "--steps", "4", "--no-eval", "--sample-every", "0",
-            "--jobs", "1",
+@pytest.mark.parametrize("command, points", [("compare", ["--seeds", "1"]), ("sweep", ["--grid", "lr=1e-4"])])
+def test_a_plan_in_use_is_refused_naming_the_holder_and_a_dead_holder_is_taken_over(tmp_path, capsys, command, points):
+    args = [command, "--arch", "vanilla", *points, "--steps", "2", "--no-eval", "--sample-every", "0", "--jobs", "1",
             "--out", str(tmp_path)]
     assert main(args) == 0
     (folder,) = tmp_path.iterdir()
     capsys.readouterr()
-    with folder_lock(folder, "bench compare"):
-        assert main(["compare", "--resume", str(folder)]) == 2
+    with folder_lock(folder, f"bench {command}"):
+        assert main([command, "--resume", str(folder)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and f"{folder} is in use by process {os.getpid()}" in err
-    (folder / ".gan-bench.lock").write_text("process 999999 on a-host (bench compare, since long ago)\n")
-    assert main(["compare", "--resume", str(folder)]) == 0  # nobody holds it: taken over
-
-
-def test_a_sweep_in_use_is_refused(tmp_path, capsys):
-    args = ["sweep", "--arch", "vanilla", "--grid", "lr=1e-4", "--steps", "2", "--no-eval", "--sample-every", "0",
-            "--jobs", "1", "--out", str(tmp_path)]
-    assert main(args) == 0
-    (folder,) = tmp_path.iterdir()
-    capsys.readouterr()
-    with folder_lock(folder, "bench sweep"):
-        assert main(["sweep", "--resume", str(folder)]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and f"{folder} is in use by process {os.getpid()}" in err
+    (folder / ".gan-bench.lock").write_text(f"process 999999 on a-host (bench {command}, since long ago)\n")
+    assert main([command, "--resume", str(folder)]) == 0  # nobody holds it: taken over
 
 
 def test_a_run_in_use_is_refused(tmp_path, capsys):
