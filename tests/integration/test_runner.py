@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import importlib.metadata
 import json
+import signal
 import threading
 from dataclasses import dataclass, replace
 
@@ -18,6 +19,7 @@ from bench.contract import GAN, ArchSpec, GANConfig
 from bench.errors import PluginError, UsageError
 from bench.layout import Status
 from bench.registry import default_registry
+from bench.stop import StopRequest
 from bench.training.flops import measure_flops
 from bench.training.checks import build_gan
 from bench.training.runner import Runner
@@ -318,7 +320,17 @@ def test_every_architecture_runs_through_the_runner(name, tmp_path):
 
 
 def test_the_thread_count_a_run_chose_is_recorded_and_kept_on_resume(tmp_path):
-    runner = Runner(RunConfig("vanilla", steps=6, log_every=2, sample_every=0, eval=False, out=str(tmp_path),
-                              checkpoint_every=3), vanilla())
-    record = runner.train()
-    assert record.config.threads == record.env.torch_threads == torch.get_num_threads()
+    stop = StopRequest()
+    runner = Runner(RunConfig("vanilla", steps=6, log_every=2, sample_every=0, eval=False, out=str(tmp_path)),
+                    vanilla(), stop=stop)
+    stop.request(signal.SIGINT)  # stops after the first batch, with a checkpoint
+    chosen = runner.train().config.threads
+    assert chosen == torch.get_num_threads()
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(chosen + 1)  # a resume elsewhere, where the default would differ
+        record = Runner.resume(runner.run.dir, default_registry().load).train()
+        assert record.status is Status.COMPLETED and record.config.threads == chosen
+        assert record.env.torch_threads == chosen == torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
