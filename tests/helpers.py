@@ -56,6 +56,17 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300, env: dict
     )
 
 
+#: The training step of the test plugins (a train_step's body up to its return): one
+#: non-saturating (softplus) step of D, then of G.
+SOFTPLUS_STEPS = """\
+        z = torch.randn(real.shape[0], self.latent_dim, device=real.device)
+        d_loss = (torch.nn.functional.softplus(-self.discriminator(real)).mean()
+                  + torch.nn.functional.softplus(self.discriminator(self.generator(z).detach())).mean())
+        self.opt_d.zero_grad(); d_loss.backward(); self.opt_d.step()
+        g_loss = torch.nn.functional.softplus(-self.discriminator(self.generator(z))).mean()
+        self.opt_g.zero_grad(); g_loss.backward(); self.opt_g.step()
+"""
+
 GOOD_MODULE = """
 from dataclasses import dataclass
 import torch
@@ -76,13 +87,7 @@ class Tiny(GAN):
         self.opt_d = torch.optim.SGD(self.discriminator.parameters(), lr=0.01)
 
     def train_step(self, real, step):
-        z = torch.randn(real.shape[0], self.latent_dim, device=real.device)
-        d_loss = (torch.nn.functional.softplus(-self.discriminator(real)).mean()
-                  + torch.nn.functional.softplus(self.discriminator(self.generator(z).detach())).mean())
-        self.opt_d.zero_grad(); d_loss.backward(); self.opt_d.step()
-        g_loss = torch.nn.functional.softplus(-self.discriminator(self.generator(z))).mean()
-        self.opt_g.zero_grad(); g_loss.backward(); self.opt_g.step()
-        return {"d_loss": d_loss.detach(), "g_loss": g_loss.detach()}
+""" + SOFTPLUS_STEPS + """        return {"d_loss": d_loss.detach(), "g_loss": g_loss.detach()}
 
 SPEC = ArchSpec(name="{name}", description="a tiny test GAN", image_size=28, config=Cfg, build=Tiny)
 """
@@ -117,13 +122,7 @@ class EMA(GAN):
         return {**super().networks(), "ema": self.ema}  # checkpoints keep it
 
     def train_step(self, real, step):
-        z = torch.randn(real.shape[0], self.latent_dim, device=real.device)
-        d_loss = (torch.nn.functional.softplus(-self.discriminator(real)).mean()
-                  + torch.nn.functional.softplus(self.discriminator(self.generator(z).detach())).mean())
-        self.opt_d.zero_grad(); d_loss.backward(); self.opt_d.step()
-        g_loss = torch.nn.functional.softplus(-self.discriminator(self.generator(z))).mean()
-        self.opt_g.zero_grad(); g_loss.backward(); self.opt_g.step()
-        with torch.no_grad():
+""" + SOFTPLUS_STEPS + """        with torch.no_grad():
             for e, p in zip(self.ema.parameters(), self.generator.parameters()):
                 e.lerp_(p, 1 - self.decay)
         return {"d_loss": d_loss.detach(), "g_loss": g_loss.detach()}

@@ -234,53 +234,39 @@ def plain_generator_first_step(gan: GeneratorFirstGAN, opt_g, opt_d, real: torch
 
 
 @pytest.mark.parametrize("name", ["vanilla", "dcgan", "lsgan", "sngan"])
-def test_generator_first_step_is_the_plain_step_in_float64(name):
+def test_generator_first_step_is_the_plain_step_in_float64(name, float64):
     """The shared step (one D pass where allowed, backward only where used, fused Adam) gives
     the plain step's losses and weights over 6 steps. In float64, where the reordered sums no
     longer show: a pass too few or too many (BatchNorm statistics, Dropout masks, spectral
     norm's power iteration) would."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
-        spec = default_registry().load(name)
-        hparams = spec.make_config({"batch_size": 8})
-        torch.manual_seed(0)
-        gan = spec.build(hparams, CPU)
-        torch.manual_seed(0)
-        ref = spec.build(hparams, CPU)
-        assert isinstance(gan, GeneratorFirstGAN)
-        opts = [torch.optim.Adam(net.parameters(), lr=hparams.lr, betas=(hparams.b1, hparams.b2), foreach=False)
-                for net in (ref.generator, ref.discriminator)]
-        size = spec.image_size
-        for i in range(6):
-            real = torch.rand(8, 1, size, size, generator=torch.Generator().manual_seed(i)) * 2 - 1
-            torch.manual_seed(100 + i)
-            out = gan.train_step(real, i)
-            torch.manual_seed(100 + i)
-            z = torch.randn(8, hparams.latent_dim)  # the shared step's first draw
-            d_loss, g_loss = plain_generator_first_step(ref, *opts, real, z)
-            torch.testing.assert_close(out["d_loss"], d_loss, rtol=1e-9, atol=1e-12)
-            torch.testing.assert_close(out["g_loss"], g_loss, rtol=1e-9, atol=1e-12)
-        for net in ("generator", "discriminator"):
-            a, b = getattr(gan, net).state_dict(), getattr(ref, net).state_dict()
-            for k in a:
-                if a[k].is_floating_point():
-                    torch.testing.assert_close(a[k], b[k], rtol=1e-7, atol=1e-10,
-                                               msg=lambda m, net=net, k=k: f"{net} {k}: {m}")
-    finally:
-        torch.set_default_dtype(previous)
+    spec = default_registry().load(name)
+    hparams = spec.make_config({"batch_size": 8})
+    torch.manual_seed(0)
+    gan = spec.build(hparams, CPU)
+    torch.manual_seed(0)
+    ref = spec.build(hparams, CPU)
+    assert isinstance(gan, GeneratorFirstGAN)
+    opts = [torch.optim.Adam(net.parameters(), lr=hparams.lr, betas=(hparams.b1, hparams.b2), foreach=False)
+            for net in (ref.generator, ref.discriminator)]
+    size = spec.image_size
+    for i in range(6):
+        real = torch.rand(8, 1, size, size, generator=torch.Generator().manual_seed(i)) * 2 - 1
+        torch.manual_seed(100 + i)
+        out = gan.train_step(real, i)
+        torch.manual_seed(100 + i)
+        z = torch.randn(8, hparams.latent_dim)  # the shared step's first draw
+        d_loss, g_loss = plain_generator_first_step(ref, *opts, real, z)
+        torch.testing.assert_close(out["d_loss"], d_loss, rtol=1e-9, atol=1e-12)
+        torch.testing.assert_close(out["g_loss"], g_loss, rtol=1e-9, atol=1e-12)
+    for net in ("generator", "discriminator"):
+        a, b = getattr(gan, net).state_dict(), getattr(ref, net).state_dict()
+        for k in a:
+            if a[k].is_floating_point():
+                torch.testing.assert_close(a[k], b[k], rtol=1e-7, atol=1e-10,
+                                           msg=lambda m, net=net, k=k: f"{net} {k}: {m}")
 
 
 # The suite's default steps against the study's, written out in bench.perf.study -----------------
-
-
-@pytest.fixture
-def float64():
-    """Build and train in float64, where summation order no longer shows."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
 
 
 def train_both(name: str, steps: int, batch_size: int):

@@ -42,14 +42,6 @@ BATCH = {"dcgan": 4, "sngan": 4}
 BATCHES_PER_EPOCH = 7
 
 
-@pytest.fixture
-def float64():
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
-
-
 def single_run(spec: ArchSpec, hparams, seed: int) -> tuple[GAN, torch.Tensor]:
     """Seed ``seed``'s model as ``bench run`` builds it, and the global RNG state its steps start from."""
     torch.manual_seed(seed)
