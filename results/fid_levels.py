@@ -11,7 +11,7 @@ The FID target it proposes is the highest final FID below which every run's samp
 recognizably digits: all ten digits among the 1,000, and at least half of them classified
 with 90% confidence or more (MNIST's own test digits: 98%).
 
-Every evaluation a run made (its metrics.csv, 10,000 images each) also goes into FID bands:
+Every evaluation a run made (its run.json's evaluations, 10,000 images each) also goes into FID bands:
 per band, how many evaluations fell in it, the fewest and the mean digits covered (of 10) and
 the mean classifier score (10 at best), which is what "recognizably digits" is read from.
 
@@ -23,7 +23,6 @@ writes the figure (PNG, PDF) and a JSON of the numbers beside it.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from pathlib import Path
@@ -36,9 +35,11 @@ import matplotlib.image  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 
 from bench.data import load_mnist, to_model_range  # noqa: E402
-from bench.layout import GENERATOR, METRICS_CSV, RUN_JSON, SAMPLES  # noqa: E402
+from bench.layout import GENERATOR, SAMPLES  # noqa: E402
 from bench.metrics.classifier import load_classifier, predict, to_classifier_size  # noqa: E402
+from bench.record import Evaluation  # noqa: E402
 from bench.registry import default_registry  # noqa: E402
+from bench.report.aggregate import load_runs  # noqa: E402
 from bench.training.trained import load_trained  # noqa: E402
 
 N_IMAGES = 1000
@@ -59,13 +60,9 @@ def confidence(model: torch.nn.Module, images: torch.Tensor) -> dict[str, float]
             "digits": int(top.indices.unique().numel())}
 
 
-def bands(folders: list[Path]) -> list[dict[str, float]]:
-    """Every evaluation of ``folders`` grouped by FID band: count, digits covered and classifier score."""
-    evals = []
-    for folder in folders:
-        with open(folder / METRICS_CSV, newline="") as f:
-            evals += [(float(r["fid"]), int(r["modes_covered"]), float(r["classifier_score"]))
-                      for r in csv.DictReader(f) if r["fid"]]
+def bands(evaluations: list[Evaluation]) -> list[dict[str, float]]:
+    """``evaluations`` grouped by FID band: count, digits covered and classifier score."""
+    evals = [(e.fid, e.modes_covered, e.classifier_score) for e in evaluations if e.fid is not None]
     table = []
     for low, high in zip((0, *BANDS), BANDS, strict=False):
         band = [e for e in evals if low <= e[0] < high]
@@ -93,10 +90,8 @@ def proposed_target(rows: list[dict]) -> float | None:
 
 
 def run_folders(paths: list[str]) -> list[Path]:
-    found = []
-    for p in map(Path, paths):
-        found += sorted(q.parent for q in p.rglob(RUN_JSON)) if p.is_dir() else []
-    return [f for f in found if (f / GENERATOR).is_file()]
+    """The run folders under ``paths`` whose trained generator is there to sample from."""
+    return [run.path for run in load_runs(paths) if (run.path / GENERATOR).is_file()]
 
 
 def main(argv: list[str]) -> int:
@@ -109,18 +104,18 @@ def main(argv: list[str]) -> int:
     model = load_classifier(cpu)
     test, _ = load_mnist("test")
     reference = confidence(model, to_model_range(test[:N_IMAGES], 28))
-    rows = []
-    folders = run_folders(args.paths)
-    for folder in folders:
+    rows, evaluations = [], []
+    for folder in run_folders(args.paths):
         record, gan = load_trained(folder, default_registry().load, cpu)
         if record.metrics is None:
             continue
+        evaluations += record.evaluations
         z = gan.sample_latent(N_IMAGES, torch.Generator().manual_seed(0))
         rows.append({"run": folder.name, "arch": record.arch, "seed": record.seed, "fid": record.metrics.fid,
                      "steps": record.steps, **confidence(model, gan.generate(z)), "samples": str(folder / SAMPLES)})
     rows.sort(key=lambda r: r["fid"])
     out = Path(args.out)
-    table = bands(folders)
+    table = bands(evaluations)
     target = proposed_target(rows)
     plain = [{k: v for k, v in r.items() if k != "samples"} for r in rows]
     out.with_suffix(".json").write_text(json.dumps({"reference_test_images": reference, "runs": plain,
