@@ -102,8 +102,12 @@ class WGAN(GAN):
     def stack_critic_loss(
         self, stack: SeedStackOps, real: Tensor, fake: Tensor, d_real: Tensor, d_fake: Tensor
     ) -> tuple[Tensor, dict[str, Tensor]]:
-        """:meth:`critic_loss` for every seed of ``stack``: losses (S,) and extra outputs (S,)."""
-        return stack.per_seed(self.critic_loss, real, fake, d_real, d_fake)
+        """:meth:`critic_loss` for every seed of ``stack``: losses (S,) and extra outputs (S,).
+
+        Only the scores go through ``per_seed``: the loss reads nothing else, and ``per_seed``
+        checks and copies every tensor it is given.
+        """
+        return stack.per_seed(wasserstein_critic_loss, d_real, d_fake), {}
 
     def stack_constrain_critic(self, stack: SeedStackOps) -> None:
         """:meth:`constrain_critic` for every seed of ``stack``: clipping is element-wise."""
