@@ -156,14 +156,14 @@ class Runner:
         entry = entry_of(record.arch) if entry_of is not None else None
         spec = load_spec(record.arch)
         if record.stack is None:
+            members = [(run_dir, record)]
             runner = cls(cfg, spec, evaluator, run_dir=run_dir, stop=stop, entry=entry)
         else:
             members = stack_members(run_dir, record)
             runner = cls(cfg, spec, evaluator, stop=stop, entry=entry, stack_seeds=[r.seed for _, r in members],
                          run_dirs=[d for d, _ in members], stack_id=record.stack.id)
         states = []
-        for run in runner.runs:
-            previous = read_record(run.dir)
+        for run, (_, previous) in zip(runner.runs, members, strict=True):
             if entry is None:
                 run.package, run.package_version = previous.package, previous.package_version
             states.append(run.restore(run.dir / CHECKPOINT, previous.started))

@@ -47,6 +47,6 @@ def _load_sampling_state(run_dir: Path, arch: str, gan: GAN, device: torch.devic
                          "from state beyond its generator, which is evaluated as freshly built, not as trained")
         return
     try:
-        gan.load_sampling_state(torch.load(path, map_location=device, weights_only=True))
+        gan.load_sampling_state(load_torch(path, device))
     except Exception as exc:
         raise UsageError(f"{path} cannot be loaded into {arch}: {type(exc).__name__}: {exc}") from None
