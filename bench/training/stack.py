@@ -204,16 +204,6 @@ class StackedModel:
         masked = torch.where(self._active, losses, torch.zeros((), dtype=losses.dtype, device=losses.device))
         masked.sum().backward(inputs=self.parameters(network), retain_graph=retain_graph)
 
-    @torch.no_grad()
-    def generate(self, z: Tensor) -> Tensor:
-        """Every seed's images for its latents ``z`` (S, N, latent_dim), in eval mode: (S, N, 1, S, S)."""
-        g = self.nets["generator"]
-        was_training = g.training
-        g.train(False)
-        try:
-            return g(z.to(self.device))
-        finally:
-            g.train(was_training)
 
 
 def _named_state(net: nn.Module) -> dict[str, Tensor]:
@@ -282,10 +272,6 @@ class SeedStack(StackedModel):
             on the first stacked step when only running it shows that (the stack is then spent:
             run the seeds separately).
     """
-
-    #: Not captured as one CUDA graph: each seed's CUDA generator would have to be registered with
-    #: the graph, and a stopped seed's restore branches on host state.
-    graph_safe = False
 
     def __init__(self, spec: ArchSpec, config: GANConfig, seeds: Sequence[int], device: torch.device,
                  build: Callable[[ArchSpec, GANConfig, torch.device], GAN] | None = None):

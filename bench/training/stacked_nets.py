@@ -42,9 +42,6 @@ class SeedGenerators:
         self.generators: list[torch.Generator] = []
         self._host: list[Tensor] = []
 
-    def __len__(self) -> int:
-        return len(self.generators)
-
     def add_current(self) -> None:
         """Add a stream that continues from the global RNG as it stands (after ``manual_seed`` and build)."""
         gen = torch.Generator(device=self.device)
@@ -166,14 +163,6 @@ class StackedNetwork:
 
     def _one(self, params: dict[str, Tensor], buffers: dict[str, Tensor], x: Tensor) -> Tensor:
         return functional_call(self.template, (params, buffers), (x,), strict=True)
-
-    def train(self, mode: bool = True) -> StackedNetwork:
-        self.template.train(mode)
-        return self
-
-    @property
-    def training(self) -> bool:
-        return self.template.training
 
     def state(self) -> dict[str, Tensor]:
         """Every stacked parameter and buffer by its state-dict name (for copying seeds in and out)."""
