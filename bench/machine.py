@@ -95,3 +95,8 @@ def warn_if_bf16_is_emulated(flags: set[str] | None = None) -> bool:
                      f"among its flags; vector extensions found: {detected}): bf16 is emulated there and usually "
                      "slower than fp32")
     return True
+
+
+def load_average() -> float | None:
+    """The one-minute load average, or None where the OS keeps none."""
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else None

@@ -14,7 +14,6 @@ each round.
 from __future__ import annotations
 
 import multiprocessing
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,8 +24,8 @@ import torch
 from bench.config import check_seed
 from bench.device import autocast, peak_memory_bytes, resolve_device
 from bench.errors import UsageError
-from bench.machine import free_cpus
-from bench.stats import Stats
+from bench.machine import free_cpus, load_average
+from bench.perf.measure import median_min_max
 from bench.storage import utc_iso
 
 #: The contenders, in the order of the first round.
@@ -155,11 +154,6 @@ def _run_contender(cfg: SeedsConfig, name: str, processes: list[tuple[list[int],
             "peak_memory_bytes": sum(r["peak_memory_bytes"] for r in reports)}
 
 
-def _summary(values: Sequence[float]) -> dict[str, float | None]:
-    stats = Stats.of(values)
-    return {"median": stats.median, "min": stats.min, "max": stats.max, "n": stats.n}
-
-
 def measure_seeds(cfg: SeedsConfig) -> dict[str, Any]:
     """Measure the three contenders in ``cfg.rounds`` rotating rounds; return the perf record."""
     from bench.environment import environment
@@ -173,7 +167,7 @@ def measure_seeds(cfg: SeedsConfig) -> dict[str, Any]:
     free = free_cpus()[0] if device.type == "cpu" else torch.get_num_threads()
     processes = _plan(cfg, free)
     names = [n for n in CONTENDERS if not (n == "stack" and refused)]
-    load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    load_start = load_average()
     rounds: list[dict[str, dict[str, Any]]] = []
     for r in range(cfg.rounds):
         order = names[r % len(names):] + names[: r % len(names)]
@@ -187,18 +181,18 @@ def measure_seeds(cfg: SeedsConfig) -> dict[str, Any]:
         contenders[name] = {
             "processes": len(processes[name]),
             "threads_per_process": processes[name][0][1],
-            "seed_batches_per_s": _summary([r[name]["seed_batches_per_s"] for r in rounds]),
+            "seed_batches_per_s": median_min_max([r[name]["seed_batches_per_s"] for r in rounds]),
             "peak_memory_bytes": max(r[name]["peak_memory_bytes"] for r in rounds),
             "rounds": [r[name]["seed_batches_per_s"] for r in rounds],
         }
-    ratios = {f"{name}_vs_sequential": _summary([r[name]["seed_batches_per_s"] / r["sequential"]["seed_batches_per_s"]
-                                                for r in rounds])
-              for name in names if name != "sequential"}
+    ratios = {f"{name}_vs_sequential": median_min_max(
+        [r[name]["seed_batches_per_s"] / r["sequential"]["seed_batches_per_s"] for r in rounds])
+        for name in names if name != "sequential"}
     return {
         "kind": "seeds", "created": utc_iso(), "arch": cfg.arch, "seeds": cfg.seed_list, "device": str(device),
         "env": environment(device), "batches": cfg.batches, "warmup": cfg.warmup, "rounds": cfg.rounds,
         "precision": cfg.precision, "cuda_graphs": cfg.cuda_graphs, "batch_size": cfg.batch_size,
         "train_subset": cfg.train_subset, "free_cpus": free if device.type == "cpu" else None,
-        "load_start": load_start, "load_end": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        "load_start": load_start, "load_end": load_average(),
         "stack_refused": refused, "contenders": contenders, "ratios": ratios,
     }

@@ -11,7 +11,6 @@ goes then falls on all of them alike. What it measures is written to the compari
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +22,7 @@ from bench.contract import GAN
 from bench.data import BatchSampler, training_images
 from bench.device import autocast, resolve_device
 from bench.environment import default_threads
+from bench.machine import load_average
 from bench.errors import PluginError
 from bench.plans.steptimes import ArchStepTimes, StepTimes
 from bench.registry import default_registry
@@ -48,13 +48,15 @@ class _Contender:
     round_medians_ms: list[float] = field(default_factory=list)
 
 
-def _contender(arch: str, cfg: RunConfig, device: torch.device) -> _Contender:
-    """``arch`` built as a comparison's run of seed 0 is, with its data."""
+def _contender(arch: str, cfg: RunConfig, device: torch.device, images: dict[int, torch.Tensor]) -> _Contender:
+    """``arch`` built as a comparison's run of seed 0 is, with its data (from ``images`` by image size,
+    which the architectures of one size share)."""
     spec = default_registry().load(arch)
     overrides = dict(cfg.hparams) | ({} if cfg.batch_size is None else {"batch_size": cfg.batch_size})
     hparams = spec.make_config(overrides)
-    data = training_images(spec.image_size, device, cfg.data_dir, cfg.train_subset)
-    sampler = BatchSampler(data, hparams.batch_size, seed=0)
+    if spec.image_size not in images:
+        images[spec.image_size] = training_images(spec.image_size, device, cfg.data_dir, cfg.train_subset)
+    sampler = BatchSampler(images[spec.image_size], hparams.batch_size, seed=0)
     torch.manual_seed(0)
     gan = build_gan(spec, hparams, device, overridden=overrides)
     gan.batches_per_epoch = sampler.batches_per_epoch  # the plugin contract, as the runner keeps it
@@ -69,9 +71,10 @@ def time_side_by_side(settings: Mapping[str, Any], archs: list[str], rounds: int
     threads = cfg.threads or (default_threads()[0] if device.type == "cpu" else torch.get_num_threads())
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
-    load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    load_start = load_average()
     try:
-        contenders = {arch: _contender(arch, cfg, device) for arch in archs}
+        images: dict[int, torch.Tensor] = {}
+        contenders = {arch: _contender(arch, cfg, device, images) for arch in archs}
         timer = StepTimer(device)
         for r in range(rounds):
             for arch in archs[r % len(archs):] + archs[: r % len(archs)]:
@@ -83,7 +86,7 @@ def time_side_by_side(settings: Mapping[str, Any], archs: list[str], rounds: int
     return StepTimes(
         created=utc_iso(), device=str(device), threads=threads, precision=cfg.precision, rounds=rounds,
         steps_per_round=steps, warmup_steps=warmup, load_start=load_start,
-        load_end=os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        load_end=load_average(),
         archs={arch: ArchStepTimes(batch_size=c.sampler.batch_size, times_ms=c.times_ms,
                                    round_medians_ms=c.round_medians_ms) for arch, c in contenders.items()},
     )

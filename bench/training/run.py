@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-import os
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -25,7 +24,7 @@ from bench.contract import DIAGNOSTICS, GAN, ArchSpec, GANConfig, check_samples,
 from bench.data import BatchSampler, training_images
 from bench.device import peak_memory_bytes
 from bench.environment import environment
-from bench.machine import usable_cpus
+from bench.machine import load_average, usable_cpus
 from bench.errors import UsageError
 from bench.layout import Status
 from bench.metrics.evaluator import Evaluator
@@ -69,7 +68,7 @@ class Run:
         self.error: str | None = None
         self.started = utc_iso()
         #: The 1-minute load average as the run was set up: what else the machine was doing.
-        self.load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+        self.load_start = load_average()
         self.package, self.package_version = None, None  # what provided the architecture, where known
         self.resumed = False
         self.metrics: Metrics | None = None
@@ -315,7 +314,7 @@ def _stack(run: Run, step_ms: float | None) -> StackInfo | None:
 
 def _contention(run: Run) -> Contention:
     state = run.state
-    load_end = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    load_end = load_average()
     return Contention(cpu_s=state.train_cpu_s, wall_s=state.train_wall_s, threads=torch.get_num_threads(),
                       usable_cpus=usable_cpus(), load_start=run.load_start, load_end=load_end)
 
