@@ -366,12 +366,12 @@ def comparison_notes(group: Group) -> list[str]:
     notes = []
     if group.mixed:
         notes.append(f"mixed protocols in this table (--allow-mixed): {differences_text(group.mixed)}")
-    sized = group.sized_references if len(group.sized_references) > 1 else {0: group.references or {}}
-    for side, references in sized.items():
+    several = len(group.sized_references) > 1
+    for side, references in group.sized_references.items():
         for key, label in _REFERENCES:
             ref = references.get(key)
             if ref is not None:
-                at = "" if not side else f" at {side}x{side}" + (
+                at = "" if not several else f" at {side}x{side}" + (
                     " (real digits brought to that side, as the architectures trained at it saw them)"
                     if side != 28 else "")
                 notes.append(reference_text(label + at, ref))

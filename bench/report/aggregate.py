@@ -335,7 +335,6 @@ class Group:
     rows: list[Row]
     fid_target: float
     mixed: dict[str, list[Setting]] = field(default_factory=dict)
-    references: dict[str, Metrics] | None = None
     #: The reference points of each image side among the runs (28x28, and 32x32 where an architecture trains at it).
     sized_references: dict[int, dict[str, Metrics]] = field(default_factory=dict)
     by_hparams: bool = False
@@ -343,6 +342,11 @@ class Group:
     side_by_side: SideBySide | None = None
     #: Why a step_times.json among the runs' folders is not shown, if one is not.
     side_by_side_unused: str | None = None
+
+    @property
+    def references(self) -> dict[str, Metrics] | None:
+        """The reference points of the smallest image side among the runs (28x28 unless all train larger)."""
+        return next(iter(self.sized_references.values()), None)
 
     @property
     def runs(self) -> list[LoadedRun]:
@@ -436,7 +440,6 @@ def _group(part: _Part, fid_target: float, by_hparams: bool) -> Group:
               for (arch, _), rs in sorted(rows.items())],
         fid_target=fid_target,
         mixed=part.mixed,
-        references=_first(r.record.references for r in sorted(members, key=_side)),
         sized_references=_sized_references(members),
         by_hparams=by_hparams,
     )
