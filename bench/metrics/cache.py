@@ -29,6 +29,7 @@ from bench.metrics.classifier import (
     IMAGE_SIZE, WEIGHTS_SHA256, MNISTClassifier, load_classifier, predict, to_classifier_size,
 )
 from bench.metrics.scores import PR_K, knn_radii
+from bench.errors import UsageError
 from bench.storage import load_torch, save_torch
 
 #: Bump when the real-side statistics or the reference points change meaning.
@@ -113,7 +114,7 @@ def _save(path: Path, key: str, value: dict[str, Any]) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         save_torch(path, {"key": key, "value": value})
-    except OSError as exc:
+    except (OSError, UsageError) as exc:  # UsageError: a link in the cache's place, which is never followed
         warnings.warn(f"cannot write the metrics cache {path} ({exc}); it will be recomputed next time", stacklevel=4)
 
 
