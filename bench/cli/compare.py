@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 from bench.cli.options import (
-    add_parallel_options, add_plan_options, add_training_options, check_parallel_options, parse_int,
-    plan_settings, refuse_with_resume,
+    add_parallel_options, add_plan_options, add_resume_options, add_training_options, check_parallel_options,
+    check_resume_options, parse_int, plan_settings, refuse_with_resume,
 )
 from bench.errors import UsageError
 from bench.perf.sidebyside import ROUNDS
@@ -23,7 +23,8 @@ DESCRIPTION = ("Time every architecture's training step side by side, then run e
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_plan_options(p, "vanilla,dcgan,wgan")
     p.add_argument("--resume", metavar="COMPARE_DIR",
-                   help="continue a comparison: skip finished runs, resume the interrupted one")
+                   help="continue a comparison: skip finished runs, resume the interrupted ones")
+    add_resume_options(p, "comparison")
     add_parallel_options(p)
     p.add_argument("--timing-rounds", type=parse_int, default=ROUNDS, metavar="N",
                    help=f"rounds of the side-by-side step timing before the runs (default {ROUNDS}; 0: none)")
@@ -32,6 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     check_parallel_options(args)
+    check_resume_options(args, "COMPARE_DIR")
     if args.timing_rounds < 0:
         raise UsageError(f"--timing-rounds must be 0 or more, got {args.timing_rounds}")
     if args.resume:
@@ -42,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
         settings = plan_settings(args)
         check_plan(settings, [PlanEntry(arch=a, seed=s) for a in args.arch for s in args.seeds])
         plan = Plan.create(args.out, PlanKind.COMPARE, args.arch, args.seeds, settings, command=args.argv)
-    status = run_comparison(plan, args.jobs, args.stop, args.timing_rounds)
+    status = run_comparison(plan, args.jobs, args.stop, args.timing_rounds, retry_failed=args.retry_failed,
+                            skip_damaged=args.skip_damaged)
     print_plan_results(plan.folder, args.fid_target)
     return status

@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 
 from bench import console
 from bench.config import (
-    DEFAULT_FID_TARGET, MAX_EVAL_SAMPLES, MAX_SEEDS, MAX_THREADS, PER_RUN_KEYS, SEED_LIMIT, RunConfig,
+    DEFAULT_FID_TARGET, MAX_BUDGET, MAX_EVAL_SAMPLES, MAX_SEEDS, MAX_THREADS, PER_RUN_KEYS, SEED_LIMIT, RunConfig,
 )
 from bench.errors import UsageError
 
@@ -108,10 +108,12 @@ def parse_archs(text: str) -> list[str]:
 def add_training_options(p: argparse.ArgumentParser, seed: bool = True) -> None:
     """The options every training command shares (run, compare, sweep)."""
     budget = p.add_argument_group("budget (exactly one; default --epochs 5)")
-    budget.add_argument("--epochs", type=parse_int, help="passes over the training set")
-    budget.add_argument("--steps", type=parse_int, help="training batches")
+    budget.add_argument("--epochs", type=parse_int,
+                        help=f"passes over the training set (at most {MAX_BUDGET['epochs']:,})")
+    budget.add_argument("--steps", type=parse_int, help=f"training batches (at most {MAX_BUDGET['steps']:,})")
     budget.add_argument("--time-budget", type=parse_duration, metavar="DURATION",
-                        help="wall-clock training time, e.g. 90s, 10m, 1h; stops at the first batch boundary after it")
+                        help="wall-clock training time, e.g. 90s, 10m, 1h (at most 168h); stops at the first batch "
+                             "boundary after it")
     p.add_argument("--batch-size", type=parse_int, help="default: the architecture's (64 for the study's)")
     if seed:
         p.add_argument("--seed", type=parse_int, default=0,
@@ -172,6 +174,23 @@ def refuse_with_resume(args: argparse.Namespace, what: str, **others: bool) -> N
     given += given_training_options(args)
     if given:
         raise UsageError(f"--resume continues the {what} with its own settings; drop {', '.join(given)}")
+
+
+def add_resume_options(p: argparse.ArgumentParser, what: str, plan: bool = True) -> None:
+    """``--skip-damaged`` (and for plans ``--retry-failed``): what a resume does with runs that cannot continue."""
+    if plan:
+        p.add_argument("--retry-failed", action="store_true",
+                       help=f"with --resume: train the {what}'s failed runs again, afresh")
+    p.add_argument("--skip-damaged", action="store_true",
+                   help="with --resume: go on without the seeds whose checkpoint is damaged or whose run folder is "
+                        "missing (they are marked failed) instead of refusing")
+
+
+def check_resume_options(args: argparse.Namespace, folder: str) -> None:
+    """Refuse ``--retry-failed``/``--skip-damaged`` without ``--resume``."""
+    for flag in ("retry_failed", "skip_damaged"):
+        if getattr(args, flag, False) and not args.resume:
+            raise UsageError(f"--{flag.replace('_', '-')} goes with --resume {folder}")
 
 
 def add_plan_options(p: argparse.ArgumentParser, example: str) -> None:

@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from bench import console, tables
 from bench.cli.options import (
-    add_parallel_options, add_training_options, check_parallel_options, parse_seeds, plan_settings,
-    refuse_with_resume, run_config,
+    add_parallel_options, add_resume_options, add_training_options, check_parallel_options, check_resume_options,
+    parse_seeds, plan_settings, refuse_with_resume, run_config,
 )
 from bench.config import DEFAULT_FID_TARGET
 from bench.errors import UsageError
-from bench.layout import Status
+from bench.layout import PLAN, Status
 from bench.plans.comparison import run_comparison
 from bench.plans.execute import check_plan
 from bench.plans.plan import Plan, PlanEntry, PlanKind
 from bench.record import read_record
 from bench.registry import default_registry
+from bench.storage import check_folder
 from bench.report.publish import print_plan_results
 from bench.training.runner import Runner
 
@@ -25,7 +27,10 @@ DESCRIPTION = "Train one architecture on MNIST."
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--arch", help="architecture name (see: python -m bench list)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run to its original budget")
+    p.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue an interrupted run to its original budget (a seed of a stack resumes its stack; a "
+                        "comparison folder resumes the comparison)")
+    add_resume_options(p, "comparison", plan=False)
     p.add_argument("--seeds", type=parse_seeds, metavar="N|LIST",
                    help="several seeds as one comparison of this architecture (a count, 3 = seeds 0,1,2, or a list "
                         "0,5,7), --jobs at once; continue it with: python -m bench compare --resume DIR")
@@ -41,12 +46,20 @@ def run(args: argparse.Namespace) -> int:
     if given:
         raise UsageError(f"{', '.join(given)} go{'es' if len(given) == 1 else ''} with --seeds (several runs at once)")
     registry = default_registry()
+    check_resume_options(args, "RUN_DIR")
     if args.resume:
         refuse_with_resume(args, "run", arch=bool(args.arch))
+        if (Path(args.resume) / PLAN).is_file():  # a comparison folder, e.g. of `run --seeds`: its every run
+            status = run_comparison(Plan.load(args.resume), None, args.stop, timing_rounds=0,
+                                    skip_damaged=args.skip_damaged)
+            print_plan_results(Path(args.resume), DEFAULT_FID_TARGET)
+            return status
+        check_folder(args.resume)  # before run.json is read: it may be a link to a file elsewhere
         if read_record(args.resume).status is Status.COMPLETED:
             console.out.print(f"{args.resume} is already complete; nothing to do")
             return 0
-        runner = Runner.resume(args.resume, registry.load, stop=args.stop, entry_of=registry.entry)
+        runner = Runner.resume(args.resume, registry.load, stop=args.stop, entry_of=registry.entry,
+                               skip_damaged=args.skip_damaged)
     elif not args.arch:
         raise UsageError("--arch NAME is required (see: python -m bench list)")
     else:

@@ -8,8 +8,8 @@ from typing import Any
 
 from bench import console, tables
 from bench.cli.options import (
-    Parser, add_parallel_options, add_plan_options, add_training_options, check_parallel_options, parse_int,
-    parse_number, plan_settings, refuse_with_resume,
+    Parser, add_parallel_options, add_plan_options, add_resume_options, add_training_options, check_parallel_options,
+    check_resume_options, parse_int, parse_number, plan_settings, refuse_with_resume,
 )
 from bench.config import MAX_THREADS
 from bench.errors import UsageError
@@ -59,7 +59,7 @@ def add_arguments(p: Parser) -> None:
                    help="run a failed run again up to N times before recording it as failed (default 1)")
     p.add_argument("--resume", metavar="SWEEP_DIR",
                    help="continue a sweep: skip finished points, resume interrupted runs from their checkpoints")
-    p.add_argument("--retry-failed", action="store_true", help="with --resume: run the failed points again too")
+    add_resume_options(p, "sweep")
     add_training_options(p, seed=False)
 
 
@@ -106,10 +106,6 @@ def _resumed(args: argparse.Namespace) -> Plan:
                        grid_file=bool(args.grid_file))
     plan = Plan.load(args.resume)
     check_plan(plan.settings, plan.runs)
-    if args.retry_failed:
-        for entry in plan.runs:
-            if entry.status is Status.FAILED:
-                entry.status = Status.PENDING
     return plan
 
 
@@ -117,12 +113,12 @@ def run(args: argparse.Namespace) -> int:
     ray = ray_backend(args)  # first: without Ray, say so before anything is written
     if args.retries < 0:
         raise UsageError(f"--retries must be 0 or more, got {args.retries}")
+    check_resume_options(args, "SWEEP_DIR")
     if args.resume:
         plan: Plan | None = _resumed(args)
-        settings, runs = plan.settings, sum(not e.status.finished for e in plan.runs)
+        settings = plan.settings
+        runs = sum(not e.status.finished or (args.retry_failed and e.status is Status.FAILED) for e in plan.runs)
     else:
-        if args.retry_failed:
-            raise UsageError("--retry-failed goes with --resume SWEEP_DIR")
         planned = plan_points(args)
         settings, runs = planned["settings"], len(args.seeds) * sum(map(len, planned["points"].values()))
         plan = None
@@ -132,7 +128,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         if plan is None:
             plan = Plan.create(**planned)
-        status = Driver(plan, backend, args.retries, args.stop).run()
+        status = Driver(plan, backend, args.retries, args.stop, retry_failed=args.retry_failed,
+                        skip_damaged=args.skip_damaged).run()
     finally:
         backend.stop()
     _print_results(plan, args.fid_target)

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import socket
+import sys
 import tempfile
 import time
 from collections import deque
@@ -194,20 +195,47 @@ PROCESS_GRACE_S = 120.0
 
 def run_in_process(settings: dict[str, Any], entry: PlanEntry, folder: str, shared_stop: Any, log: str,
                    results: Any) -> None:
-    """One planned run in a process of its own: its output into ``log``, its outcome back through ``results``."""
-    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    """One planned run in a process of its own: its output into ``log``, its outcome back through ``results``.
+
+    If the plan's process dies (SIGKILL, the out-of-memory killer), the run notices within a second,
+    checkpoints after its batch and ends as interrupted, for ``--resume`` to continue.
+    """
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o644)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
     from bench.plans.execute import Evaluators, execute  # torch: in the run's own process
     from bench.stop import SharedStopRequest
 
+    stop = SharedStopRequest(shared_stop)
+    _stop_when_orphaned(stop)
     try:
-        outcome = execute(settings, entry, Path(folder), Evaluators(settings), SharedStopRequest(shared_stop))
+        outcome = execute(settings, entry, Path(folder), Evaluators(settings), stop)
     except BaseException as exc:  # Ctrl-C twice, or anything else: the parent must hear of it
         interrupted = isinstance(exc, KeyboardInterrupt)
         outcome = Outcome(Status.INTERRUPTED if interrupted else Status.FAILED, entry.run_dir, error_text(exc))
-    results.send(outcome)
-    results.close()
+    with contextlib.suppress(OSError):  # the parent has gone: the run folder already says how it ended
+        results.send(outcome)
+        results.close()
+
+
+def _stop_when_orphaned(stop: StopRequest) -> None:
+    """Request ``stop`` as soon as this process's parent dies (a watcher thread on the parent's sentinel)."""
+    import multiprocessing
+    import signal
+    import threading
+    from multiprocessing.connection import wait
+
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        wait([parent.sentinel])
+        print(f"the plan's process {parent.pid} has gone: checkpointing after this batch and stopping; continue "
+              "with --resume on the plan folder", file=sys.stderr, flush=True)
+        stop.request(signal.SIGHUP)
+
+    threading.Thread(target=watch, name="gan-bench parent watcher", daemon=True).start()
 
 
 @dataclass
@@ -301,8 +329,7 @@ class ProcessBackend:
                 outcome = running.results.recv()
             except (EOFError, OSError):  # the process died without a word (killed, out of memory)
                 running.process.join()
-                outcome = Outcome.failed(f"the run's process ended with exit code {running.process.exitcode}",
-                                         driver.run_dir(index))
+                outcome = _died(running.process.exitcode, driver.run_dir(index))
             running.process.join()
             del self.running[index]
             driver.finished(index, running.attempt, outcome)
@@ -313,6 +340,23 @@ class ProcessBackend:
             running.process.join()
             del self.running[index]
             driver.finished(index, running.attempt, Outcome(Status.INTERRUPTED, driver.run_dir(index), "stopped"))
+
+
+def _died(exitcode: int | None, run_dir: str | None) -> Outcome:
+    """The outcome of a run whose process ended without sending one: interrupted, so ``--resume`` continues it
+    from its checkpoint (or starts it again), and its run.json says so too."""
+    import signal
+
+    from bench.runfolder import mark_ended
+
+    killed = exitcode is not None and exitcode < 0
+    name = signal.Signals(-exitcode).name if killed else None
+    error = (f"its process was killed by {name}" if killed
+             else f"its process ended with exit code {exitcode} without a result")
+    if run_dir is not None and Path(run_dir).is_dir():
+        with contextlib.suppress(UsageError, OSError):
+            mark_ended(run_dir, Status.INTERRUPTED, error, name)
+    return Outcome(Status.INTERRUPTED, run_dir, error)
 
 
 def local_backend(settings: dict[str, Any], jobs: int | None, runs: int) -> LocalBackend | ProcessBackend:
@@ -401,7 +445,7 @@ def write_tree(folder: Path, files: dict[str, bytes]) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         write_bytes(target, data)
     for path in list(folder.rglob("*")):
-        if path.is_file() and path.relative_to(folder).as_posix() not in files:
+        if path.is_file() and not path.is_symlink() and path.relative_to(folder).as_posix() not in files:
             path.unlink()  # e.g. the checkpoint of a run that has now completed
 
 

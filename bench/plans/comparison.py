@@ -8,6 +8,7 @@ runs train, ``--jobs`` at once (by default what measures faster here).
 from __future__ import annotations
 
 from bench import console
+from bench.layout import Status
 from bench.perf.sidebyside import ROUNDS, time_side_by_side
 from bench.plans.backends import local_backend
 from bench.plans.driver import Driver
@@ -17,8 +18,12 @@ from bench.plans.steptimes import StepTimes
 from bench.stop import StopRequest
 
 
-def run_comparison(plan: Plan, jobs: int | None, stop: StopRequest, timing_rounds: int = ROUNDS) -> int:
-    """Time the architectures side by side (once per plan), then train every unfinished run; return the exit status."""
+def run_comparison(plan: Plan, jobs: int | None, stop: StopRequest, timing_rounds: int = ROUNDS, *,
+                   retry_failed: bool = False, skip_damaged: bool = False) -> int:
+    """Time the architectures side by side (once per plan), then train every unfinished run; return the exit status.
+
+    ``retry_failed`` and ``skip_damaged`` are the driver's (``--retry-failed``, ``--skip-damaged``).
+    """
     check_plan(plan.settings, plan.runs)
     with stop.handling_signals():
         if timing_rounds and len(plan.archs) > 1 and StepTimes.load(plan.folder) is None:
@@ -27,10 +32,11 @@ def run_comparison(plan: Plan, jobs: int | None, stop: StopRequest, timing_round
             times = time_side_by_side(plan.settings, plan.archs, rounds=timing_rounds, stop=stop)
             if times is not None:
                 times.save(plan.folder)
-        unfinished = sum(not e.status.finished for e in plan.runs)
+        unfinished = sum(not e.status.finished or (retry_failed and e.status is Status.FAILED) for e in plan.runs)
         backend = local_backend(plan.settings, jobs, unfinished)
         backend.start()
         try:
-            return Driver(plan, backend, retries=0, stop=stop).run()
+            return Driver(plan, backend, retries=0, stop=stop, retry_failed=retry_failed,
+                          skip_damaged=skip_damaged).run()
         finally:
             backend.stop()

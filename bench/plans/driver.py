@@ -21,7 +21,8 @@ from bench.layout import CHECKPOINT, Status
 from bench.plans.plan import Outcome, Plan, PlanEntry
 from bench.record import read_record
 from bench.stop import StopRequest
-from bench.storage import folder_lock
+from bench.plans.settle import settle_run_folders
+from bench.storage import check_folder, folder_lock
 
 
 class Backend(Protocol):
@@ -55,12 +56,18 @@ class Driver:
     Args:
         retries: how often a failed run is tried again before it is recorded as failed.
         stop: the stop request shared with the runs (signals are handled while the plan runs).
+        retry_failed: train the runs recorded as failed again, afresh (``--retry-failed``).
+        skip_damaged: mark the runs whose checkpoint or folder is damaged or missing as failed and go
+            on without them (``--skip-damaged``), instead of refusing the plan.
     """
 
-    def __init__(self, plan: Plan, backend: Backend, retries: int = 0, stop: StopRequest | None = None):
+    def __init__(self, plan: Plan, backend: Backend, retries: int = 0, stop: StopRequest | None = None, *,
+                 retry_failed: bool = False, skip_damaged: bool = False):
         self.plan = plan
         self.backend = backend
         self.retries = retries
+        self.retry_failed = retry_failed
+        self.skip_damaged = skip_damaged
         self.stop = stop or StopRequest("the running runs checkpoint and stop after their batch")
         self.attempt: dict[int, int] = {}  # the attempt each entry is on in this session
         self.started_at: dict[int, float] = {}
@@ -75,12 +82,23 @@ class Driver:
     def run(self) -> int:
         """Run every unfinished entry; return the exit status (1 if a run failed, 128+N if interrupted).
 
-        The plan folder is locked meanwhile: a second process on it is refused, naming this one.
+        The plan folder is locked meanwhile: a second process on it is refused, naming this one. Before
+        anything is written, the folder is checked: no links, no run folder held by a live process, no
+        damaged checkpoint (unless ``skip_damaged``).
         """
         with folder_lock(self.plan.folder, f"bench {self.plan.kind}"):
+            check_folder(self.plan.folder)
+            unfinished = [e for e in self.entries if not e.status.finished
+                          or (self.retry_failed and e.status is Status.FAILED)]
+            settle_run_folders(self.plan, unfinished, self.skip_damaged)
             return self._run()
 
     def _run(self) -> int:
+        if self.retry_failed:
+            for entry in self.entries:
+                if entry.status is Status.FAILED:
+                    self._discard(entry)  # a failed run is retried afresh
+                    entry.status, entry.error = Status.PENDING, None
         todo = [i for i, e in enumerate(self.entries) if not e.status.finished and not self._adopt(e)]
         self.plan.save()
         console.err.print(f"{self.plan.kind} {self.plan.folder}: {len(self.entries)} runs, {len(todo)} to go, "
@@ -93,7 +111,20 @@ class Driver:
             console.err.print(f"interrupted; continue with: python -m bench {self.plan.kind} --resume "
                               f"{self.plan.folder}", markup=False, highlight=False, soft_wrap=True)
             return 128 + self.stop.signal
-        return 1 if any(e.status is Status.FAILED for e in self.entries) else 0
+        return self._closing_status()
+
+    def _closing_status(self) -> int:
+        """0 when every run earned its result; else 1, with the command that carries on."""
+        command = f"python -m bench {self.plan.kind} --resume {self.plan.folder}"
+        killed = [e for e in self.entries if e.status is Status.INTERRUPTED]
+        failed = [e for e in self.entries if e.status is Status.FAILED]
+        if killed:
+            console.err.print(f"{len(killed)} run(s) ended without a result ({killed[0].error or 'interrupted'}); "
+                              f"continue them with: {command}", markup=False, highlight=False, soft_wrap=True)
+        if failed:
+            console.err.print(f"{len(failed)} run(s) failed; train them again with: {command} --retry-failed",
+                              markup=False, highlight=False, soft_wrap=True)
+        return 1 if killed or failed else 0
 
     def run_dir(self, index: int) -> str | None:
         """Entry ``index``'s run folder as an absolute path (for backends, whose tasks may run elsewhere)."""
@@ -145,7 +176,8 @@ class Driver:
             self._queue(index, attempt + 1)
             return
         self.plan.save()
-        error = f": {entry.error}" if entry.error and entry.status is Status.FAILED else ""
+        shown = entry.status is Status.FAILED or (entry.status is Status.INTERRUPTED and not self.stop.requested)
+        error = f": {entry.error}" if entry.error and shown else ""
         self.view.event(f"{entry.status} {entry.describe()}{took}{error}", index)
 
     def counts(self) -> dict[str, int]:
@@ -190,11 +222,17 @@ class Driver:
         return False
 
     def _discard(self, entry: PlanEntry) -> None:
-        """Remove an entry's unfinished run folder that cannot be resumed (a new attempt starts afresh)."""
+        """Remove an entry's unfinished run folder that cannot be resumed (a new attempt starts afresh).
+
+        Only a real folder inside the plan's folder, and only while holding its lock: a folder a live
+        process holds is refused (see :meth:`_check_run_folders`), never removed.
+        """
         path = self.plan.run_path(entry)
         entry.run_dir = None
-        if path is not None and path.is_dir() and path.resolve().parent == self.plan.folder.resolve():
-            shutil.rmtree(path, ignore_errors=True)  # never anything outside the plan's folder
+        if (path is not None and path.is_dir() and not path.is_symlink()
+                and path.resolve().parent == self.plan.folder.resolve()):
+            with folder_lock(path, "removing an unfinished run folder to start it afresh"):
+                shutil.rmtree(path, ignore_errors=True)
 
 
 #: Rows of the live table beyond the running and failed ones.

@@ -58,7 +58,8 @@ def execute(settings: Mapping[str, Any], entry: PlanEntry, folder: Path, evaluat
         spec = registry.load(entry.arch)
         evaluator = evaluators.for_spec(spec)
         if previous is not None and (previous / CHECKPOINT).is_file():
-            runner = Runner.resume(previous, registry.load, evaluator, stop, entry_of=registry.entry)
+            runner = Runner.resume(previous, registry.load, evaluator, stop, entry_of=registry.entry,
+                                   skip_damaged=True)  # the plan driver refused or set aside damaged runs
         else:
             cfg = RunConfig.from_settings(settings, arch=entry.arch, seed=entry.seed, out=str(folder),
                                           hparams={**settings.get("hparams", {}), **entry.hparams})
@@ -92,7 +93,8 @@ def execute_stack(settings: Mapping[str, Any], entries: list[PlanEntry], folder:
         evaluator = evaluators.for_spec(spec)
         resumable = [Path(e.run_dir) for e in entries if e.run_dir and (Path(e.run_dir) / CHECKPOINT).is_file()]
         if resumable:
-            runner = Runner.resume(resumable[0], registry.load, evaluator, stop, entry_of=registry.entry)
+            runner = Runner.resume(resumable[0], registry.load, evaluator, stop, entry_of=registry.entry,
+                                   skip_damaged=True)  # the plan driver refused or set aside damaged runs
         else:
             cfg = RunConfig.from_settings(settings, arch=entries[0].arch, seed=entries[0].seed, out=str(folder),
                                           hparams={**settings.get("hparams", {}), **entries[0].hparams})

@@ -28,6 +28,7 @@ from bench.console import fmt
 from bench.errors import UsageError
 from bench.layout import RUN_JSON, Status
 from bench.plans.steptimes import FILE as STEP_TIMES, StepTimes
+from bench.runfolder import as_ended
 from bench.record import METRIC_NAMES, Evaluation, Metrics, RunRecord, read_record
 from bench.stats import PairTest, Stats, pairwise_lower_is_better
 
@@ -190,7 +191,7 @@ def load_runs(paths: Sequence[str | os.PathLike] | str | os.PathLike) -> list[Lo
         raise UsageError(f"no runs found in {where} (a run folder holds a {RUN_JSON})")
     runs = []
     for key in sorted(found):
-        record = read_record(found[key])
+        record = as_ended(found[key], read_record(found[key]))
         runs.append(LoadedRun(found[key], record, protocol_of(record)))
     return runs
 

@@ -28,12 +28,13 @@ from bench.device import resolve_device
 from bench.environment import default_threads, tune_allocator
 from bench.machine import usable_cpus, warn_if_bf16_is_emulated
 from bench.errors import UsageError
-from bench.layout import CHECKPOINT
+from bench.layout import CHECKPOINT, RUN_JSON, Status
 from bench.metrics.evaluator import Evaluator
 from bench.record import RunRecord, StackInfo, read_record
 from bench.registry import Entry
 from bench.stop import StopRequest
-from bench.storage import folder_lock
+from bench.runfolder import DAMAGED_HINT, mark_ended, set_aside
+from bench.storage import check_folder, folder_lock, lock_holder, verify_torch
 from bench.training.checks import build_for_run
 from bench.training.cuda_graphs import StepGraph
 from bench.training.flops import measure_flops
@@ -139,19 +140,25 @@ class Runner:
 
     @classmethod
     def resume(cls, run_dir: str | Path, load_spec: Callable[[str], ArchSpec], evaluator: Evaluator | None = None,
-               stop: StopRequest | None = None, entry_of: Callable[[str], Entry] | None = None) -> Runner:
+               stop: StopRequest | None = None, entry_of: Callable[[str], Entry] | None = None,
+               skip_damaged: bool = False) -> Runner:
         """Rebuild the run in ``run_dir`` from its run.json and checkpoint, ready to continue; a seed of
         a stack resumes its whole stack (the members that have a checkpoint to continue from).
+
+        Every folder is checked first (no links, no live process holding it, checkpoints whose
+        checksums match), before anything is written.
 
         Args:
             load_spec: ``name -> ArchSpec`` (the registry's ``load``).
             entry_of: ``name -> Entry`` (the registry's ``entry``), for the package that
                 provides the architecture now; without it, run.json keeps the one it recorded.
+            skip_damaged: resume a stack without its members whose folder is missing or whose
+                checkpoint is damaged (those are marked failed) instead of refusing it.
         """
         run_dir = Path(run_dir)
+        check_folder(run_dir)
         record = read_record(run_dir)
-        if not (run_dir / CHECKPOINT).is_file():
-            raise UsageError(f"{run_dir} has no {CHECKPOINT} to resume from (status: {record.status})")
+        check_resumable(run_dir, record)
         cfg = RunConfig.from_settings(dataclasses.asdict(record.config))
         entry = entry_of(record.arch) if entry_of is not None else None
         spec = load_spec(record.arch)
@@ -159,7 +166,7 @@ class Runner:
             members = [(run_dir, record)]
             runner = cls(cfg, spec, evaluator, run_dir=run_dir, stop=stop, entry=entry)
         else:
-            members = stack_members(run_dir, record)
+            members = stack_members(run_dir, record, skip_damaged)
             runner = cls(cfg, spec, evaluator, stop=stop, entry=entry, stack_seeds=[r.seed for _, r in members],
                          run_dirs=[d for d, _ in members], stack_id=record.stack.id)
         states = []
@@ -234,21 +241,67 @@ class Runner:
             self.runs[i].conclude(gan, self.model.rng_state(i))
             self.records[i] = self.runs[i].finish(gan)
 
-def stack_members(run_dir: Path, record: RunRecord) -> list[tuple[Path, RunRecord]]:
-    """The run folders (and records) of the stack ``run_dir`` trained in that can continue: those with a checkpoint.
+def check_resumable(run_dir: Path, record: RunRecord) -> None:
+    """Refuse a run folder that cannot be continued, before anything is written: one a live process holds, or
+    one without a checkpoint (a run killed before its first is given its final status here).
 
     Raises:
-        UsageError: a member folder named in run.json is missing, or belongs to another stack.
+        UsageError: one line saying why, and what to do.
+    """
+    holder = lock_holder(run_dir)
+    if holder is not None:
+        raise UsageError(f"{run_dir} is in use by {holder}; wait for it to end, or stop it")
+    if (run_dir / CHECKPOINT).is_file():
+        return
+    again = f"start it again with: python -m bench run --arch {record.arch} --seed {record.seed}"
+    if record.status is Status.RUNNING:
+        mark_ended(run_dir, Status.INTERRUPTED, "its process ended before the first checkpoint (killed?)")
+        raise UsageError(f"{run_dir} ended before its first checkpoint (its process was killed), so there is "
+                         f"nothing to resume; {again} (and its other options, in {RUN_JSON})")
+    raise UsageError(f"{run_dir} has no {CHECKPOINT} to resume from (status: {record.status}); {again}")
+
+
+def stack_members(run_dir: Path, record: RunRecord, skip_damaged: bool = False) -> list[tuple[Path, RunRecord]]:
+    """The run folders (and records) of the stack ``run_dir`` trained in that can continue: those with a checkpoint.
+
+    A member whose folder is missing or whose checkpoint is damaged is refused, or with
+    ``skip_damaged`` left out (a damaged one is marked failed and its checkpoint set aside).
+
+    Raises:
+        UsageError: a member is missing or damaged (without ``skip_damaged``), lies outside the
+            folder that holds ``run_dir``, or belongs to another stack.
     """
     members = []
-    for rel in record.stack.runs:
-        path = (run_dir.parent / rel).resolve()
-        if not path.is_dir():
-            raise UsageError(f"{run_dir} trained in stack {record.stack.id}, whose run folder {path} is missing; "
-                             "the stack cannot be resumed")
+    for seed, rel in zip(record.stack.seeds, record.stack.runs, strict=False):
+        path = run_dir.parent / rel
+        why = _member_problem(run_dir, path, rel, seed, record.stack.id)
+        if why:
+            if not skip_damaged:
+                raise UsageError(f"{why}; seed {seed} {DAMAGED_HINT}")
+            if path.is_dir():
+                set_aside(path, why)
+            console.warn(f"{why}; the other seeds of the stack resume without it")
+            continue
         other = read_record(path)
         if other.stack is None or other.stack.id != record.stack.id:
             raise UsageError(f"{path} is not a run of stack {record.stack.id}; the stack cannot be resumed")
         if (path / CHECKPOINT).is_file():
-            members.append((path, other))
+            members.append((path.resolve(), other))
+    if not members:
+        raise UsageError(f"no seed of stack {record.stack.id} has a {CHECKPOINT} to resume from")
     return members
+
+
+def _member_problem(run_dir: Path, path: Path, rel: str, seed: int, stack_id: str) -> str | None:
+    """Why stack member ``path`` cannot resume with its stack (missing, or a damaged checkpoint), or None.
+
+    Raises:
+        UsageError: run.json names a member outside the folder that holds ``run_dir``, or the member holds a link.
+    """
+    if Path(rel).name != rel or rel in ("", ".", ".."):
+        raise UsageError(f"{run_dir}: {RUN_JSON} names stack member {rel!r}, outside the folder that holds "
+                         "the run; gan-bench writes only inside the folders you name and changed nothing")
+    if not path.is_dir():
+        return f"seed {seed}'s run folder {path} of stack {stack_id} is missing"
+    check_folder(path)
+    return verify_torch(path / CHECKPOINT) if (path / CHECKPOINT).is_file() else None
