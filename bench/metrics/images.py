@@ -17,8 +17,10 @@ generator's last layer); anything further out is refused. PNG pixels are 8-bit, 
 
 from __future__ import annotations
 
+import math
 import os
 import re
+import warnings
 import zipfile
 from collections import Counter
 from dataclasses import dataclass
@@ -136,10 +138,14 @@ def _read_array_file(path: Path, key: str | None) -> _Read:
     try:
         _check_numpy_magic(path, suffix)
         if suffix == ".npy":
+            with open(path, "rb") as fh:
+                _check_images_header(path, *_check_npy_header(path, fh, os.fstat(fh.fileno()).st_size))
             array = np.load(path, allow_pickle=False)
             return _Read(_numbers(path, array), "numpy array", None, str(array.dtype))
+        headers = _npz_headers(path)
+        key = _npz_key(path, headers, key)
+        _check_images_header(f"{path} (array {key!r})", *headers[key])
         with np.load(path, allow_pickle=False) as archive:
-            key = _npz_key(path, archive, key)
             array = archive[key]
             return _Read(_numbers(path, array), "numpy .npz archive", key, str(array.dtype))
     except ValueError as exc:
@@ -157,6 +163,56 @@ def _check_numpy_magic(path: Path, suffix: str) -> None:
         head = fh.read(6)
     if (suffix == ".npy" and head != b"\x93NUMPY") or (suffix == ".npz" and head[:2] != b"PK"):
         raise UsageError(f"{path}: cannot be read as {suffix} (not a NumPy {suffix} file)")
+
+
+_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+
+
+def _check_npy_header(where: str | Path, fh: Any, size: int) -> tuple[tuple[int, ...], np.dtype]:
+    """Read an array's ``.npy`` header from ``fh`` and check, before anything is allocated, that the values it
+    declares fill exactly the ``size`` bytes the file holds.
+
+    Returns:
+        the array's shape and type.
+
+    Raises:
+        UsageError: the header is unreadable, declares Python objects, or lies about the data.
+    """
+    version = np.lib.format.read_magic(fh)
+    if version not in _HEADER_READERS:
+        raise UsageError(f"{where}: .npy format version {version[0]}.{version[1]}; save it with numpy.save")
+    shape, _, dtype = _HEADER_READERS[version](fh)
+    if dtype.hasobject:
+        raise UsageError(f"{where}: not an array of images, and may be unsafe (it holds pickled Python objects)")
+    declared = math.prod(shape) * dtype.itemsize
+    held = size - fh.tell()
+    if declared != held:
+        raise UsageError(f"{where}: its header declares {' x '.join(map(str, shape)) or 'a scalar'} {dtype} values "
+                         f"({declared:,} bytes), but the file holds {held:,} bytes of data; the file is damaged")
+    return shape, dtype
+
+
+def _check_images_header(where: str | Path, shape: tuple[int, ...], dtype: np.dtype) -> None:
+    """Refuse, from its header alone, an array that holds no images the metrics take (nothing is allocated)."""
+    if dtype.kind in "biuf":  # other kinds are refused by what they hold, once read
+        _check_shape(where, torch.empty(shape, device="meta"))
+        _check_count(where, shape[0])
+
+
+def _npz_headers(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Every array's shape and type in an ``.npz`` archive, from the headers alone (each checked as in a ``.npy``)."""
+    headers = {}
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            if not info.filename.endswith(".npy"):
+                continue
+            name = info.filename.removesuffix(".npy")
+            with archive.open(info) as member:
+                try:
+                    headers[name] = _check_npy_header(f"{path} (array {name!r})", member, info.file_size)
+                except UsageError as exc:
+                    headers[name] = exc  # refused only if it is the one to score
+    return headers
 
 
 def _read_pt(path: Path) -> Tensor:
@@ -186,21 +242,29 @@ def _widened(tensor: Tensor) -> Tensor:
     return tensor
 
 
-def _npz_key(path: Path, archive: Any, key: str | None) -> str:
-    """Return the ``.npz`` array to score: ``key``, the only array, or the only one with 3 or 4 dimensions."""
-    keys = list(archive.files)
+def _npz_key(path: Path, headers: dict[str, Any], key: str | None) -> str:
+    """Return the ``.npz`` array to score: ``key``, the only array, or the only one with 3 or 4 dimensions.
+
+    ``headers`` maps each array to its (shape, dtype), or to the :class:`UsageError` its header earned,
+    raised here if that array is the one to score.
+    """
+    keys = list(headers)
     if key is not None:
         if key not in keys:
             raise UsageError(f"{path}: no array {key!r}; it holds: {', '.join(keys) or 'nothing'}")
-        return key
-    if len(keys) == 1:
-        return keys[0]
-    candidates = [k for k in keys if archive[k].ndim in (3, 4)]
-    if len(candidates) == 1:
-        return candidates[0]
-    held = ", ".join(f"{k} {'x'.join(map(str, archive[k].shape))}" for k in keys) or "nothing"
-    what = "several arrays of images" if candidates else "no array of images"
-    raise UsageError(f"{path}: holds {what} ({held}); choose one with --key NAME")
+    elif len(keys) == 1:
+        key = keys[0]
+    else:
+        shapes = {k: h[0] if isinstance(h, tuple) else None for k, h in headers.items()}
+        candidates = [k for k in keys if shapes[k] is not None and len(shapes[k]) in (3, 4)]
+        if len(candidates) != 1:
+            held = ", ".join(f"{k} {'x'.join(map(str, shapes[k] or ('damaged',)))}" for k in keys) or "nothing"
+            what = "several arrays of images" if candidates else "no array of images"
+            raise UsageError(f"{path}: holds {what} ({held}); choose one with --key NAME")
+        key = candidates[0]
+    if isinstance(headers[key], UsageError):
+        raise headers[key]
+    return key
 
 
 def _numbers(path: Path, array: np.ndarray) -> Tensor:
@@ -214,35 +278,60 @@ def _numbers(path: Path, array: np.ndarray) -> Tensor:
     return torch.from_numpy(np.ascontiguousarray(array))
 
 
+#: PNG's signature, and the IHDR chunk that must follow it: length 13, then width and height.
+_PNG_START = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    """A PNG's (height, width) from its header alone, before Pillow decodes anything."""
+    with open(path, "rb") as fh:
+        head = fh.read(len(_PNG_START) + 8)
+    if len(head) < len(_PNG_START) + 8 or not head.startswith(_PNG_START):
+        raise UsageError(f"{path}: cannot be read as a PNG (no PNG header)")
+    width, height = int.from_bytes(head[-8:-4], "big"), int.from_bytes(head[-4:], "big")
+    return height, width
+
+
 def _read_png_folder(folder: Path) -> _Read:
-    """Read the PNG files of ``folder`` (sorted by name, not searched below) as gray uint8 (N, H, W)."""
+    """Read the PNG files of ``folder`` (sorted by name, not searched below) as gray uint8 (N, H, W).
+
+    Every file's size is read from its header and checked first, so nothing larger than the
+    accepted images is ever decoded, and nothing is kept until all sizes agree.
+    """
     from PIL import Image, UnidentifiedImageError
 
     files = sorted(f for f in folder.iterdir() if f.suffix.lower() == ".png" and f.is_file())
     if not files:
         raise UsageError(f"{folder}: no PNG files in the folder (sub-folders are not searched)")
     _check_count(folder, len(files), "PNG files")
-    pixels, sizes = [], Counter()
-    for f in files:
-        try:
-            with Image.open(f) as img:
-                if img.mode not in ("1", "L", "LA", "P", "RGB", "RGBA"):
-                    raise UsageError(f"{f}: PNG mode {img.mode}; save 8-bit grayscale or RGB images")
-                gray = np.asarray(img.convert("L"))  # RGB: ITU-R 601-2 luma
-        except (OSError, UnidentifiedImageError) as exc:
-            raise UsageError(f"{f}: cannot be read as a PNG ({exc})") from None
-        sizes[gray.shape] += 1
-        pixels.append(gray)
+    sizes = Counter(_png_size(f) for f in files)
     if len(sizes) > 1:
         counts = ", ".join(f"{w}x{h}: {n}" for (h, w), n in sorted(sizes.items()))
         raise UsageError(f"{folder}: PNG files of different sizes ({counts}); all must be one size")
-    return _Read(torch.from_numpy(np.stack(pixels)), "folder of PNG files", None, "uint8")
+    (height, width), = sizes
+    if height != width or height not in SIZES:
+        expected = " or ".join(f"{side}x{side}" for side in SIZES)
+        raise UsageError(f"{folder}: PNG files of {width}x{height} pixels; expected {expected}")
+    pixels = np.empty((len(files), height, width), dtype=np.uint8)
+    for i, f in enumerate(files):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # Pillow's warnings (a size it doubts) end in the one line below
+                with Image.open(f) as img:
+                    if img.size != (width, height):
+                        raise UsageError(f"{f}: changed while it was read ({img.size[0]}x{img.size[1]} pixels)")
+                    if img.mode not in ("1", "L", "LA", "P", "RGB", "RGBA"):
+                        raise UsageError(f"{f}: PNG mode {img.mode}; save 8-bit grayscale or RGB images")
+                    pixels[i] = np.asarray(img.convert("L"))  # RGB: ITU-R 601-2 luma
+        except (OSError, UnidentifiedImageError, Warning, Image.DecompressionBombError) as exc:
+            raise UsageError(f"{f}: cannot be read as a PNG ({exc})") from None
+    return _Read(torch.from_numpy(pixels), "folder of PNG files", None, "uint8")
 
 
 # Checking ----------------------------------------------------------------------------------------
 
 
-def _check_shape(path: Path, values: Tensor) -> Tensor:
+def _check_shape(path: str | Path, values: Tensor) -> Tensor:
     """Return the images as (N, 1, S, S), or refuse a shape that is not one of :data:`EXPECTED_SHAPES`."""
     shape = tuple(values.shape)
     x = None
@@ -258,7 +347,7 @@ def _check_shape(path: Path, values: Tensor) -> Tensor:
     return x
 
 
-def _check_count(path: Path, n: int, what: str = "images") -> None:
+def _check_count(path: str | Path, n: int, what: str = "images") -> None:
     """Refuse fewer images than the metrics need, or more than the reference points can match."""
     if n < MIN_IMAGES:
         raise UsageError(f"{path}: {n:,} {what}; the metrics need at least {MIN_IMAGES:,} "
