@@ -20,6 +20,10 @@ PRECISIONS = ("fp32", "bf16")
 DEFAULT_FID_TARGET = 400.0
 #: The budget when none is given.
 DEFAULT_EPOCHS = 5
+#: The largest budgets: a run keeps one row of losses per batch in memory and in every checkpoint, so
+#: two million batches (about 2,000 epochs at the study's batch 64; days on a GPU) is where that
+#: stays under about a gigabyte; a week is the longest wall-clock budget.
+MAX_BUDGET = {"epochs": 2_000, "steps": 2_000_000, "time_budget": 7 * 24 * 3600}
 #: Seeds run from 0 to SEED_LIMIT - 1. torch takes seeds below 2**64, and epoch ``e``'s data
 #: order is seeded with ``seed + e``, which from here stays far below that for any budget.
 SEED_LIMIT = 2**32
@@ -90,8 +94,12 @@ class RunConfig:
             names = " and ".join("--" + k.replace("_", "-") for k, _ in given)
             raise UsageError(f"{names} given together; choose exactly one budget")
         kind, value = given[0] if given else ("epochs", DEFAULT_EPOCHS)
+        flag = "--" + kind.replace("_", "-")
         if not value > 0 or math.isinf(value):
-            raise UsageError(f"--{kind.replace('_', '-')} must be a positive number, got {value}")
+            raise UsageError(f"{flag} must be a positive number, got {value}")
+        if value > MAX_BUDGET[kind]:
+            text = duration_text if kind == "time_budget" else "{:,}".format
+            raise UsageError(f"{flag} must be at most {text(MAX_BUDGET[kind])}, got {text(value)}")
         return Budget(kind, value)
 
     def validate(self) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 from typing import Any
 from collections.abc import Iterable
@@ -21,7 +22,18 @@ def _console(stderr: bool) -> Console:
     console = Console(stderr=stderr, highlight=False)
     if not console.is_terminal and "COLUMNS" not in os.environ:
         console.width = 160  # logs and pipes: wide tables stay readable instead of folding at 80
+    console.on_broken_pipe = reader_gone  # rich's own ends the process with exit 1
     return console
+
+
+def reader_gone() -> None:
+    """The reader of stdout has gone (``| head -1``): drop the rest of the output and carry on, so the exit
+    status stays the command's own and the files it writes are still written."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
 
 
 out = _console(stderr=False)

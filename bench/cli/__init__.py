@@ -90,6 +90,9 @@ def main(argv: Sequence[str] | None = None, stop: StopRequest | None = None) -> 
     except KeyboardInterrupt:
         console.error("interrupted")
         return 130
+    except BrokenPipeError:  # text written straight to stdout (a report) whose reader has gone: it had all it read
+        console.reader_gone()
+        return 0
     except Exception as exc:  # the last line of defence: short message, traceback in a file
         path = _crash_log(exc)
         console.error(f"internal error: {type(exc).__name__}: {exc} (traceback in {path})")

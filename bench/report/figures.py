@@ -354,21 +354,30 @@ def samples_figure(lines: list[Line], path: Path) -> Path | None:
     return _save(fig, path)
 
 
+#: The figures a report draws, by the name each adds to the report's stem.
+FIGURE_NAMES = ("losses", "fid-vs-time", "fid-vs-batches", "fid-vs-compute", "samples")
+
+
+def figure_paths(out: str | os.PathLike) -> dict[str, Path]:
+    """Each figure's PNG beside the report ``out``: ``<stem>-<name>.png``."""
+    out = Path(out)
+    return {name: out.parent / f"{out.stem}-{name}.png" for name in FIGURE_NAMES}
+
+
 def write_figures(groups: list[Group], out: str | os.PathLike) -> list[Path]:
     """Write ``<stem>-losses``, ``-fid-vs-time``, ``-fid-vs-batches``, ``-fid-vs-compute`` and ``-samples`` figures
     beside ``out``.
 
     Each as PNG, PDF and SVG; the PNGs' paths are returned. A figure without data to draw is left out.
     """
-    out = Path(out)
-    base = out.parent / out.stem
+    paths = figure_paths(out)
     lines = figure_lines(groups)
     target, reference = groups[0].fid_target, _reference_fid(groups)
     drawn = [
-        losses_figure(lines, Path(f"{base}-losses.png")),
-        fid_vs_time_figure(lines, Path(f"{base}-fid-vs-time.png"), target, reference),
-        fid_vs_batches_figure(lines, Path(f"{base}-fid-vs-batches.png"), target, reference),
-        fid_vs_compute_figure(lines, Path(f"{base}-fid-vs-compute.png"), references_of(groups)),
-        samples_figure(lines, Path(f"{base}-samples.png")),
+        losses_figure(lines, paths["losses"]),
+        fid_vs_time_figure(lines, paths["fid-vs-time"], target, reference),
+        fid_vs_batches_figure(lines, paths["fid-vs-batches"], target, reference),
+        fid_vs_compute_figure(lines, paths["fid-vs-compute"], references_of(groups)),
+        samples_figure(lines, paths["samples"]),
     ]
     return [path for path in drawn if path is not None]

@@ -13,9 +13,9 @@ from bench.errors import BenchError, UsageError
 from bench.layout import PLAN
 from bench.plans.plan import Plan, PlanKind
 from bench.report.aggregate import Group, best_per_arch, group_runs, is_finite, load_runs
-from bench.report.figures import write_figures
+from bench.report.figures import figure_files, figure_paths, write_figures
 from bench.report.render import output_format, render
-from bench.storage import write_text
+from bench.storage import refuse_link, write_text
 from bench.tables import check_columns
 
 
@@ -41,7 +41,7 @@ def is_sweep(path: Path) -> bool:
 
 
 def _check_out(out: Path, suffix: str) -> None:
-    if out.is_dir():
+    if out.is_dir() and not out.is_symlink():
         raise UsageError(f"--out {out} is a folder; give a file name, e.g. {out / ('report.' + suffix)}")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -93,12 +93,14 @@ def write_report(
         return Report(groups, None, [])
     out = Path(out)
     _check_out(out, form.suffix)
+    companions = [out.parent / f"{out.stem}-{name}.{form.suffix}" for name in form.companions]
+    figure_files_ = [f for png in figure_paths(out).values() for f in figure_files(png)] if figures else []
+    for path in [out, *companions, *figure_files_]:  # every file this writes, before the first is written
+        refuse_link(path)
     drawn = write_figures(groups, out) if figures else []
     write_text(out, render(groups, fmt, [p.name for p in drawn], command, intro, **style))
-    companions = []
-    for name, make in form.companions.items():
-        companions.append(out.parent / f"{out.stem}-{name}.{form.suffix}")
-        write_text(companions[-1], make(groups))
+    for path, make in zip(companions, form.companions.values(), strict=True):
+        write_text(path, make(groups))
     return Report(groups, out, drawn, companions)
 
 
