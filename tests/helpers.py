@@ -6,14 +6,20 @@ Imported as ``helpers`` (tests/conftest.py's folder is on sys.path); fixtures li
 from __future__ import annotations
 
 import copy
+import io
 import importlib.metadata as md
 import os
+import signal
+import struct
 import subprocess
 import sys
 import textwrap
+import zlib
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from bench.config import Budget
 from bench.layout import LOSS_TAGS, LOSSES_CSV, METRICS_CSV, SAMPLES, Status
@@ -22,9 +28,25 @@ from bench.record import (
 )
 from bench.registry import GROUP, Registry, discover
 from bench.schema import to_plain
+from bench.stop import StopRequest
 from bench.storage import write_csv
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+class StopAfter(StopRequest):
+    """A stop request that a 'signal' (SIGINT) makes after it has been asked ``n`` times (about once per batch)."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.n = n
+
+    @property
+    def requested(self) -> bool:
+        self.n -= 1
+        if self.n < 0:
+            self.request(signal.SIGINT)
+        return self.signal is not None
 
 
 #: The distribution whose entry points are the built-in architectures.
@@ -95,6 +117,7 @@ SPEC = ArchSpec(name="{name}", description="a tiny test GAN", image_size=28, con
 
 EMA_MODULE = """
 import copy
+import io
 from dataclasses import dataclass
 import torch
 from bench.contract import GAN, ArchSpec, GANConfig
@@ -236,3 +259,22 @@ def make_run(root: Path, record: RunRecord | None = None, name: str | None = Non
               [[s, 0.7 - s / 6000, 0.9 + s / 6000 + cfg.seed / 10, 0.6, 0.4] for s in (200, 400, 600)])
     matplotlib.image.imsave(folder / SAMPLES, np.full((12, 12), cfg.seed / 10.0), cmap="gray", format="png")
     return folder
+
+
+# Hostile inputs --------------------------------------------------------------------------------
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG that declares ``width`` x ``height`` gray pixels and holds none (a decompression bomb's header)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+
+
+def npy_claiming(shape: tuple[int, ...], data: bytes = b"\0" * 64) -> bytes:
+    """An ``.npy`` whose header declares ``shape`` uint8 values but which holds only ``data``."""
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": "|u1", "fortran_order": False, "shape": shape})
+    return buffer.getvalue() + data

@@ -223,6 +223,33 @@ def _pngs_of_two_sizes(d: Path) -> Path:
     return d
 
 
+def _pngs_with_a_bomb(d: Path) -> Path:
+    from helpers import png_header
+
+    d.mkdir()
+    for i in range(999):
+        Image.new("L", (28, 28)).save(d / f"{i:04d}.png")
+    (d / "9999.png").write_bytes(png_header(30000, 30000))
+    return d
+
+
+def _run_with_linked_lock(d: Path) -> Path:
+    from helpers import make_run
+
+    make_run(d.parent, name=d.name)
+    (d.parent / "precious").write_text("precious data")
+    (d / ".gan-bench.lock").symlink_to(d.parent / "precious")
+    return d
+
+
+def _npy_and_link(d: Path) -> Path:
+    d.mkdir()
+    np.save(d / "images.npy", np.zeros((1000, 28, 28), np.uint8))
+    (d / "precious.json").write_text("precious data")
+    (d / "scores.json").symlink_to(d / "precious.json")
+    return d
+
+
 class _Pickled:
     """Any object but a tensor: torch.load(weights_only=True) refuses to rebuild it."""
 
@@ -339,7 +366,29 @@ CASES = [
      ["eval", "DIR"], _unsafe_generator),
     ("gzip bomb", "run --arch vanilla --data-dir DIR (train-labels decompresses to 1 MB)",
      ["run", "--arch", "vanilla", "--data-dir", "DIR"], _bomb),
+    ("score: a PNG bomb", "score DIR (999 PNGs of 28x28, one whose header claims 30000x30000)",
+     ["score", "DIR"], _pngs_with_a_bomb),
+    ("score: a lying .npy header", "score DIR/images.npy (header: 10^9 images; file: 64 bytes)",
+     ["score", "DIR/images.npy"], _in_folder("images.npy", lambda path: path.write_bytes(_lying_npy()))),
+    # Nothing written outside the folders named, through a link
+    ("resume with a linked lock", "run --resume DIR (its .gan-bench.lock is a symbolic link)",
+     ["run", "--resume", "DIR"], _run_with_linked_lock),
+    ("score --out a link", "score DIR/images.npy --out DIR/scores.json (a symbolic link)",
+     ["score", "DIR/images.npy", "--out", "DIR/scores.json"], _npy_and_link),
+    # Budgets without end, and resume options without a resume
+    ("a step budget beyond the bound", "run --arch vanilla --steps 2000001",
+     ["run", "--arch", "vanilla", "--steps", "2000001"], None),
+    ("a time budget beyond the bound", "run --arch vanilla --time-budget 200h",
+     ["run", "--arch", "vanilla", "--time-budget", "200h"], None),
+    ("--retry-failed without --resume", "compare --arch vanilla --retry-failed",
+     ["compare", "--arch", "vanilla", "--retry-failed"], None),
 ]
+
+
+def _lying_npy() -> bytes:
+    from helpers import npy_claiming
+
+    return npy_claiming((10**9, 28, 28))
 
 
 def run_case(argv: list[str], prepare, tmp: Path, capsys) -> tuple[int, str]:

@@ -27,7 +27,7 @@ from bench.stop import StopRequest
 from bench.storage import folder_lock
 from bench.training.runner import Runner
 
-from helpers import REPO, run_cli
+from helpers import REPO, StopAfter, run_cli
 
 SMALL = dict(arch="vanilla", steps=12, log_every=4, sample_every=0, batch_size=32)
 
@@ -237,21 +237,6 @@ def _stop_at_once() -> StopRequest:
     stop = StopRequest()
     stop.request(signal.SIGINT)
     return stop
-
-
-class StopAfter(StopRequest):
-    """A stop request made after it has been asked ``n`` times (about once per batch)."""
-
-    def __init__(self, n: int):
-        super().__init__()
-        self.n = n
-
-    @property
-    def requested(self) -> bool:
-        self.n -= 1
-        if self.n < 0:
-            self.request(signal.SIGINT)
-        return self.signal is not None
 
 
 def test_a_moved_comparison_resumes_from_its_checkpoints(tmp_path, capsys):

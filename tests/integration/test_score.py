@@ -78,3 +78,40 @@ def test_32x32_images_are_scored_against_real_digits_brought_to_32x32(digits, tm
     assert result["protocol"]["real_image_size"] == 32 and result["metrics"]["modes_covered"] == 10
     # Real digits that went the 32x32 way are near the train-vs-test reference of that side, not 200 above it.
     assert result["metrics"]["fid"] < 2 * result["references"]["train_vs_test"]["fid"] + 5
+
+
+#: ``bench score`` in a process of its own that writes its peak resident memory (KiB, VmHWM: its own, unlike
+#: ru_maxrss, which a child inherits from the process it was forked from) to the file given last.
+_MEASURED = ("import re, sys; from bench.cli import main; status = main(sys.argv[1:-1]); "
+             "peak = re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1); "
+             "open(sys.argv[-1], 'w').write(peak); sys.exit(status)")
+
+
+def test_hostile_images_are_one_line_and_bounded_memory(digits, tmp_path):
+    import subprocess
+    import sys
+    import zipfile
+
+    from helpers import REPO, npy_claiming, png_header
+
+    bomb = tmp_path / "bomb"
+    bomb.mkdir()
+    for i, d in enumerate(digits):
+        Image.fromarray(d).save(bomb / f"{i:04d}.png")
+    (bomb / "zzzz.png").write_bytes(png_header(30000, 30000))
+    huge = tmp_path / "huge"
+    huge.mkdir()
+    for i in range(N):
+        (huge / f"{i:04d}.png").write_bytes(png_header(12000, 12000))
+    (tmp_path / "lying.npy").write_bytes(npy_claiming((10**9, 28, 28)))
+    with zipfile.ZipFile(tmp_path / "lying.npz", "w") as archive:
+        archive.writestr("images.npy", npy_claiming((10**9, 28, 28)))
+    for path, message in [(bomb, "PNG files of different sizes (28x28: 1000, 30000x30000: 1)"),
+                          (huge, "PNG files of 12000x12000 pixels; expected 28x28 or 32x32"),
+                          (tmp_path / "lying.npy", "its header declares 1000000000 x 28 x 28 uint8 values"),
+                          (tmp_path / "lying.npz", "its header declares 1000000000 x 28 x 28 uint8 values")]:
+        peak = tmp_path / "peak"
+        done = subprocess.run([sys.executable, "-c", _MEASURED, "score", str(path), str(peak)], cwd=REPO,
+                              capture_output=True, text=True, timeout=300, check=False)
+        assert done.returncode == 2 and done.stderr.count("\n") == 1 and message in done.stderr, done.stderr
+        assert int(peak.read_text()) < 1024 * 1024, "over 1 GiB for an input refused from its headers"

@@ -170,3 +170,15 @@ def test_stack_options_that_cannot_work_are_refused_before_anything_is_written(t
     proc = run_cli("run", "--arch", "vanilla", "--steps", "5", "--out", str(tmp_path / "runs"), *args)
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr
     assert proc.stderr.count("\n") == 1 and not (tmp_path / "runs").exists()
+
+
+def test_run_resume_of_a_stacked_comparison_folder_resumes_the_comparison(tmp_path, monkeypatch):
+    step = interrupt_at(monkeypatch, 9)
+    out = tmp_path / "runs"
+    assert main(["run", "--arch", "vanilla", "--seeds", "2", "--stack", "--steps", "20", "--train-subset", "2000",
+                 "--no-eval", "--threads", "1", "--out", str(out)]) == 128 + signal.SIGTERM
+    (plan,) = out.iterdir()
+    monkeypatch.setattr(StackModel, "step", step)
+    assert main(["run", "--resume", str(plan)]) == 0
+    done = [json.loads(p.read_text()) for p in plan.glob("*/run.json")]
+    assert len(done) == 2 and all(r["status"] == "completed" and r["steps"] == 20 for r in done)

@@ -22,9 +22,8 @@ from bench.layout import PLAN
 from bench.plans.backends import import_ray
 from bench.plans.grid import grid_points, make_grid, read_grid_file
 from bench.registry import default_registry
-from bench.stop import StopRequest
 
-from helpers import GOOD_MODULE, make_dist
+from helpers import GOOD_MODULE, StopAfter, make_dist
 
 #: Short, deterministic runs: one torch thread everywhere, so every backend computes alike.
 SMALL = ["--steps", "16", "--log-every", "4", "--sample-every", "0", "--threads", "1"]
@@ -232,21 +231,6 @@ def test_failing_runs_are_retried_once_then_recorded_without_stopping_the_rest(r
     assert json.loads((flaky[0] / "run.json").read_text())["status"] == "failed"
     err = capsys.readouterr().err
     assert "retrying (attempt 2 of 2)" in err and "failed flaky seed 0" in err
-
-
-class StopAfter(StopRequest):
-    """A stop request that a 'signal' makes after it has been asked ``n`` times (about once per batch)."""
-
-    def __init__(self, n: int):
-        super().__init__()
-        self.n = n
-
-    @property
-    def requested(self) -> bool:
-        self.n -= 1
-        if self.n < 0:
-            self.request(signal.SIGINT)
-        return self.signal is not None
 
 
 def test_interrupted_local_sweep_resumes_on_ray_without_shared_storage(ray_instance, tmp_path, capsys):

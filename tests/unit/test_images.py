@@ -12,6 +12,8 @@ from bench.errors import UsageError
 from bench.metrics import images as image_files
 from bench.metrics.images import RULE, detect_range, load_images
 
+from helpers import npy_claiming, png_header
+
 N = 8  # the tests lower the minimum count to this, to stay small
 
 
@@ -201,3 +203,41 @@ def test_png_folders_of_mixed_sizes_or_none_are_refused(digits, tmp_path):
         load_images(tmp_path / "empty")
     write_pngs(tmp_path / "big", digits, size=32)
     assert load_images(tmp_path / "big").images.shape == (N, 1, 32, 32)
+
+
+def test_a_png_bomb_is_refused_from_its_header_before_anything_is_decoded(digits, tmp_path, monkeypatch):
+    write_pngs(tmp_path / "bomb", digits)
+    (tmp_path / "bomb" / "zz.png").write_bytes(png_header(30000, 30000))
+    with pytest.raises(UsageError, match=r"PNG files of different sizes \(28x28: 8, 30000x30000: 1\)"):
+        load_images(tmp_path / "bomb")
+    (tmp_path / "huge").mkdir()
+    for i in range(N):
+        (tmp_path / "huge" / f"{i}.png").write_bytes(png_header(12000, 12000))
+    decoded = []
+    monkeypatch.setattr(Image.Image, "load", lambda self: decoded.append(self) or None)
+    with pytest.raises(UsageError, match=r"PNG files of 12000x12000 pixels; expected 28x28 or 32x32"):
+        load_images(tmp_path / "huge")
+    assert not decoded
+    (tmp_path / "huge" / "0.png").write_bytes(b"\x89PNG not really")
+    with pytest.raises(UsageError, match=r"0.png: cannot be read as a PNG \(no PNG header\)"):
+        load_images(tmp_path / "huge")
+
+
+def test_an_array_header_that_lies_about_its_file_is_refused_before_anything_is_allocated(digits, tmp_path):
+    lying = tmp_path / "lying.npy"
+    lying.write_bytes(npy_claiming((10**9, 28, 28)))
+    with pytest.raises(UsageError, match=r"lying.npy: its header declares 1000000000 x 28 x 28 uint8 values "
+                                         r"\(784,000,000,000 bytes\), but the file holds 64 bytes of data; the file "
+                                         r"is damaged"):
+        load_images(lying)
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "lying.npz", "w") as archive:
+        archive.writestr("images.npy", npy_claiming((10**9, 28, 28)))
+    with pytest.raises(UsageError, match=r"array 'images'\): its header declares 1000000000 x 28 x 28"):
+        load_images(tmp_path / "lying.npz")
+    np.savez(tmp_path / "many.npz", images=np.zeros((200, 28, 28), np.uint8), labels=np.zeros(200, np.int64))
+    with pytest.raises(UsageError, match=r"array 'images'\): 200 images; at most 100"):
+        load_images(tmp_path / "many.npz")
+    np.savez(tmp_path / "two.npz", images=digits, labels=np.zeros(N, np.int64))
+    assert load_images(tmp_path / "two.npz").source.key == "images"
