@@ -36,6 +36,10 @@ MAX_THREADS = 1024
 MAX_EVAL_SAMPLES = 60_000
 
 
+#: The sides an evaluation can bring every image to before scoring it (``--eval-scale``): MNIST's 28, and the 32
+#: that the 32x32 architectures' training data are resized to.
+EVAL_SCALES = (28, 32)
+
 #: The settings a plan sets run by run; a plan's shared settings are a RunConfig without them.
 PER_RUN_KEYS = ("arch", "seed", "out", "parallel_runs")
 
@@ -81,6 +85,9 @@ class RunConfig:
     eval_samples: int = 10_000
     checkpoint_every: int | None = None
     hparams: dict[str, Any] = field(default_factory=dict)
+    #: The side every image, real or generated, is brought to before it is scored (``--eval-scale``); None:
+    #: the architecture's own. Runs compare only on one scale.
+    eval_scale: int | None = field(default=None, metadata=OMIT_NONE)
     #: Runs that trained on this machine at the same time as this one (``--jobs``; None: it trained
     #: alone): their step times shared the CPUs, which a report must say before it puts them beside
     #: a run's that did not.
@@ -123,6 +130,7 @@ class RunConfig:
             raise UsageError("--eval-every and --no-eval given together")
         if self.eval_every_s is not None and not self.eval_every_s > 0:
             raise UsageError(f"--eval-every must be positive, got {self.eval_every_s}s")
+        check_eval_scale(self.eval_scale)
 
     @classmethod
     def field_names(cls) -> frozenset[str]:
@@ -140,6 +148,18 @@ def check_seed(seed: int, flag: str = "--seed") -> None:
     """Raise :class:`UsageError` unless ``0 <= seed < SEED_LIMIT``."""
     if not 0 <= seed < SEED_LIMIT:
         raise UsageError(f"{flag} must be between 0 and {SEED_LIMIT - 1}, got {seed}")
+
+
+def check_eval_scale(scale: int | None, image_size: int | None = None, arch: str | None = None) -> None:
+    """Raise :class:`UsageError` unless ``scale`` is one of :data:`EVAL_SCALES` (or None) and at least ``image_size``,
+    the side of ``arch``'s images (an evaluation brings images up to its scale, never down)."""
+    if scale is None:
+        return
+    if scale not in EVAL_SCALES:
+        raise UsageError(f"--eval-scale must be one of {', '.join(map(str, EVAL_SCALES))}, got {scale}")
+    if image_size is not None and scale < image_size:
+        raise UsageError(f"--eval-scale {scale} is below the {image_size}x{image_size} images of {arch or 'these'}; "
+                         f"use --eval-scale {image_size} or more (images are brought up to the scale, never down)")
 
 
 def check_eval_samples(n: int) -> None:

@@ -104,11 +104,25 @@ def to_model_range(images: Tensor, image_size: int) -> Tensor:
     A 28x28 digit is resized bilinearly and rounded back to 8 bits, as the study's
     ``transforms.Resize`` on PIL images did, then scaled like ``Normalize([0.5], [0.5])``.
     """
-    x = images.unsqueeze(1).float()
-    if image_size != x.shape[-1]:
-        x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False)
+    return _resized_pixels(images.unsqueeze(1).float(), image_size).div_(127.5).sub_(1.0)
+
+
+def to_scale(images: Tensor, side: int) -> Tensor:
+    """Bring images in [-1, 1], (N, 1, S, S), to ``side`` exactly as :func:`to_model_range` brings training digits
+    there: as 8-bit pixels, resized bilinearly and rounded back to 8 bits. An evaluation scale treats real and
+    generated images alike."""
+    if images.shape[-1] == side:
+        return images
+    pixels = images.float().add(1.0).mul_(127.5).round_().clamp_(0, 255)
+    return _resized_pixels(pixels, side).div_(127.5).sub_(1.0)
+
+
+def _resized_pixels(x: Tensor, side: int) -> Tensor:
+    """Pixel values in [0, 255] resized to ``side`` (bilinear) and rounded back to 8 bits; unchanged at their side."""
+    if side != x.shape[-1]:
+        x = F.interpolate(x, size=(side, side), mode="bilinear", align_corners=False)
         x = x.round().clamp_(0, 255)
-    return x.div_(127.5).sub_(1.0)
+    return x
 
 
 @dataclass

@@ -19,7 +19,7 @@ from bench.errors import UsageError
 from bench.plans.steptimes import FILE as STEP_TIMES, ArchStepTimes
 from bench.record import Contention, Metrics, RunRecord
 from bench.report.aggregate import (
-    FlatProtocol, Group, Row, RowPair, TimeToQuality, differences_text, evaluation_settings, setting_text,
+    SCALE, FlatProtocol, Group, Row, RowPair, TimeToQuality, differences_text, evaluation_settings, setting_text,
 )
 from bench.stats import ALPHA, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, Stats, seeds_needed
 
@@ -138,6 +138,9 @@ def describe_protocol(protocol: FlatProtocol) -> str:
     if "precision" in protocol:
         parts.append(str(protocol["precision"]))
     evaluation = evaluation_settings(protocol)
+    scale = evaluation.get(SCALE)
+    if scale is not None:
+        parts.append(f"scored at {scale}x{scale}")
     if evaluation:
         # The whole evaluation protocol is long; name it by a digest and show the settings people vary.
         digest = hashlib.sha256(json.dumps(evaluation, sort_keys=True, default=str).encode()).hexdigest()[:8]

@@ -11,7 +11,7 @@ from bench.cli.options import (
 from bench.errors import UsageError
 from bench.perf.sidebyside import ROUNDS
 from bench.plans.comparison import run_comparison
-from bench.plans.execute import check_plan
+from bench.plans.execute import check_plan, common_scale
 from bench.plans.plan import Plan, PlanEntry, PlanKind
 from bench.report.publish import print_plan_results
 
@@ -42,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
         plan = Plan.load(args.resume)
     else:
         settings = plan_settings(args)
+        common_scale(settings, args.arch)
         check_plan(settings, [PlanEntry(arch=a, seed=s) for a in args.arch for s in args.seeds])
         plan = Plan.create(args.out, PlanKind.COMPARE, args.arch, args.seeds, settings, command=args.argv)
     status = run_comparison(plan, args.jobs, args.stop, args.timing_rounds, retry_failed=args.retry_failed,

@@ -144,9 +144,19 @@ def add_training_options(p: argparse.ArgumentParser, seed: bool = True) -> None:
                     help=f"generated images per evaluation, 1 to {MAX_EVAL_SAMPLES} (default 10000, the published "
                          "protocol)")
     ev.add_argument("--no-eval", dest="eval", action="store_false", help="skip evaluation")
+    add_eval_scale(ev, "the architecture's own side; in a comparison that mixes 28x28 and 32x32 architectures, 32 "
+                       "for all")
     p.add_argument("--checkpoint-every", type=parse_int, metavar="N", help="also write a checkpoint every N batches")
     p.add_argument("--set", dest="hparams", action="append", type=parse_assignment, default=[], metavar="KEY=VALUE",
                    help="override an architecture hyperparameter, e.g. --set lr=1e-4 (repeatable)")
+
+
+def add_eval_scale(p: Any, default: str) -> None:
+    """``--eval-scale 28|32``: the side every image is brought to before it is scored."""
+    p.add_argument("--eval-scale", type=parse_int, metavar="28|32",
+                   help="the side every image, real or generated, is brought to before it is scored (bilinear, "
+                        "rounded to 8 bits, as the 32x32 architectures' training data); FIDs compare only on one "
+                        f"scale (default: {default})")
 
 
 def add_fid_backbone_options(p: argparse.ArgumentParser) -> None:
@@ -243,6 +253,7 @@ def run_config(args: argparse.Namespace, arch: str) -> RunConfig:
         eval_every=int(every[1]) if every and every[0] == "steps" else None,
         eval_every_s=every[1] if every and every[0] == "seconds" else None,
         eval_samples=args.eval_samples, checkpoint_every=args.checkpoint_every, hparams=dict(args.hparams),
+        eval_scale=args.eval_scale,
     )
 
 

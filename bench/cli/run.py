@@ -14,7 +14,7 @@ from bench.config import DEFAULT_FID_TARGET
 from bench.errors import UsageError
 from bench.layout import PLAN, Status
 from bench.plans.comparison import run_comparison
-from bench.plans.execute import check_plan
+from bench.plans.execute import check_plan, common_scale
 from bench.plans.plan import Plan, PlanEntry, PlanKind
 from bench.record import read_record
 from bench.registry import default_registry
@@ -85,6 +85,7 @@ def _seeds(args: argparse.Namespace) -> int:
         raise UsageError("--arch NAME is required (see: python -m bench list)")
     args.arch = [args.arch]
     settings = plan_settings(args)
+    common_scale(settings, args.arch)
     check_plan(settings, [PlanEntry(arch=args.arch[0], seed=s) for s in args.seeds])
     plan = Plan.create(args.out, PlanKind.COMPARE, args.arch, args.seeds, settings, command=args.argv)
     status = run_comparison(plan, args.jobs, args.stop, timing_rounds=0)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from bench import console, tables
-from bench.cli.options import add_fid_backbone_options
+from bench.cli.options import add_eval_scale, add_fid_backbone_options
+from bench.config import check_eval_scale
 from bench.device import resolve_device
 from bench.metrics.evaluator import Evaluator
 from bench.metrics.images import RANGES, RECOMMENDED_IMAGES, load_images
@@ -25,6 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="the images' value range, 0,1 or 0,255 or -1,1 (write --range=-1,1); default: detected "
                         "(any value below 0: -1,1; else any above 1: 0,255; else 0,1)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    add_eval_scale(p, "the images' own side")
     add_fid_backbone_options(p)
     p.add_argument("--out", metavar="FILE",
                    help="also write the metrics, reference points, protocol and what was read as JSON")
@@ -32,14 +34,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Check the output file and the images, then score them and the reference points at the same count."""
+    check_eval_scale(args.eval_scale)
     if args.out:
         check_writable(args.out, example="scores.json")
     loaded = load_images(args.path, key=args.key, value_range=args.value_range)
     source = loaded.source
+    check_eval_scale(args.eval_scale, source.image_size, source.path)
     # The reference points are drawn at the evaluator's n_samples: the count given, so they compare.
     # and the real images come at the given side, as a generator of that side's training data did.
     evaluator = Evaluator(resolve_device(args.device), n_samples=source.count, backbone=args.fid_backbone,
-                          inception_weights=args.inception_weights, image_size=source.image_size)
+                          inception_weights=args.inception_weights, image_size=args.eval_scale or source.image_size)
     console.out.print(f"images: {source.describe()}", markup=False, highlight=False, soft_wrap=True)
     if source.count < RECOMMENDED_IMAGES:
         console.warn(f"{source.count:,} images: FID and KID are biased at fewer images; compare them only with "

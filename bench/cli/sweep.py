@@ -16,7 +16,7 @@ from bench.errors import UsageError
 from bench.layout import Status
 from bench.plans.backends import INSTALL_HINT, RayBackend, local_backend
 from bench.plans.driver import Backend, Driver
-from bench.plans.execute import check_plan
+from bench.plans.execute import check_plan, common_scale
 from bench.plans.grid import grid_points, make_grid, split_values
 from bench.plans.plan import Plan, PlanKind
 from bench.registry import default_registry
@@ -87,6 +87,7 @@ def ray_backend(args: argparse.Namespace) -> RayBackend | None:
 def plan_points(args: argparse.Namespace) -> dict[str, Any]:
     """Validate the options and expand the grid: the arguments of :meth:`Plan.create`."""
     settings = plan_settings(args)
+    common_scale(settings, args.arch)
     registry = default_registry()
     for arch in args.arch:
         registry.entry(arch)

@@ -22,6 +22,7 @@ import torchmetrics
 from torch import Tensor
 
 from bench.contract import GAN
+from bench.data import to_scale
 from bench.errors import UsageError
 from bench.metrics import classifier, references
 from bench.metrics.cache import PROTOCOL_VERSION, cached, real_stats
@@ -78,9 +79,10 @@ class EvalProtocol:
     kid_gamma: float
     fid_backbone: str
     torchmetrics: str = torchmetrics.__version__
-    #: The side the real images are brought to before the classifier resizes them, as a generator of
-    #: that side's images are: an architecture trained on 32x32 digits is measured against real digits
-    #: that went the same way (28 -> 32 -> 28), not against sharper ones it never saw.
+    #: The evaluation scale: the side every image is brought to before the classifier resizes it. Real
+    #: digits go 28 -> 32 as the 32x32 architectures' training data do, and so do the images of a 28x28
+    #: generator scored at 32 (bilinear, rounded to 8 bits), so every architecture compares on one scale.
+    #: (The key's name predates generated images being brought there too.)
     real_image_size: int = IMAGE_SIZE
 
     def __post_init__(self) -> None:
@@ -115,8 +117,9 @@ class Evaluator:
         """Load the classifier and the cached real statistics.
 
         Args:
-            image_size: the side of the images to score (an architecture's ``image_size``): the real
-                images are brought to it first, as the training data was.
+            image_size: the evaluation scale (``--eval-scale``; by default an architecture's ``image_size``):
+                real images, and generated images of a smaller side, are brought to it first, as the
+                32x32 architectures' training data are.
             backbone: ``"classifier"``, or ``"inception"`` to add ``fid_inception`` (the
                 classic FID, needs ``inception_weights`` and torch-fidelity; slow on CPU).
 
@@ -236,10 +239,14 @@ class Evaluator:
         return torch.cat(features), torch.cat(logits)
 
     def _classify(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        """Resize to 28x28 if needed and return the classifier's (features, logits)."""
+        """Bring the images to the evaluation scale, then to 28x28, and return the classifier's (features, logits)."""
         if not isinstance(images, Tensor) or images.dim() != 4 or images.shape[1] != 1:
             got = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
             raise UsageError(f"expected images of shape (N, 1, S, S) to evaluate, got {got}")
-        x = to_classifier_size(images.to(self.device, torch.float32))
+        side = images.shape[-1]
+        if side > self.image_size:
+            raise UsageError(f"images of {side}x{side} cannot be scored at the {self.image_size}x{self.image_size} "
+                             f"evaluation scale; use --eval-scale {side}")
+        x = to_classifier_size(to_scale(images.to(self.device, torch.float32), self.image_size))
         return self.classifier(x.contiguous(memory_format=torch.channels_last))
 

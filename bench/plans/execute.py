@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import console
-from bench.config import RunConfig
+from bench.config import RunConfig, check_eval_scale
 from bench.contract import ArchSpec
 from bench.device import resolve_device
 from bench.errors import PluginError
@@ -32,14 +32,16 @@ class Evaluators:
         self._built: dict[int, Evaluator] = {}
 
     def for_spec(self, spec: ArchSpec) -> Evaluator | None:
-        """The evaluator of ``spec``'s runs, or None with --no-eval."""
+        """The evaluator of ``spec``'s runs (at the plan's evaluation scale, else its own side), or None with
+        --no-eval."""
         if not self.settings.get("eval", True):
             return None
-        if spec.image_size not in self._built:
-            self._built[spec.image_size] = Evaluator(
+        scale = self.settings.get("eval_scale") or spec.image_size
+        if scale not in self._built:
+            self._built[scale] = Evaluator(
                 resolve_device(self.settings["device"]), n_samples=self.settings["eval_samples"],
-                data_dir=self.settings.get("data_dir"), image_size=spec.image_size)
-        return self._built[spec.image_size]
+                data_dir=self.settings.get("data_dir"), image_size=scale)
+        return self._built[scale]
 
 
 def execute(settings: Mapping[str, Any], entry: PlanEntry, folder: Path, evaluators: Evaluators,
@@ -124,5 +126,22 @@ def check_plan(settings: Mapping[str, Any], entries: list[PlanEntry]) -> None:
     registry = default_registry()
     for arch in sorted({e.arch for e in entries}):
         spec = registry.load(arch)
+        check_eval_scale(settings.get("eval_scale"), spec.image_size, arch)
         for entry in (e for e in entries if e.arch == arch):
             spec.make_config({**settings.get("hparams", {}), **entry.hparams})
+
+
+def common_scale(settings: dict[str, Any], archs: list[str]) -> None:
+    """Set a plan's evaluation scale when it mixes image sides and none was given: the largest side, for all,
+    so that every architecture's FIDs compare (said in one line)."""
+    if settings.get("eval_scale") is not None:
+        return
+    registry = default_registry()
+    sides = {arch: registry.load(arch).image_size for arch in archs}
+    if len(set(sides.values())) > 1:
+        scale = max(sides.values())
+        smaller = ", ".join(a for a, side in sides.items() if side < scale)
+        settings["eval_scale"] = scale
+        console.err.print(f"evaluating every architecture at the {scale}x{scale} scale (--eval-scale {scale}): "
+                          f"{smaller} images are brought to {scale}x{scale} as the others' training data are",
+                          soft_wrap=True, markup=False, highlight=False)

@@ -135,10 +135,10 @@ def _flatten(data: dict[str, Any], prefix: str) -> FlatProtocol:
     return flat
 
 
-#: Evaluation settings that follow from the architecture, not from the protocol: a 32x32 architecture
-#: is measured against real digits brought to 32x32 (the evaluator's ``real_image_size``), and still
-#: shares a table with the 28x28 ones, whose reference points the notes give beside its own.
-PER_ARCHITECTURE = ("real_image_size",)
+#: The evaluation scale's key in a protocol (the evaluator's ``real_image_size``; absent in 28x28 protocols).
+SCALE = "real_image_size"
+#: The scale of an evaluation protocol that does not name one.
+DEFAULT_SCALE = 28
 
 
 def protocol_of(record: RunRecord) -> FlatProtocol:
@@ -151,7 +151,8 @@ def protocol_of(record: RunRecord) -> FlatProtocol:
         "precision": cfg.precision or "fp32",
     }
     if record.metrics is not None:
-        evaluation = {k: v for k, v in record.metrics.protocol.items() if k not in PER_ARCHITECTURE}
+        # The scale always: runs scored on different scales never share a table, and every heading names it.
+        evaluation = {SCALE: DEFAULT_SCALE, **record.metrics.protocol}
         protocol.update(_flatten(evaluation, EVAL_PREFIX))
     return protocol
 
@@ -576,7 +577,11 @@ def protocol_note(groups: list[Group]) -> str | None:
 
 
 def _side(run: LoadedRun) -> int:
-    return run.record.config.image_size or 28
+    """The evaluation scale of ``run``'s reference points (the side its real digits were brought to)."""
+    metrics = run.record.metrics
+    if metrics is not None:
+        return metrics.protocol.get(SCALE, DEFAULT_SCALE)
+    return run.record.config.eval_scale or run.record.config.image_size or DEFAULT_SCALE
 
 
 def _sized_references(runs: list[LoadedRun]) -> dict[int, dict[str, Metrics]]:

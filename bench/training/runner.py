@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from bench import console
-from bench.config import RunConfig
+from bench.config import RunConfig, check_eval_scale
 from bench.contract import GAN, ArchSpec, GANConfig
 from bench.data import training_images
 from bench.device import resolve_device
@@ -87,9 +87,10 @@ class Runner:
         overrides = dict(cfg.hparams) | ({} if cfg.batch_size is None else {"batch_size": cfg.batch_size})
         hparams = spec.make_config(overrides)
         # Before seeding: loading the classifier must not shift the training RNG.
+        check_eval_scale(cfg.eval_scale, spec.image_size, spec.name)
         if cfg.eval and evaluator is None:
             evaluator = Evaluator(self.device, n_samples=cfg.eval_samples, data_dir=cfg.data_dir,
-                                  image_size=spec.image_size)
+                                  image_size=cfg.eval_scale or spec.image_size)
         seeds = list(stack_seeds) if stack_seeds is not None else [cfg.seed]
         dirs = list(run_dirs) if run_dirs is not None else [run_dir] * len(seeds)
         data = training_images(spec.image_size, self.device, cfg.data_dir, cfg.train_subset)

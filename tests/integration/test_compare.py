@@ -96,3 +96,32 @@ def test_resume_adopts_a_finished_run_the_plan_never_heard_of_and_restarts_a_bro
     rerun = json.loads((comparison.folder / plan["runs"][1]["run_dir"] / "run.json").read_text())
     assert rerun["status"] == "completed" and rerun["steps"] == 12
     assert len([p for p in comparison.folder.iterdir() if p.is_dir()]) == 2
+
+
+def test_a_comparison_of_28x28_and_32x32_architectures_is_one_table_on_the_32x32_scale(tmp_path):
+    from bench.cli import main
+    from bench.report.aggregate import group_runs, load_runs
+    from bench.report.render import render
+
+    args = ["compare", "--arch", "vanilla,dcgan", "--seeds", "2", "--steps", "6", "--log-every", "3", "--sample-every",
+            "0", "--eval-samples", "300", "--train-subset", "2000", "--threads", "1", "--timing-rounds", "0",
+            "--jobs", "1", "--out", str(tmp_path / "runs")]
+    proc = run_cli(*args)
+    assert proc.returncode == 0, proc.stderr
+    assert "evaluating every architecture at the 32x32 scale (--eval-scale 32): vanilla images are brought" \
+        in proc.stderr
+    (folder,) = (tmp_path / "runs").iterdir()
+    (group,) = group_runs(load_runs([folder]))
+    assert sorted(row.arch for row in group.rows) == ["dcgan", "vanilla"] and len(group.pairs) == 1
+    assert all(run.record.metrics.protocol["real_image_size"] == 32 for run in group.runs)
+    assert "· scored at 32x32 ·" in render([group], "md") and "scored at 32x32" in proc.stdout
+    # A vanilla run re-scored on the 28 scale from its generator.pt: an FID of another scale.
+    vanilla = next(run.path for run in group.runs if run.arch == "vanilla")
+    assert main(["eval", str(vanilla), "--eval-scale", "28", "--eval-samples", "300", "--device", "cpu",
+                 "--out", str(tmp_path / "at28.json")]) == 0
+    at_28 = json.loads((tmp_path / "at28.json").read_text())["metrics"]
+    assert "real_image_size" not in at_28["protocol"]
+    at_32 = next(run.record.metrics for run in group.runs if run.path == vanilla)
+    assert at_28["fid"] != at_32.fid
+    dcgan = next(run.path for run in group.runs if run.arch == "dcgan")
+    assert main(["eval", str(dcgan), "--eval-scale", "28"]) == 2  # a 32x32 generator is never brought down

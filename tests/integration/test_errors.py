@@ -382,6 +382,11 @@ CASES = [
      ["run", "--arch", "vanilla", "--time-budget", "200h"], None),
     ("--retry-failed without --resume", "compare --arch vanilla --retry-failed",
      ["compare", "--arch", "vanilla", "--retry-failed"], None),
+    # Evaluation scales
+    ("an unknown evaluation scale", "run --arch vanilla --eval-scale 30",
+     ["run", "--arch", "vanilla", "--eval-scale", "30"], None),
+    ("a scale below the architecture's images", "run --arch dcgan --eval-scale 28",
+     ["run", "--arch", "dcgan", "--eval-scale", "28"], None),
 ]
 
 

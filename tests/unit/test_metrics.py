@@ -10,7 +10,8 @@ import torch
 from torch import Tensor, nn
 
 from bench.contract import GAN
-from bench.data import load_mnist, to_model_range
+from bench.data import load_mnist, to_model_range, to_scale
+from bench.metrics.classifier import to_classifier_size
 from bench.errors import UsageError
 from bench.metrics import cache, classifier, scores
 from bench.metrics.evaluator import BATCH, EVAL_SEED, EvalProtocol, Evaluator
@@ -302,6 +303,8 @@ def test_one_digit_generator_covers_one_mode(evaluator, test_images):
 @pytest.mark.parametrize("image_size", [28, 32])
 def test_evaluate_a_gan(evaluator, image_size):
     gan = LinearGAN(image_size)
+    if image_size != 28:
+        evaluator = Evaluator("cpu", n_samples=N_SMALL, image_size=image_size)
     rng = torch.get_rng_state()
     first = evaluator.evaluate(gan)
     assert torch.equal(torch.get_rng_state(), rng), "the evaluation moved the global RNG"
@@ -315,7 +318,8 @@ def test_evaluate_a_gan(evaluator, image_size):
 
 
 @torch.no_grad()
-def test_resize_path_matches_resizing_by_hand(evaluator, test_images):
+def test_resize_path_matches_resizing_by_hand(test_images):
+    evaluator = Evaluator("cpu", n_samples=N_SMALL, image_size=32)
     images = test_images[0][:500]
     big = nn.functional.interpolate(images, size=(32, 32), mode="bilinear", align_corners=False)
     expected = nn.functional.interpolate(big, size=(28, 28), mode="bilinear", antialias=True, align_corners=False)
@@ -328,7 +332,7 @@ def test_resize_path_matches_resizing_by_hand(evaluator, test_images):
 def test_the_full_protocol(test_images):
     """One evaluation exactly as the runner does it: 10,000 samples, recorded protocol."""
     evaluator = Evaluator("cpu")
-    result = evaluator.evaluate(LinearGAN(32))
+    result = evaluator.evaluate(LinearGAN(28))
     protocol = result.protocol
     # Stored in every run.json and compared across runs: the keys and their order are fixed.
     assert list(protocol) == [
@@ -409,6 +413,20 @@ def test_a_32x32_architecture_is_measured_against_real_digits_that_went_its_way(
     train, _ = load_mnist("train")
     digits = to_model_range(train[torch.randperm(len(train), generator=torch.Generator().manual_seed(3))[:N_SMALL]], 32)
     fair = at_32.evaluate_images(digits).fid
-    unfair = Evaluator("cpu", n_samples=N_SMALL).evaluate_images(digits).fid
+    at_28 = Evaluator("cpu", n_samples=N_SMALL)
+    unfair = at_28.evaluate_images(to_classifier_size(digits)).fid  # the round trip, scored on the 28 scale
     reference = at_32.reference_points()["train_vs_test"].fid
     assert fair < 2 * reference + 5 < unfair / 5
+    with pytest.raises(UsageError, match="images of 32x32 cannot be scored at the 28x28 evaluation scale"):
+        at_28.evaluate_images(digits)
+
+
+def test_a_28x28_generator_at_the_32x32_scale_is_brought_there_as_the_training_data_are(test_images):
+    """--eval-scale 32: generated 28x28 images go 28 -> 32 exactly as real digits do, so MNIST's own digits
+    given as 28x28 images score as the same digits given at 32x32."""
+    train, _ = load_mnist("train")
+    digits = train[torch.randperm(len(train), generator=torch.Generator().manual_seed(3))[:N_SMALL]]
+    small, big = to_model_range(digits, 28), to_model_range(digits, 32)
+    assert torch.equal(to_scale(small, 32), big) and to_scale(big, 32) is big
+    at_32 = Evaluator("cpu", n_samples=N_SMALL, image_size=32)
+    assert at_32.evaluate_images(small).fid == at_32.evaluate_images(big).fid

@@ -234,7 +234,7 @@ def test_markdown_has_a_header_and_one_row_per_architecture(three_archs):
     assert table[0].startswith("| arch | runs | status |") and re.fullmatch(r"\|( -+:? \|)+", table[1])
     assert len(table) == 2 + 3
     assert "**8.5 ± 0.71**" in md and "reference train vs test: FID 0.5" in md
-    assert "## 1. Test CPU · 600 steps · batch 64 · all training images · fp32 · eval" in md
+    assert "## 1. Test CPU · 600 steps · batch 64 · all training images · fp32 · scored at 28x28 · eval" in md
 
 
 #: A run.json as an older release wrote it: no metrics, evaluations, references, FLOPs, start
@@ -790,18 +790,29 @@ def test_choose_scale_is_log_only_over_orders_of_magnitude():
     assert choose_scale([0.0, 100.0]) == "linear" and choose_scale([]) == "linear"
 
 
-def test_a_32x32_architecture_shares_the_table_and_its_reference_points_are_given_beside(tmp_path):
-    make_run(tmp_path, arch="vanilla", seed=0, fid=12.0)
+def test_runs_on_two_evaluation_scales_never_share_a_table_and_one_scale_puts_all_in_one(tmp_path):
+    make_run(tmp_path / "own", arch="vanilla", seed=0, fid=12.0)
     big = make_record(arch="dcgan", seed=0, fid=30.0)
     big.config.image_size = 32
     big.metrics.protocol["real_image_size"] = 32
     big.references["train_vs_test"] = dataclasses.replace(big.references["train_vs_test"], fid=1.5)
-    make_run(tmp_path, record=big)
-    (group,) = group_runs(load_runs([tmp_path]))
-    assert sorted(row.arch for row in group.rows) == ["dcgan", "vanilla"]
+    make_run(tmp_path / "own", record=big)
+    groups = group_runs(load_runs([tmp_path / "own"]))
+    assert sorted((g.rows[0].arch, g.protocol["eval.real_image_size"]) for g in groups) == [("dcgan", 32),
+                                                                                             ("vanilla", 28)]
+    md = render(groups, "md")
+    assert "· scored at 28x28 ·" in md and "· scored at 32x32 ·" in md
+    # The 28x28 architecture brought to the 32x32 scale (--eval-scale 32) shares dcgan's table and pair test.
+    at_32 = make_record(arch="vanilla", seed=0, fid=9.0)
+    at_32.config.eval_scale = 32
+    at_32.metrics.protocol["real_image_size"] = 32
+    at_32.references = big.references
+    make_run(tmp_path / "one", record=at_32)
+    make_run(tmp_path / "one", record=big)
+    (group,) = group_runs(load_runs([tmp_path / "one"]))
+    assert sorted(row.arch for row in group.rows) == ["dcgan", "vanilla"] and len(group.pairs) == 1
     md = render([group], "md")
-    assert "reference train vs test at 28x28: FID" in md
-    assert "reference train vs test at 32x32 (real digits brought to that side" in md and "FID 1.5" in md
+    assert "· scored at 32x32 ·" in md and "reference train vs test: FID 1.5" in md
 
 
 def test_times_taken_in_a_stack_or_beside_other_runs_are_never_shown_unmarked_beside_single_ones(tmp_path):
