@@ -41,7 +41,7 @@ MAX_EVAL_SAMPLES = 60_000
 EVAL_SCALES = (28, 32)
 
 #: The settings a plan sets run by run; a plan's shared settings are a RunConfig without them.
-PER_RUN_KEYS = ("arch", "seed", "out", "parallel_runs")
+PER_RUN_KEYS = ("arch", "seed", "out", "parallel_runs", "parallelism")
 
 
 @dataclass(frozen=True)
@@ -92,6 +92,8 @@ class RunConfig:
     #: alone): their step times shared the CPUs, which a report must say before it puts them beside
     #: a run's that did not.
     parallel_runs: int | None = field(default=None, metadata=OMIT_NONE)
+    #: Why the plan's runs trained as they did (one after another, or side by side), where it was measured.
+    parallelism: str | None = field(default=None, metadata=OMIT_NONE)
 
     def budget(self) -> Budget:
         """Return the one budget that applies, ``epochs=5`` when none was given."""

@@ -216,7 +216,8 @@ def add_parallel_options(p: argparse.ArgumentParser) -> None:
     """The options that train several runs at once: ``--jobs`` processes, or stacks of seeds."""
     p.add_argument("--jobs", type=parse_int, metavar="N",
                    help="train N runs at once, each in a process of its own with its share of the CPUs as torch "
-                        "threads (default: on the CPU one run per CPU that other work leaves free; on a GPU 1)")
+                        "threads (default: on the CPU whichever of one at a time and one per free CPU measures faster "
+                        "for the plan, recorded in run.json; on a GPU 1)")
     p.add_argument("--stack", action=argparse.BooleanOptionalAction, default=None,
                    help="train the seeds of each architecture as one stacked model, each seed still a run of its "
                         "own (default: on a GPU where the architecture allows it; --no-stack: never)")

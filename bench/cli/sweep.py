@@ -14,6 +14,7 @@ from bench.cli.options import (
 from bench.config import MAX_THREADS
 from bench.errors import UsageError
 from bench.layout import Status
+from bench.perf import parallelism  # noqa: F401  (imported now: it reads this process's start-up)
 from bench.plans.backends import INSTALL_HINT, RayBackend, local_backend
 from bench.plans.driver import Backend, Driver
 from bench.plans.execute import check_plan, common_scale
@@ -123,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
         planned = plan_points(args)
         settings, runs = planned["settings"], len(args.seeds) * sum(map(len, planned["points"].values()))
         plan = None
-    backend: Backend = ray or local_backend(settings, args.jobs, runs)
+    backend: Backend = ray or local_backend(settings, args.jobs, runs, args.arch or (plan.archs if plan else None))
     backend.check(settings)
     backend.start()  # Ray is up, or the cluster joined, before the sweep folder is made
     try:

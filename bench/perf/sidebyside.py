@@ -48,7 +48,7 @@ class _Contender:
     round_medians_ms: list[float] = field(default_factory=list)
 
 
-def _contender(arch: str, cfg: RunConfig, device: torch.device, images: dict[int, torch.Tensor]) -> _Contender:
+def build_contender(arch: str, cfg: RunConfig, device: torch.device, images: dict[int, torch.Tensor]) -> _Contender:
     """``arch`` built as a comparison's run of seed 0 is, with its data (from ``images`` by image size,
     which the architectures of one size share)."""
     spec = default_registry().load(arch)
@@ -74,7 +74,7 @@ def time_side_by_side(settings: Mapping[str, Any], archs: list[str], rounds: int
     load_start = load_average()
     try:
         images: dict[int, torch.Tensor] = {}
-        contenders = {arch: _contender(arch, cfg, device, images) for arch in archs}
+        contenders = {arch: build_contender(arch, cfg, device, images) for arch in archs}
         timer = StepTimer(device)
         for r in range(rounds):
             for arch in archs[r % len(archs):] + archs[: r % len(archs)]:

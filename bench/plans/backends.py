@@ -49,9 +49,15 @@ class LocalBackend:
     def __init__(self) -> None:
         self.queue: deque[tuple[int, int]] = deque()
         self.evaluators: Any = None
+        #: Why the runs train one at a time, where that was measured (recorded in each run.json).
+        self.note: str | None = None
 
     def describe(self) -> str:
-        return "here, one run at a time"
+        return f"here, {self.note}" if self.note else "here, one run at a time"
+
+    def settings(self, driver: Driver) -> dict[str, Any]:
+        """The plan's settings as its runs take them here: with the reason they train as they do."""
+        return {**driver.plan.settings, "parallelism": self.note} if self.note else driver.plan.settings
 
     def check(self, settings: dict[str, Any]) -> None:
         pass
@@ -80,7 +86,7 @@ class LocalBackend:
             driver.started(index, attempt, str(run_dir), None)
 
         try:
-            outcome = execute(driver.plan.settings, driver.task_entry(index), driver.plan.folder, self.evaluators,
+            outcome = execute(self.settings(driver), driver.task_entry(index), driver.plan.folder, self.evaluators,
                               driver.stop, started)
         except Exception as exc:  # anything else a run raises fails that run, not the plan
             outcome = Outcome.failed(error_text(exc), driver.run_dir(index))
@@ -254,14 +260,17 @@ class ProcessBackend:
 
     live = True  # the runs train in other processes and print nothing here
 
-    def __init__(self, jobs: int, threads: int):
+    def __init__(self, jobs: int, threads: int, note: str | None = None):
         self.jobs, self.threads = jobs, threads
+        self.note = note  # why this many at once, where that was measured (recorded in each run.json)
         self.queue: deque[tuple[int, int]] = deque()
         self.running: dict[int, _Running] = {}
         self._context: Any = None
         self._stop: Any = None
 
     def describe(self) -> str:
+        if self.note:
+            return f"here, in processes of their own, {self.note}"
         return f"here, {self.jobs} runs at a time in processes of their own, {self.threads} torch thread(s) each"
 
     def check(self, settings: dict[str, Any]) -> None:
@@ -306,7 +315,7 @@ class ProcessBackend:
         logs = driver.plan.folder / LOGS
         logs.mkdir(exist_ok=True)
         settings = {**driver.plan.settings, "threads": driver.plan.settings.get("threads") or self.threads,
-                    "parallel_runs": self.jobs}
+                    "parallel_runs": self.jobs, "parallelism": self.note}
         receive, send = self._context.Pipe(duplex=False)
         process = self._context.Process(
             target=run_in_process, name=f"gan-bench {entry.describe()}",
@@ -359,14 +368,16 @@ def _died(exitcode: int | None, run_dir: str | None) -> Outcome:
     return Outcome(Status.INTERRUPTED, run_dir, error)
 
 
-def local_backend(settings: dict[str, Any], jobs: int | None, runs: int) -> LocalBackend | ProcessBackend:
+def local_backend(settings: dict[str, Any], jobs: int | None, runs: int, archs: list[str] | None = None
+                  ) -> LocalBackend | ProcessBackend:
     """Where a plan's runs train on this machine: ``jobs`` at once, stacked, or by default what measures
     faster here.
 
     The default: on a GPU, the seeds of each architecture stacked (``settings["stack"]`` None) where
-    it can be, else one at a time; on the CPU, one run per CPU that other work leaves free (each with
-    its share of the free CPUs as torch threads, or ``--threads``): the study's batch-64 steps use
-    threads poorly, so runs side by side beat one after another with all cores each, and beat stacks.
+    it can be, else one at a time; on the CPU, given ``archs`` and no ``--threads``, one after another
+    with every free CPU's thread or side by side with one thread each, whichever
+    :mod:`bench.perf.parallelism` measures faster for this plan; with ``--threads``, one run per
+    share of the free CPUs.
     """
     from bench.machine import free_cpus
 
@@ -376,7 +387,19 @@ def local_backend(settings: dict[str, Any], jobs: int | None, runs: int) -> Loca
     free = None
     if jobs is None:
         free, _ = free_cpus()
-        jobs = 1 if _on_cuda(settings) else max(1, min(runs, free // (settings.get("threads") or 1)))
+        if _on_cuda(settings):
+            jobs = 1
+        elif archs and not settings.get("threads"):
+            from bench.perf.parallelism import choose  # torch: only where runs train here
+
+            choice = choose(settings, archs, runs, free)
+            if choice.jobs <= 1:
+                backend = LocalBackend()
+                backend.note = choice.why
+                return backend
+            return ProcessBackend(choice.jobs, choice.threads, choice.why)
+        else:
+            jobs = max(1, min(runs, free // (settings.get("threads") or 1)))
     if jobs <= 1:
         return LocalBackend()
     if free is None:

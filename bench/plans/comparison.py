@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from bench import console
 from bench.layout import Status
+from bench.perf import parallelism  # noqa: F401  (imported now: it reads this process's start-up)
 from bench.perf.sidebyside import ROUNDS, time_side_by_side
 from bench.plans.backends import local_backend
 from bench.plans.driver import Driver
@@ -33,7 +34,7 @@ def run_comparison(plan: Plan, jobs: int | None, stop: StopRequest, timing_round
             if times is not None:
                 times.save(plan.folder)
         unfinished = sum(not e.status.finished or (retry_failed and e.status is Status.FAILED) for e in plan.runs)
-        backend = local_backend(plan.settings, jobs, unfinished)
+        backend = local_backend(plan.settings, jobs, unfinished, plan.archs)
         backend.start()
         try:
             return Driver(plan, backend, retries=0, stop=stop, retry_failed=retry_failed,

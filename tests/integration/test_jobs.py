@@ -135,3 +135,15 @@ def test_compare_times_its_architectures_once(tmp_path):
     stamp = os.stat(folder / "step_times.json").st_mtime_ns
     assert main(["compare", "--resume", str(folder)]) == 0
     assert os.stat(folder / "step_times.json").st_mtime_ns == stamp  # not timed again
+
+
+def test_the_default_parallelism_is_measured_and_recorded_in_every_run(tmp_path, capsys):
+    assert main(["compare", "--arch", "vanilla", "--seeds", "2", "--steps", "6", "--log-every", "3", "--sample-every",
+                 "0", "--no-eval", "--timing-rounds", "0", "--out", str(tmp_path)]) == 0
+    folder = the_plan(tmp_path)
+    why = {json.loads((d / "run.json").read_text())["config"].get("parallelism") for d in runs_of(folder).values()}
+    assert len(why) == 1
+    (why,) = why
+    # Six steps never pay for a second process, however many CPUs are free.
+    assert why.startswith("one at a time with "), why
+    assert why in capsys.readouterr().err  # the plan's first line says it too

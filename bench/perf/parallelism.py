@@ -1,0 +1,192 @@
+"""How a plan's runs train fastest on this CPU: one after another with every free thread, or side by side in
+processes of one thread each. Measured, not assumed.
+
+The study's batch-64 steps use threads poorly, so side by side often wins, but not always: two
+one-thread runs on two cores share caches and memory bandwidth (here they are worth about 1.35
+two-thread runs, not 2), and every process pays its own start-up (Python, torch, the data, the
+evaluator) before its first batch. So, before the runs, each architecture takes a few steps
+with every free thread, with one thread alone, and with one thread while copies of it step
+beside it (Python threads: the GIL only adds to their time, which errs towards one at a time),
+and the plan's wall time is predicted both ways from its budget, counting the start-up of a
+process as this process's own. Side by side is chosen only where it is predicted at least 5%
+faster; the reason is recorded in every run.json (``config.parallelism``).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench.config import RunConfig
+from bench.perf.sidebyside import build_contender
+from bench.stats import Stats
+
+#: Side by side must be predicted at least this much faster (wall time) than one after another.
+MARGIN = 0.95
+#: Steps of each measurement, after the warm-up.
+STEPS, WARMUP = 8, 3
+#: The start-up of a process where this one's cannot be read (no /proc).
+DEFAULT_STARTUP_S = 5.0
+
+
+@dataclass(frozen=True)
+class StepCosts:
+    """One architecture's median step (ms) with ``threads`` threads, with 1 thread alone, and with 1 thread while
+    ``threads - 1`` copies step beside it; and its batches per epoch."""
+
+    all_threads_ms: float
+    one_thread_ms: float
+    beside_ms: float
+    batches_per_epoch: int
+    #: Seconds the training images took to load: a run's own process pays them too.
+    data_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Choice:
+    """How the runs train: ``jobs`` at once with ``threads`` torch threads each, and why."""
+
+    jobs: int
+    threads: int
+    why: str
+
+
+def choose(settings: Mapping[str, Any], archs: list[str], runs: int, free: int) -> Choice:
+    """Measure ``archs`` on this CPU and choose how ``runs`` runs under ``settings`` train fastest on ``free`` CPUs."""
+    if runs < 2 or free < 2:
+        why = "one run" if runs < 2 else "one free CPU"
+        return Choice(1, free, f"one at a time with {free} thread(s): {why}")
+    start = time.perf_counter()
+    costs = {arch: measure(settings, arch, free) for arch in archs}
+    data_s = max(c.data_s for c in costs.values())
+    quick = decide(settings, costs, runs, free, IMPORTS_S + data_s, time.perf_counter() - start)
+    if quick.jobs == 1:
+        return quick  # even a start-up as quick as this process's own does not pay
+    # Side by side looks faster: time what a run's own process really pays before its first batch.
+    startup = process_startup_s(settings, archs[0])
+    return decide(settings, costs, runs, free, startup, time.perf_counter() - start)
+
+
+def process_startup_s(settings: Mapping[str, Any], arch: str) -> float:
+    """Seconds from starting a process as ``--jobs`` starts a run's (spawn) until it is ready to train ``arch``:
+    Python, torch and gan-bench imported, the training images loaded and the evaluator built."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    receive, send = context.Pipe(duplex=False)
+    start = time.perf_counter()
+    process = context.Process(target=_ready_to_train, args=(dict(settings), arch, send), name="gan-bench start-up")
+    process.start()
+    send.close()
+    try:
+        receive.recv()
+    except EOFError:
+        return DEFAULT_STARTUP_S  # it died: count a typical start-up
+    finally:
+        process.join()
+    return time.perf_counter() - start
+
+
+def _ready_to_train(settings: dict[str, Any], arch: str, ready: Any) -> None:
+    """What a run's process does before its first batch, then say so."""
+    from bench.data import training_images
+    from bench.plans.execute import Evaluators
+    from bench.registry import default_registry
+
+    spec = default_registry().load(arch)
+    cfg = RunConfig.from_settings(settings, arch=arch)
+    training_images(spec.image_size, torch.device("cpu"), cfg.data_dir, cfg.train_subset)
+    Evaluators(settings).for_spec(spec)
+    ready.send(True)
+    ready.close()
+
+
+def decide(settings: Mapping[str, Any], costs: dict[str, StepCosts], runs: int, free: int, startup: float,
+           measured_s: float = 0.0) -> Choice:
+    """The faster of one after another (``free`` threads) and ``free`` side by side (1 thread each), predicted from
+    the measured ``costs`` (the plan's runs spread evenly over its architectures) and a process's ``startup``."""
+    budget = RunConfig.from_settings(settings, arch="-").budget()
+    waves = math.ceil(runs / free)
+    per_arch = runs / len(costs)
+    if budget.kind == "time_budget":  # the same wall time per run: what differs is the training done in it
+        gain = sum(free * c.all_threads_ms / c.beside_ms for c in costs.values()) / len(costs)
+        faster = gain >= 1 / MARGIN and waves * (budget.value + startup) <= MARGIN * runs * budget.value
+        measured = f"{free} side by side train {gain:.2f}x the batches per second of one run with {free} threads"
+    else:
+        one_by_one = side_by_side = 0.0
+        for c in costs.values():
+            steps = budget.value * (c.batches_per_epoch if budget.kind == "epochs" else 1)
+            one_by_one += per_arch * steps * c.all_threads_ms / 1e3
+            side_by_side += per_arch * steps * c.beside_ms / 1e3 / free
+        side_by_side += waves * startup
+        faster = side_by_side <= MARGIN * one_by_one
+        measured = (f"training predicted to take {side_by_side:.1f}s side by side, a process starting in "
+                    f"{startup:.1f}s, against {one_by_one:.1f}s one after another")
+    measured += f" (measured in {measured_s:.1f}s)"
+    if faster:
+        return Choice(min(free, runs), 1, f"{min(free, runs)} side by side with 1 thread each: {measured}")
+    return Choice(1, free, f"one at a time with {free} threads: {measured}")
+
+
+def measure(settings: Mapping[str, Any], arch: str, threads: int) -> StepCosts:
+    """``arch``'s median step with ``threads`` threads, with 1, and with 1 beside ``threads - 1`` copies of it."""
+    cfg = RunConfig.from_settings(settings, arch="-")
+    device = torch.device("cpu")
+    previous = torch.get_num_threads()
+    images: dict[int, torch.Tensor] = {}
+    try:
+        start = time.perf_counter()
+        lead = build_contender(arch, cfg, device, images)
+        data_s = time.perf_counter() - start
+        torch.set_num_threads(threads)
+        all_threads = _median_step(lead)
+        torch.set_num_threads(1)
+        one = _median_step(lead)
+        copies = [lead] + [build_contender(arch, cfg, device, images) for _ in range(threads - 1)]
+        times: list[list[float]] = [[] for _ in copies]
+        workers = [threading.Thread(target=lambda c=c, t=t: t.append(_median_step(c))) for c, t in zip(copies, times,
+                                                                                                       strict=True)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        beside = Stats.of([t[0] for t in times]).median
+    finally:
+        torch.set_num_threads(previous)
+    return StepCosts(all_threads, one, beside, lead.sampler.batches_per_epoch, data_s)
+
+
+def _median_step(c: Any) -> float:
+    """The median of :data:`STEPS` timed steps of contender ``c`` after :data:`WARMUP` untimed ones (ms)."""
+    times = []
+    for i in range(WARMUP + STEPS):
+        start = time.perf_counter()
+        c.gan.train_step(c.sampler.next(), c.step)
+        c.step += 1
+        if i >= WARMUP:
+            times.append((time.perf_counter() - start) * 1e3)
+    return Stats.of(times).median
+
+
+def startup_s() -> float:
+    """How long this process has run: taken as this module is imported (with torch and the command's library),
+    what a run's own process pays before it loads its data (read from /proc)."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return DEFAULT_STARTUP_S
+    import os
+
+    return max(0.0, uptime - ticks / os.sysconf("SC_CLK_TCK"))
+
+
+#: This process's start-up up to the import of this module (Python, torch, gan-bench).
+IMPORTS_S = startup_s()
