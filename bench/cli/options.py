@@ -17,6 +17,7 @@ from bench.config import (
     DEFAULT_FID_TARGET, MAX_BUDGET, MAX_EVAL_SAMPLES, MAX_SEEDS, MAX_THREADS, PER_RUN_KEYS, SEED_LIMIT, RunConfig,
 )
 from bench.errors import UsageError
+from bench.plans.backends import INSTALL_HINT, RayBackend
 
 
 class Parser(argparse.ArgumentParser):
@@ -273,3 +274,42 @@ def plan_settings(args: argparse.Namespace) -> dict[str, Any]:
     if getattr(args, "stack_size", None) is not None:
         settings["stack_size"] = args.stack_size
     return settings
+
+
+# Where a plan's runs train (compare, sweep) ------------------------------------------------------
+
+
+def add_backend_options(p: argparse.ArgumentParser, ray_help: str) -> None:
+    """``--backend local|ray``, the local parallel options and the Ray ones."""
+    p.add_argument("--backend", choices=["local", "ray"], default="local",
+                   help=f"local: on this machine (default; --jobs runs at once); ray: {ray_help}")
+    add_parallel_options(p)
+    ray = p.add_argument_group("Ray (--backend ray; needs: " + INSTALL_HINT + ")")
+    ray.add_argument("--address", help="the Ray cluster to join (default: start Ray on this machine)")
+    ray.add_argument("--cpus-per-run", type=parse_int, metavar="N",
+                     help="CPUs each run declares and uses as torch threads (default 1)")
+    ray.add_argument("--gpus-per-run", type=parse_number, metavar="N",
+                     help="GPUs each run declares (default 0: the CPU; 1 places one run per GPU)")
+    ray.add_argument("--no-shared-storage", dest="shared", action="store_false", default=None,
+                     help="the nodes share no disk: each run's folder is sent back and written by this process")
+
+
+def ray_backend(args: argparse.Namespace) -> RayBackend | None:
+    """The Ray backend if the options ask for it (None for the local one), refusing options of the other one."""
+    ray_only = {"--address": args.address, "--cpus-per-run": args.cpus_per_run, "--gpus-per-run": args.gpus_per_run,
+                "--no-shared-storage": args.shared}
+    check_parallel_options(args)
+    if args.backend == "local":
+        given = [flag for flag, value in ray_only.items() if value is not None]
+        if given:
+            raise UsageError(f"{', '.join(given)} only apply to --backend ray")
+        return None
+    if args.jobs is not None or args.stack or args.stack_size is not None:
+        raise UsageError("--jobs and --stack apply to --backend local; on Ray, --cpus-per-run and the cluster decide")
+    cpus = 1 if args.cpus_per_run is None else args.cpus_per_run
+    gpus = 0.0 if args.gpus_per_run is None else args.gpus_per_run
+    if not 1 <= cpus <= MAX_THREADS:  # each run uses its CPUs as torch threads
+        raise UsageError(f"--cpus-per-run must be between 1 and {MAX_THREADS}, got {cpus}")
+    if gpus < 0:
+        raise UsageError(f"--gpus-per-run must be 0 or more, got {gpus:g}")
+    return RayBackend(args.address, cpus, gpus, shared=args.shared is not False)

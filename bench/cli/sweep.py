@@ -8,14 +8,13 @@ from typing import Any
 
 from bench import console, tables
 from bench.cli.options import (
-    Parser, add_parallel_options, add_plan_options, add_resume_options, add_training_options, check_parallel_options,
-    check_resume_options, parse_int, parse_number, plan_settings, refuse_with_resume,
+    Parser, add_backend_options, add_plan_options, add_resume_options, add_training_options, check_resume_options,
+    parse_int, plan_settings, ray_backend, refuse_with_resume,
 )
-from bench.config import MAX_THREADS
 from bench.errors import UsageError
 from bench.layout import Status
 from bench.perf import parallelism  # noqa: F401  (imported now: it reads this process's start-up)
-from bench.plans.backends import INSTALL_HINT, RayBackend, local_backend
+from bench.plans.backends import local_backend
 from bench.plans.driver import Backend, Driver
 from bench.plans.execute import check_plan, common_scale
 from bench.plans.grid import grid_points, make_grid, split_values
@@ -45,44 +44,13 @@ def add_arguments(p: Parser) -> None:
                         "the cartesian product)")
     p.add_argument("--grid-file", metavar="FILE",
                    help="a TOML file: [grid] with key = [values], and [grid.ARCH] tables for one architecture")
-    p.add_argument("--backend", choices=["local", "ray"], default="local",
-                   help="local: on this machine (default; --jobs runs at once); ray: one Ray task per run")
-    add_parallel_options(p)
-    ray = p.add_argument_group("Ray (--backend ray; needs: " + INSTALL_HINT + ")")
-    ray.add_argument("--address", help="the Ray cluster to join (default: start Ray on this machine)")
-    ray.add_argument("--cpus-per-run", type=parse_int, metavar="N",
-                     help="CPUs each run declares and uses as torch threads (default 1)")
-    ray.add_argument("--gpus-per-run", type=parse_number, metavar="N",
-                     help="GPUs each run declares (default 0: the CPU; 1 places one run per GPU)")
-    ray.add_argument("--no-shared-storage", dest="shared", action="store_false", default=None,
-                     help="the nodes share no disk: each run's folder is sent back and written by this process")
+    add_backend_options(p, "one Ray task per run")
     p.add_argument("--retries", type=parse_int, default=1, metavar="N",
                    help="run a failed run again up to N times before recording it as failed (default 1)")
     p.add_argument("--resume", metavar="SWEEP_DIR",
                    help="continue a sweep: skip finished points, resume interrupted runs from their checkpoints")
     add_resume_options(p, "sweep")
     add_training_options(p, seed=False)
-
-
-def ray_backend(args: argparse.Namespace) -> RayBackend | None:
-    """The Ray backend if the options ask for it (None for the local one), refusing options of the other one."""
-    ray_only = {"--address": args.address, "--cpus-per-run": args.cpus_per_run, "--gpus-per-run": args.gpus_per_run,
-                "--no-shared-storage": args.shared}
-    check_parallel_options(args)
-    if args.backend == "local":
-        given = [flag for flag, value in ray_only.items() if value is not None]
-        if given:
-            raise UsageError(f"{', '.join(given)} only apply to --backend ray")
-        return None
-    if args.jobs is not None or args.stack or args.stack_size is not None:
-        raise UsageError("--jobs and --stack apply to --backend local; on Ray, --cpus-per-run and the cluster decide")
-    cpus = 1 if args.cpus_per_run is None else args.cpus_per_run
-    gpus = 0.0 if args.gpus_per_run is None else args.gpus_per_run
-    if not 1 <= cpus <= MAX_THREADS:  # each run uses its CPUs as torch threads
-        raise UsageError(f"--cpus-per-run must be between 1 and {MAX_THREADS}, got {cpus}")
-    if gpus < 0:
-        raise UsageError(f"--gpus-per-run must be 0 or more, got {gpus:g}")
-    return RayBackend(args.address, cpus, gpus, shared=args.shared is not False)
 
 
 def plan_points(args: argparse.Namespace) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from bench.layout import Status
 from bench.perf import parallelism  # noqa: F401  (imported now: it reads this process's start-up)
 from bench.perf.sidebyside import ROUNDS, time_side_by_side
 from bench.plans.backends import local_backend
-from bench.plans.driver import Driver
+from bench.plans.driver import Backend, Driver
 from bench.plans.execute import check_plan
 from bench.plans.plan import Plan
 from bench.plans.steptimes import StepTimes
@@ -20,10 +20,11 @@ from bench.stop import StopRequest
 
 
 def run_comparison(plan: Plan, jobs: int | None, stop: StopRequest, timing_rounds: int = ROUNDS, *,
-                   retry_failed: bool = False, skip_damaged: bool = False) -> int:
+                   backend: Backend | None = None, retry_failed: bool = False, skip_damaged: bool = False) -> int:
     """Time the architectures side by side (once per plan), then train every unfinished run; return the exit status.
 
-    ``retry_failed`` and ``skip_damaged`` are the driver's (``--retry-failed``, ``--skip-damaged``).
+    ``backend``: where the runs train, started by the caller (Ray); by default here, as :func:`local_backend`
+    chooses. ``retry_failed`` and ``skip_damaged`` are the driver's (``--retry-failed``, ``--skip-damaged``).
     """
     check_plan(plan.settings, plan.runs)
     with stop.handling_signals():
@@ -33,11 +34,13 @@ def run_comparison(plan: Plan, jobs: int | None, stop: StopRequest, timing_round
             times = time_side_by_side(plan.settings, plan.archs, rounds=timing_rounds, stop=stop)
             if times is not None:
                 times.save(plan.folder)
+        driver = {"retries": 0, "stop": stop, "retry_failed": retry_failed, "skip_damaged": skip_damaged}
+        if backend is not None:
+            return Driver(plan, backend, **driver).run()
         unfinished = sum(not e.status.finished or (retry_failed and e.status is Status.FAILED) for e in plan.runs)
-        backend = local_backend(plan.settings, jobs, unfinished, plan.archs)
-        backend.start()
+        here = local_backend(plan.settings, jobs, unfinished, plan.archs)
+        here.start()
         try:
-            return Driver(plan, backend, retries=0, stop=stop, retry_failed=retry_failed,
-                          skip_damaged=skip_damaged).run()
+            return Driver(plan, here, **driver).run()
         finally:
-            backend.stop()
+            here.stop()

@@ -251,3 +251,21 @@ def test_interrupted_local_sweep_resumes_on_ray_without_shared_storage(ray_insta
     whole = runs_by_point(sweep_folder(tmp_path / "whole"))
     for point, run_dir in runs_by_point(folder).items():
         assert_same_run(whole[point], run_dir)
+
+
+def test_ray_compare_writes_the_same_comparison_as_the_local_backend(ray_instance, tmp_path, capsys):
+    args = ["compare", "--arch", "vanilla,lsgan", "--seeds", "2", *SMALL, "--eval-samples", "500", "--timing-rounds",
+            "1"]
+    assert main([*args, "--jobs", "1", "--out", str(tmp_path / "local")]) == 0
+    assert main([*args, "--backend", "ray", "--out", str(tmp_path / "ray")]) == 0
+    assert "on a Ray instance on this machine, 1 CPU and 0 GPU per run" in capsys.readouterr().err
+    local, on_ray = ((tmp_path / name).glob("compare-*") for name in ("local", "ray"))
+    (local,), (on_ray,) = list(local), list(on_ray)
+    assert [(r["arch"], r["seed"], r["status"]) for r in plan_of(on_ray)["runs"]] == \
+        [(r["arch"], r["seed"], r["status"]) for r in plan_of(local)["runs"]]
+    assert (on_ray / "step_times.json").is_file()  # timed side by side here, as the local backend does
+    by_point = runs_by_point(on_ray)
+    for point, run_dir in runs_by_point(local).items():
+        assert_same_run(run_dir, by_point[point])
+    assert main(["compare", "--arch", "vanilla", "--address", "127.0.0.1:1", "--out", str(tmp_path / "x")]) == 2
+    assert "--address only apply to --backend ray" in capsys.readouterr().err
