@@ -17,7 +17,7 @@ from bench.config import (
     DEFAULT_FID_TARGET, MAX_BUDGET, MAX_EVAL_SAMPLES, MAX_SEEDS, MAX_THREADS, PER_RUN_KEYS, SEED_LIMIT, RunConfig,
 )
 from bench.errors import UsageError
-from bench.plans.backends import INSTALL_HINT, RayBackend
+from bench.plans.backends import DEFAULT_STACK_SIZE, INSTALL_HINT, RayBackend
 
 
 class Parser(argparse.ArgumentParser):
@@ -304,12 +304,16 @@ def ray_backend(args: argparse.Namespace) -> RayBackend | None:
         if given:
             raise UsageError(f"{', '.join(given)} only apply to --backend ray")
         return None
-    if args.jobs is not None or args.stack or args.stack_size is not None:
-        raise UsageError("--jobs and --stack apply to --backend local; on Ray, --cpus-per-run and the cluster decide")
+    if args.jobs is not None:
+        raise UsageError("--jobs applies to --backend local; on Ray, --cpus-per-run and the cluster decide")
+    if args.stack and args.shared is False:
+        raise UsageError("--stack on Ray writes its seeds' run folders from one task: it needs storage every node "
+                         "shares; drop --no-shared-storage")
     cpus = 1 if args.cpus_per_run is None else args.cpus_per_run
     gpus = 0.0 if args.gpus_per_run is None else args.gpus_per_run
     if not 1 <= cpus <= MAX_THREADS:  # each run uses its CPUs as torch threads
         raise UsageError(f"--cpus-per-run must be between 1 and {MAX_THREADS}, got {cpus}")
     if gpus < 0:
         raise UsageError(f"--gpus-per-run must be 0 or more, got {gpus:g}")
-    return RayBackend(args.address, cpus, gpus, shared=args.shared is not False)
+    stack_size = (args.stack_size or DEFAULT_STACK_SIZE) if args.stack else None
+    return RayBackend(args.address, cpus, gpus, shared=args.shared is not False, stack_size=stack_size)

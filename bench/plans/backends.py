@@ -93,6 +93,8 @@ class LocalBackend:
         driver.finished(index, attempt, outcome)
 
 
+#: The outcome of a seed its stack resumed without (its checkpoint or folder was damaged or missing).
+LEFT_OUT = "its stack resumed without it (its checkpoint or run folder was damaged or missing)"
 #: Seeds per stack unless ``--stack-size`` says otherwise: enough to fill a GPU at the study's batch 64.
 DEFAULT_STACK_SIZE = 16
 
@@ -117,7 +119,7 @@ class StackBackend(LocalBackend):
         if self.evaluators is None:
             self.evaluators = Evaluators(driver.plan.settings)
         while self.queue and not driver.stop.requested:
-            group = self._take_group(driver)
+            group = take_group(driver, self.queue, self.size)
             if len(group) == 1 or driver.entries[group[0][0]].arch in self.refused:
                 for index, attempt in group:
                     self._run_one(driver, index, attempt)
@@ -149,29 +151,31 @@ class StackBackend(LocalBackend):
             self.queue.extendleft(reversed(group))
             return
         for seed, index in by_seed.items():
-            driver.finished(index, attempts[index], outcomes[seed])
+            outcome = outcomes.get(seed) or Outcome.failed(LEFT_OUT, driver.run_dir(index))
+            driver.finished(index, attempts[index], outcome)
 
-    def _take_group(self, driver: Driver) -> list[tuple[int, int]]:
-        """The next queued entry and those that train in one stack with it: the rest of its stack when it
-        resumes one, else up to ``size`` new runs of its architecture and hyperparameter point."""
-        first, attempt = self.queue.popleft()
-        entry = driver.entries[first]
-        members = _stack_folders(driver.plan.run_path(entry))
-        if members is None:  # a run that trained alone resumes alone
-            return [(first, attempt)]
-        group = [(first, attempt)]
-        for index, a in list(self.queue):
-            other = driver.entries[index]
-            path = driver.plan.run_path(other)
-            if members:
-                joins = path is not None and path.resolve() in members
-            else:
-                joins = (len(group) < self.size and other.arch == entry.arch and other.hparams == entry.hparams
-                         and _stack_folders(path) == set())
-            if joins:
-                self.queue.remove((index, a))
-                group.append((index, a))
-        return group
+
+def take_group(driver: Driver, queue: deque[tuple[int, int]], size: int) -> list[tuple[int, int]]:
+    """Take the next queued entry, and those that train in one stack with it, off ``queue``: the rest of its stack
+    when it resumes one, else up to ``size`` new runs of its architecture and hyperparameter point."""
+    first, attempt = queue.popleft()
+    entry = driver.entries[first]
+    members = _stack_folders(driver.plan.run_path(entry))
+    if members is None:  # a run that trained alone resumes alone
+        return [(first, attempt)]
+    group = [(first, attempt)]
+    for index, a in list(queue):
+        other = driver.entries[index]
+        path = driver.plan.run_path(other)
+        if members:
+            joins = path is not None and path.resolve() in members
+        else:
+            joins = (len(group) < size and other.arch == entry.arch and other.hparams == entry.hparams
+                     and _stack_folders(path) == set())
+        if joins:
+            queue.remove((index, a))
+            group.append((index, a))
+    return group
 
 
 def _stack_folders(run_dir: Path | None) -> set[Path] | None:
@@ -528,29 +532,66 @@ def run_task(settings: dict[str, Any], entry: PlanEntry, folder: str, shared: bo
         return outcome
 
 
+def run_stack_task(settings: dict[str, Any], entries: list[PlanEntry], folder: str, tracker: Any,
+                   indices: list[int], attempts: list[int]) -> dict[int, Outcome] | str:
+    """One Ray task: train ``entries`` (one architecture and hyperparameter point, distinct seeds) as one stack of
+    seeds on this task's device, in run folders under ``folder`` (storage every node shares).
+
+    Returns:
+        each entry's outcome by its index in the plan, or why the architecture cannot be stacked (nothing was
+        written: its runs are then submitted one by one).
+    """
+    from bench.plans.execute import execute_stack
+
+    by_seed = {e.seed: (i, a) for e, i, a in zip(entries, indices, attempts, strict=True)}
+
+    def started(seed: int, run_dir: Path) -> None:
+        if tracker is not None:
+            tracker.started.remote(*by_seed[seed], str(run_dir), socket.gethostname())
+
+    try:
+        outcomes = execute_stack(settings, entries, Path(folder), worker_evaluators(settings), StopRequest(),
+                                 started)
+    except Exception as exc:
+        return {i: Outcome.failed(error_text(exc), e.run_dir) for e, i in zip(entries, indices, strict=True)}
+    if isinstance(outcomes, Exception):
+        return str(outcomes)
+    return {by_seed[seed][0]: outcome for seed, outcome in outcomes.items()}
+
+
 class RayBackend:
-    """Runs each planned entry as one Ray task, as many at once as the cluster's resources allow.
+    """Runs each planned entry as one Ray task, as many at once as the cluster's resources allow; with
+    ``stack_size``, the seeds of each architecture and point as one task that trains them as a stack.
 
     Args:
         address: the cluster to join (``ray.init(address=...)``); None starts Ray on this machine.
         cpus, gpus: what each task declares (``num_cpus``, ``num_gpus``).
         shared: whether every node sees the plan folder; if not, the runs' files travel back.
+        stack_size: stack up to this many seeds per task (``--stack``; storage must be shared).
     """
 
     live = True  # the runs train elsewhere and print nothing here
 
-    def __init__(self, address: str | None = None, cpus: int = 1, gpus: float = 0, shared: bool = True):
+    def __init__(self, address: str | None = None, cpus: int = 1, gpus: float = 0, shared: bool = True,
+                 stack_size: int | None = None):
         self.ray = import_ray()
         self.address, self.cpus, self.gpus, self.shared = address, cpus, gpus, shared
-        self.inflight: dict[Any, tuple[int, int]] = {}
+        self.stack_size = stack_size
+        #: Each task's entries as (index, attempt): one, or a stack's.
+        self.inflight: dict[Any, list[tuple[int, int]]] = {}
+        self.pending: deque[tuple[int, int]] = deque()  # entries waiting to be grouped into stacks
+        self.refused: dict[str, str] = {}  # architecture -> why it cannot be stacked
+        self.stack_refs: set[Any] = set()  # the in-flight tasks that train stacks
         self._remote: Any = None
+        self._remote_stack: Any = None
         self._tracker: Any = None
         self._owns = False
 
     def describe(self) -> str:
         where = self.address or "a Ray instance on this machine"
         storage = "shared storage" if self.shared else "files returned to the driver"
-        return f"on {where}, {self.cpus} CPU and {self.gpus:g} GPU per run, {storage}"
+        unit = f"stack of up to {self.stack_size} seeds" if self.stack_size else "run"
+        return f"on {where}, {self.cpus} CPU and {self.gpus:g} GPU per {unit}, {storage}"
 
     def task_settings(self, settings: dict[str, Any]) -> dict[str, Any]:
         """The settings a task runs with: torch threads = its CPUs; the CPU unless it holds a GPU."""
@@ -588,6 +629,7 @@ class RayBackend:
                                  f"{error_text(exc)}") from None
             self._owns = True
         self._remote = ray.remote(run_task).options(num_cpus=self.cpus, num_gpus=self.gpus, max_retries=0)
+        self._remote_stack = ray.remote(run_stack_task).options(num_cpus=self.cpus, num_gpus=self.gpus, max_retries=0)
         self._tracker = ray.remote(Tracker).options(num_cpus=0).remote()
 
     def stop(self) -> None:
@@ -599,6 +641,27 @@ class RayBackend:
             self._owns = False
 
     def submit(self, driver: Driver, index: int, attempt: int) -> None:
+        if self.stack_size and driver.entries[index].arch not in self.refused:
+            self.pending.append((index, attempt))  # grouped into stacks when the backend runs
+            return
+        self._submit_one(driver, index, attempt)
+
+    def _submit_stacks(self, driver: Driver) -> None:
+        """Submit the pending entries as stacks (one task each), alone where a group holds one."""
+        while self.pending:
+            group = take_group(driver, self.pending, self.stack_size)
+            if len(group) == 1 or driver.entries[group[0][0]].arch in self.refused:
+                for index, attempt in group:
+                    self._submit_one(driver, index, attempt)
+                continue
+            indices, attempts = [i for i, _ in group], [a for _, a in group]
+            ref = self._remote_stack.remote(self.task_settings(driver.plan.settings),
+                                            [driver.task_entry(i) for i in indices], str(driver.plan.folder.resolve()),
+                                            self._tracker, indices, attempts)
+            self.inflight[ref] = group
+            self.stack_refs.add(ref)
+
+    def _submit_one(self, driver: Driver, index: int, attempt: int) -> None:
         entry = driver.task_entry(index)
         upload = None
         if not self.shared and entry.run_dir and Path(entry.run_dir).is_dir():
@@ -607,7 +670,7 @@ class RayBackend:
         # Absolute paths: a worker's working folder is not this process's.
         ref = self._remote.remote(self.task_settings(driver.plan.settings), entry, str(driver.plan.folder.resolve()),
                                   self.shared, self._tracker, index, attempt, upload)
-        self.inflight[ref] = (index, attempt)
+        self.inflight[ref] = [(index, attempt)]
 
     def run(self, driver: Driver) -> None:
         try:
@@ -623,21 +686,50 @@ class RayBackend:
             driver.stop.request()
         for ref in list(self.inflight):
             self.ray.cancel(ref, force=True)
-            index, attempt = self.inflight.pop(ref)
-            outcome = Outcome(Status.INTERRUPTED, driver.run_dir(index), "stopped")
-            driver.finished(index, attempt, outcome)
+            for index, attempt in self.inflight.pop(ref):
+                driver.finished(index, attempt, Outcome(Status.INTERRUPTED, driver.run_dir(index), "stopped"))
 
     def _collect(self, driver: Driver, until_stop: bool, deadline: float | None = None) -> None:
         """Take outcomes as tasks end: until all have, or a stop is requested, or the deadline passes."""
         ray = self.ray
+        if until_stop:
+            self._submit_stacks(driver)
         while self.inflight and not (until_stop and driver.stop.requested) and (
                 deadline is None or time.monotonic() < deadline):
             done, _ = ray.wait(list(self.inflight), num_returns=1, timeout=0.5)
             for index, attempt, run_dir, node in ray.get(self._tracker.drain.remote()):
                 driver.started(index, attempt, run_dir, node)
             for ref in done:
-                index, attempt = self.inflight.pop(ref)
-                driver.finished(index, attempt, self._outcome(driver, index, ref))
+                group = self.inflight.pop(ref)
+                if ref in self.stack_refs:
+                    self.stack_refs.discard(ref)
+                    self._stack_finished(driver, ref, group)
+                else:
+                    driver.finished(*group[0], self._outcome(driver, group[0][0], ref))
+            if until_stop and not driver.stop.requested:
+                self._submit_stacks(driver)  # retries and refused stacks, queued meanwhile
+
+    def _stack_finished(self, driver: Driver, ref: Any, group: list[tuple[int, int]]) -> None:
+        """Take a stack task's outcomes, or, if its architecture cannot be stacked, submit its runs one by one."""
+        ray = self.ray
+        try:
+            result = ray.get(ref)
+        except ray.exceptions.TaskCancelledError:
+            result = {i: Outcome(Status.INTERRUPTED if driver.stop.requested else Status.FAILED, driver.run_dir(i),
+                                 "cancelled") for i, _ in group}
+        except ray.exceptions.RayError as exc:  # the worker or its node died
+            result = {i: Outcome.failed(error_text(getattr(exc, "cause", None) or exc), driver.run_dir(i))
+                      for i, _ in group}
+        if isinstance(result, str):
+            self.refused[driver.entries[group[0][0]].arch] = result
+            console.warn(f"{result}; its seeds train as one task each")
+            for index, attempt in group:
+                self._submit_one(driver, index, attempt)
+            return
+        for index, attempt in group:
+            outcome = result.get(index) or Outcome.failed(LEFT_OUT, driver.run_dir(index))
+            outcome.run_dir = outcome.run_dir or driver.run_dir(index)
+            driver.finished(index, attempt, outcome)
 
     def _outcome(self, driver: Driver, index: int, ref: Any) -> Outcome:
         ray = self.ray

@@ -269,3 +269,18 @@ def test_ray_compare_writes_the_same_comparison_as_the_local_backend(ray_instanc
         assert_same_run(run_dir, by_point[point])
     assert main(["compare", "--arch", "vanilla", "--address", "127.0.0.1:1", "--out", str(tmp_path / "x")]) == 2
     assert "--address only apply to --backend ray" in capsys.readouterr().err
+
+
+def test_ray_trains_the_seeds_of_a_stack_as_one_task_writing_what_a_local_stack_writes(ray_instance, tmp_path,
+                                                                                       capsys):
+    args = ["compare", "--arch", "vanilla", "--seeds", "2", *SMALL, "--no-eval", "--timing-rounds", "0", "--stack"]
+    assert main([*args, "--out", str(tmp_path / "local")]) == 0
+    assert main([*args, "--backend", "ray", "--out", str(tmp_path / "ray")]) == 0
+    assert "1 CPU and 0 GPU per stack of up to 16 seeds" in capsys.readouterr().err
+    (local,), (on_ray,) = (list((tmp_path / name).glob("compare-*")) for name in ("local", "ray"))
+    by_point = runs_by_point(on_ray)
+    for point, run_dir in runs_by_point(local).items():
+        assert_same_run(run_dir, by_point[point])
+        assert json.loads((by_point[point] / "run.json").read_text())["stack"]["size"] == 2
+    assert main([*args, "--backend", "ray", "--no-shared-storage", "--out", str(tmp_path / "x")]) == 2
+    assert "needs storage every node shares" in capsys.readouterr().err
