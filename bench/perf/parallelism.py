@@ -64,6 +64,11 @@ def choose(settings: Mapping[str, Any], archs: list[str], runs: int, free: int) 
         why = "one run" if runs < 2 else "one free CPU"
         return Choice(1, free, f"one at a time with {free} thread(s): {why}")
     start = time.perf_counter()
+    alone = {arch: measure(settings, arch, free, all_threads_only=True) for arch in archs}
+    short = too_short(settings, alone, runs, free, IMPORTS_S + max(c.data_s for c in alone.values()))
+    if short:
+        return Choice(1, free, f"one at a time with {free} threads: {short} (measured in "
+                               f"{time.perf_counter() - start:.1f}s)")
     costs = {arch: measure(settings, arch, free) for arch in archs}
     data_s = max(c.data_s for c in costs.values())
     quick = decide(settings, costs, runs, free, IMPORTS_S + data_s, time.perf_counter() - start)
@@ -108,6 +113,26 @@ def _ready_to_train(settings: dict[str, Any], arch: str, ready: Any) -> None:
     ready.close()
 
 
+def too_short(settings: Mapping[str, Any], costs: dict[str, StepCosts], runs: int, free: int,
+              startup: float) -> str | None:
+    """Why side by side cannot pay, from the steps with every thread alone, if it cannot: the runs' processes
+    would take longer to start (at least ``startup`` each wave) than the time side by side could save."""
+    budget = RunConfig.from_settings(settings, arch="-").budget()
+    waves = math.ceil(runs / free)
+    if budget.kind == "time_budget":
+        one_by_one = runs * budget.value
+        if waves * (budget.value + startup) > MARGIN * one_by_one:
+            return (f"{runs} runs of {budget.value:g}s would take longer side by side, a process starting in "
+                    f"{startup:.1f}s")
+        return None
+    one_by_one = sum(runs / len(costs) * budget.value * (c.batches_per_epoch if budget.kind == "epochs" else 1)
+                     * c.all_threads_ms / 1e3 for c in costs.values())
+    if waves * startup >= MARGIN * one_by_one:
+        return (f"{one_by_one:.1f}s of training one after another, less than side by side would spend starting "
+                f"processes ({startup:.1f}s each)")
+    return None
+
+
 def decide(settings: Mapping[str, Any], costs: dict[str, StepCosts], runs: int, free: int, startup: float,
            measured_s: float = 0.0) -> Choice:
     """The faster of one after another (``free`` threads) and ``free`` side by side (1 thread each), predicted from
@@ -135,7 +160,7 @@ def decide(settings: Mapping[str, Any], costs: dict[str, StepCosts], runs: int, 
     return Choice(1, free, f"one at a time with {free} threads: {measured}")
 
 
-def measure(settings: Mapping[str, Any], arch: str, threads: int) -> StepCosts:
+def measure(settings: Mapping[str, Any], arch: str, threads: int, all_threads_only: bool = False) -> StepCosts:
     """``arch``'s median step with ``threads`` threads, with 1, and with 1 beside ``threads - 1`` copies of it."""
     cfg = RunConfig.from_settings(settings, arch="-")
     device = torch.device("cpu")
@@ -147,6 +172,8 @@ def measure(settings: Mapping[str, Any], arch: str, threads: int) -> StepCosts:
         data_s = time.perf_counter() - start
         torch.set_num_threads(threads)
         all_threads = _median_step(lead)
+        if all_threads_only:
+            return StepCosts(all_threads, math.nan, math.nan, lead.sampler.batches_per_epoch, data_s)
         torch.set_num_threads(1)
         one = _median_step(lead)
         copies = [lead] + [build_contender(arch, cfg, device, images) for _ in range(threads - 1)]

@@ -43,3 +43,13 @@ def test_nothing_is_measured_for_one_run_or_one_free_cpu(runs, free, why):
 def test_the_measurement_times_every_way_a_run_can_train():
     choice = choose({**SETTINGS, "steps": 400, "train_subset": 2000}, ["vanilla"], runs=2, free=2)
     assert "measured in" in choice.why and choice.jobs in (1, 2)
+
+
+def test_a_plan_too_short_to_pay_for_processes_is_decided_from_its_steps_alone():
+    from bench.perf.parallelism import too_short
+
+    assert "less than side by side would spend starting processes (3.0s each)" in too_short(
+        {**SETTINGS, "steps": 400}, {"vanilla": QUIET}, runs=4, free=2, startup=3.0)
+    assert too_short({**SETTINGS, "epochs": 20}, {"vanilla": QUIET}, runs=4, free=2, startup=3.0) is None
+    choice = choose({**SETTINGS, "steps": 5, "train_subset": 2000}, ["vanilla"], runs=4, free=2)
+    assert choice.jobs == 1 and "of training one after another, less than" in choice.why
