@@ -483,7 +483,7 @@ def worker_evaluators(settings: dict[str, Any]) -> Any:
     """This worker process's evaluators for ``settings``, made once and reused across its tasks."""
     from bench.plans.execute import Evaluators
 
-    key = json.dumps([settings.get(k) for k in ("eval", "device", "eval_samples", "data_dir")])
+    key = json.dumps([settings.get(k) for k in Evaluators.SETTINGS])
     if key not in _EVALUATORS:
         _EVALUATORS[key] = Evaluators(settings)
     return _EVALUATORS[key]

@@ -27,6 +27,9 @@ class Evaluators:
     A plan shares them across its runs; each is built before the run it serves seeds torch.
     """
 
+    #: The plan settings the evaluators follow: plans that agree on these can share them.
+    SETTINGS = ("eval", "device", "eval_samples", "data_dir", "eval_scale")
+
     def __init__(self, settings: Mapping[str, Any]):
         self.settings = settings
         self._built: dict[int, Evaluator] = {}

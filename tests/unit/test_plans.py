@@ -196,3 +196,11 @@ def test_block_spread_sees_the_load_through_a_schedules_rhythm():
     rhythm = [10.0, 10.0, 10.0, 10.0, 25.0] * 20
     assert block_spread(rhythm) == pytest.approx(1.0)
     assert block_spread(rhythm[:50] + [3 * t for t in rhythm[50:]]) > 2.5
+
+
+def test_a_ray_worker_shares_evaluators_only_between_plans_that_evaluate_alike():
+    from bench.plans.backends import worker_evaluators
+
+    base = {"eval": True, "device": "cpu", "eval_samples": 500, "data_dir": None}
+    assert worker_evaluators(base) is worker_evaluators(dict(base, stack=True))  # not an evaluation setting
+    assert worker_evaluators(base) is not worker_evaluators(dict(base, eval_scale=32))
