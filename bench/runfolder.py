@@ -14,9 +14,9 @@ import os
 from pathlib import Path
 
 from bench.errors import UsageError
-from bench.layout import CHECKPOINT, Status
+from bench.layout import CHECKPOINT, RUN_JSON, Status
 from bench.record import RunRecord, read_record
-from bench.storage import folder_lock, lock_holder, refuse_link
+from bench.storage import check_folder, folder_lock, lock_holder, refuse_link, verify_torch
 
 #: A damaged checkpoint set aside by ``--skip-damaged`` keeps its bytes under this name, for inspection.
 DAMAGED = CHECKPOINT + ".damaged"
@@ -69,3 +69,20 @@ def set_aside(run_dir: str | os.PathLike, why: str) -> None:
         except UsageError:
             return
         dataclasses.replace(record, status=Status.FAILED, error=why).write(run_dir)
+
+
+def member_problem(run_dir: Path, rel: str, seed: int, stack_id: str) -> str | None:
+    """Why the member ``rel`` (seed ``seed``) of the stack ``run_dir`` trained in cannot resume with it: its
+    folder is missing or its checkpoint fails its checksum; None if it can.
+
+    Raises:
+        UsageError: run.json names a member outside the folder that holds ``run_dir``, or the member holds a link.
+    """
+    if Path(rel).name != rel or rel in ("", ".", ".."):
+        raise UsageError(f"{run_dir}: {RUN_JSON} names stack member {rel!r}, outside the folder that holds "
+                         "the run; gan-bench writes only inside the folders you name and changed nothing")
+    path = run_dir.parent / rel
+    if not path.is_dir():
+        return f"seed {seed}'s run folder {path} of stack {stack_id} is missing"
+    check_folder(path)
+    return verify_torch(path / CHECKPOINT) if (path / CHECKPOINT).is_file() else None

@@ -335,7 +335,7 @@ def folder_lock(folder: str | os.PathLike, what: str) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 512, 0).decode("utf-8", "replace").strip() or "another process"
-            raise UsageError(f"{folder} is in use by {holder}; wait for it to end, or stop it") from None
+            raise _in_use(folder, holder) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"process {os.getpid()} on {socket.gethostname()} ({what}, since {utc_iso()})\n".encode(), 0)
         yield
@@ -365,3 +365,18 @@ def lock_holder(folder: str | os.PathLike) -> str | None:
         return None
     finally:
         os.close(fd)
+
+
+def check_not_held(folder: str | os.PathLike) -> None:
+    """Refuse ``folder`` if a live process holds its lock, as :func:`folder_lock` would, without taking it.
+
+    Raises:
+        UsageError: the line naming the holder, or the lock file is not a regular file.
+    """
+    holder = lock_holder(folder)
+    if holder is not None:
+        raise _in_use(folder, holder)
+
+
+def _in_use(folder: str | os.PathLike, holder: str) -> UsageError:
+    return UsageError(f"{folder} is in use by {holder}; wait for it to end, or stop it")

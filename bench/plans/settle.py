@@ -15,8 +15,8 @@ from bench.errors import BenchError, UsageError
 from bench.layout import CHECKPOINT, Status
 from bench.plans.plan import Plan, PlanEntry
 from bench.record import read_record
-from bench.runfolder import DAMAGED_HINT, set_aside
-from bench.storage import lock_holder, verify_torch
+from bench.runfolder import DAMAGED_HINT, member_problem, set_aside
+from bench.storage import check_not_held
 
 
 def settle_run_folders(plan: Plan, entries: list[PlanEntry], skip_damaged: bool) -> None:
@@ -34,9 +34,7 @@ def settle_run_folders(plan: Plan, entries: list[PlanEntry], skip_damaged: bool)
         if path.is_symlink() or path.resolve().parent != folder:
             raise UsageError(f"{plan.folder}: the run folder of {entry.describe()}, {path}, lies outside the plan "
                              "folder; gan-bench writes only inside the folders you name and changed nothing")
-        holder = lock_holder(path)
-        if holder is not None:
-            raise UsageError(f"{path} is in use by {holder}; wait for it to end, or stop it, then resume")
+        check_not_held(path)
     problems = _cannot_resume(plan, entries)
     if problems and not skip_damaged:
         entry, why = problems[0]
@@ -53,29 +51,30 @@ def settle_run_folders(plan: Plan, entries: list[PlanEntry], skip_damaged: bool)
 
 
 def _cannot_resume(plan: Plan, entries: list[PlanEntry]) -> list[tuple[PlanEntry | None, str]]:
-    """The entries that cannot resume, and why: a checkpoint whose checksum fails, or a run folder that a stack
-    still to resume names but that is gone (None for a member the plan does not list)."""
-    problems: list[tuple[PlanEntry | None, str]] = []
-    gone: dict[Path, str] = {}
+    """The entries that cannot resume, and why: a checkpoint whose checksum fails, or a stack member's folder that
+    is gone (None for a member the plan does not list). Every resumable stack's members are checked by its runs."""
+    why_by_path: dict[Path, str] = {}
+    checked: set[Path] = set()  # a stack's members are named by each of its runs: each is read once
     for entry in entries:
         path = plan.run_path(entry)
         if entry.status is Status.FAILED or path is None or not (path / CHECKPOINT).is_file():
             continue
-        why = verify_torch(path / CHECKPOINT)
-        if why:
-            problems.append((entry, why))
-            continue
         try:
             stack = read_record(path).stack
         except BenchError:
-            continue  # the run's own resume says what is wrong
-        for seed, rel in zip(stack.seeds if stack else [], stack.runs if stack else [], strict=False):
-            member = path.parent / rel
-            if not member.is_dir():
-                gone[member.resolve()] = f"seed {seed}'s run folder {member} of stack {stack.id} is missing"
+            stack = None  # the run's own resume says what is wrong with its record
+        members = zip(stack.seeds, stack.runs, strict=False) if stack else [(entry.seed, path.name)]
+        for seed, rel in members:
+            member = (path.parent / rel).resolve()
+            if member in checked:
+                continue
+            checked.add(member)
+            why = member_problem(path, rel, seed, stack.id if stack else "-")
+            if why:
+                why_by_path[member] = why
+    problems: list[tuple[PlanEntry | None, str]] = []
     for entry in entries:
         path = plan.run_path(entry)
-        if path is not None and path.resolve() in gone:
-            problems.append((entry, gone.pop(path.resolve())))
-    problems += [(None, why) for why in gone.values()]
-    return problems
+        if path is not None and path.resolve() in why_by_path:
+            problems.append((entry, why_by_path.pop(path.resolve())))
+    return problems + [(None, why) for why in why_by_path.values()]

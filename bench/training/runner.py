@@ -33,8 +33,8 @@ from bench.metrics.evaluator import Evaluator
 from bench.record import RunRecord, StackInfo, read_record
 from bench.registry import Entry
 from bench.stop import StopRequest
-from bench.runfolder import DAMAGED_HINT, mark_ended, set_aside
-from bench.storage import check_folder, folder_lock, lock_holder, verify_torch
+from bench.runfolder import DAMAGED_HINT, mark_ended, member_problem, set_aside
+from bench.storage import check_folder, check_not_held, folder_lock
 from bench.training.checks import build_for_run
 from bench.training.cuda_graphs import StepGraph
 from bench.training.flops import measure_flops
@@ -249,9 +249,7 @@ def check_resumable(run_dir: Path, record: RunRecord) -> None:
     Raises:
         UsageError: one line saying why, and what to do.
     """
-    holder = lock_holder(run_dir)
-    if holder is not None:
-        raise UsageError(f"{run_dir} is in use by {holder}; wait for it to end, or stop it")
+    check_not_held(run_dir)
     if (run_dir / CHECKPOINT).is_file():
         return
     again = f"start it again with: python -m bench run --arch {record.arch} --seed {record.seed}"
@@ -275,7 +273,7 @@ def stack_members(run_dir: Path, record: RunRecord, skip_damaged: bool = False) 
     members = []
     for seed, rel in zip(record.stack.seeds, record.stack.runs, strict=False):
         path = run_dir.parent / rel
-        why = _member_problem(run_dir, path, rel, seed, record.stack.id)
+        why = member_problem(run_dir, rel, seed, record.stack.id)
         if why:
             if not skip_damaged:
                 raise UsageError(f"{why}; seed {seed} {DAMAGED_HINT}")
@@ -291,18 +289,3 @@ def stack_members(run_dir: Path, record: RunRecord, skip_damaged: bool = False) 
     if not members:
         raise UsageError(f"no seed of stack {record.stack.id} has a {CHECKPOINT} to resume from")
     return members
-
-
-def _member_problem(run_dir: Path, path: Path, rel: str, seed: int, stack_id: str) -> str | None:
-    """Why stack member ``path`` cannot resume with its stack (missing, or a damaged checkpoint), or None.
-
-    Raises:
-        UsageError: run.json names a member outside the folder that holds ``run_dir``, or the member holds a link.
-    """
-    if Path(rel).name != rel or rel in ("", ".", ".."):
-        raise UsageError(f"{run_dir}: {RUN_JSON} names stack member {rel!r}, outside the folder that holds "
-                         "the run; gan-bench writes only inside the folders you name and changed nothing")
-    if not path.is_dir():
-        return f"seed {seed}'s run folder {path} of stack {stack_id} is missing"
-    check_folder(path)
-    return verify_torch(path / CHECKPOINT) if (path / CHECKPOINT).is_file() else None
