@@ -64,12 +64,13 @@ def choose(settings: Mapping[str, Any], archs: list[str], runs: int, free: int) 
         why = "one run" if runs < 2 else "one free CPU"
         return Choice(1, free, f"one at a time with {free} thread(s): {why}")
     start = time.perf_counter()
-    alone = {arch: measure(settings, arch, free, all_threads_only=True) for arch in archs}
+    probes = {arch: Probe(settings, arch, free) for arch in archs}
+    alone = {arch: probe.costs() for arch, probe in probes.items()}
     short = too_short(settings, alone, runs, free, IMPORTS_S + max(c.data_s for c in alone.values()))
     if short:
         return Choice(1, free, f"one at a time with {free} threads: {short} (measured in "
                                f"{time.perf_counter() - start:.1f}s)")
-    costs = {arch: measure(settings, arch, free) for arch in archs}
+    costs = {arch: probe.costs(full=True) for arch, probe in probes.items()}
     data_s = max(c.data_s for c in costs.values())
     quick = decide(settings, costs, runs, free, IMPORTS_S + data_s, time.perf_counter() - start)
     if quick.jobs == 1:
@@ -160,34 +161,48 @@ def decide(settings: Mapping[str, Any], costs: dict[str, StepCosts], runs: int, 
     return Choice(1, free, f"one at a time with {free} threads: {measured}")
 
 
-def measure(settings: Mapping[str, Any], arch: str, threads: int, all_threads_only: bool = False) -> StepCosts:
-    """``arch``'s median step with ``threads`` threads, with 1, and with 1 beside ``threads - 1`` copies of it."""
-    cfg = RunConfig.from_settings(settings, arch="-")
-    device = torch.device("cpu")
-    previous = torch.get_num_threads()
-    images: dict[int, torch.Tensor] = {}
-    try:
+class Probe:
+    """One architecture built as a run of the plan is, its steps timed on this CPU: with ``threads`` threads at
+    once (on creation), then, if asked, with 1 thread alone and with 1 beside ``threads - 1`` copies of it."""
+
+    def __init__(self, settings: Mapping[str, Any], arch: str, threads: int):
+        self.cfg = RunConfig.from_settings(settings, arch="-")
+        self.arch, self.threads = arch, threads
+        self.images: dict[int, torch.Tensor] = {}
         start = time.perf_counter()
-        lead = build_contender(arch, cfg, device, images)
-        data_s = time.perf_counter() - start
+        self.lead = build_contender(arch, self.cfg, torch.device("cpu"), self.images)
+        self.data_s = time.perf_counter() - start
+        (self.all_threads_ms,) = self._timed(threads, [self.lead])
+
+    def costs(self, full: bool = False) -> StepCosts:
+        """The measured costs; without ``full`` only the all-thread step (the others NaN)."""
+        one = beside = math.nan
+        if full:
+            (one,) = self._timed(1, [self.lead])
+            copies = [self.lead] + [build_contender(self.arch, self.cfg, torch.device("cpu"), self.images)
+                                    for _ in range(self.threads - 1)]
+            beside = Stats.of(self._timed(1, copies)).median
+        return StepCosts(self.all_threads_ms, one, beside, self.lead.sampler.batches_per_epoch, self.data_s)
+
+    @staticmethod
+    def _timed(threads: int, contenders: list[Any]) -> list[float]:
+        """Each contender's median step with ``threads`` torch threads, the contenders stepping at once."""
+        previous = torch.get_num_threads()
         torch.set_num_threads(threads)
-        all_threads = _median_step(lead)
-        if all_threads_only:
-            return StepCosts(all_threads, math.nan, math.nan, lead.sampler.batches_per_epoch, data_s)
-        torch.set_num_threads(1)
-        one = _median_step(lead)
-        copies = [lead] + [build_contender(arch, cfg, device, images) for _ in range(threads - 1)]
-        times: list[list[float]] = [[] for _ in copies]
-        workers = [threading.Thread(target=lambda c=c, t=t: t.append(_median_step(c))) for c, t in zip(copies, times,
-                                                                                                       strict=True)]
-        for w in workers:
-            w.start()
-        for w in workers:
-            w.join()
-        beside = Stats.of([t[0] for t in times]).median
-    finally:
-        torch.set_num_threads(previous)
-    return StepCosts(all_threads, one, beside, lead.sampler.batches_per_epoch, data_s)
+        medians: list[list[float]] = [[] for _ in contenders]
+        try:
+            if len(contenders) == 1:
+                medians[0].append(_median_step(contenders[0]))
+            else:
+                workers = [threading.Thread(target=lambda c=c, m=m: m.append(_median_step(c)))
+                           for c, m in zip(contenders, medians, strict=True)]
+                for w in workers:
+                    w.start()
+                for w in workers:
+                    w.join()
+        finally:
+            torch.set_num_threads(previous)
+        return [m[0] for m in medians]
 
 
 def _median_step(c: Any) -> float:
