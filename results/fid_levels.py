@@ -17,7 +17,11 @@ the mean classifier score (10 at best), which is what "recognizably digits" is r
 
     python results/fid_levels.py RUN_OR_COMPARE_DIR... --out results/README-fid-levels
 
-writes the figure (PNG, PDF) and a JSON of the numbers beside it.
+writes the figure (PNG, PDF) and a JSON of the numbers beside it. The generators are needed once:
+
+    python results/fid_levels.py RUN_OR_COMPARE_DIR... --out results/README-fid-levels --redraw
+
+draws the figure again from that JSON and the run folders' sample grids alone.
 """
 
 from __future__ import annotations
@@ -94,51 +98,64 @@ def run_folders(paths: list[str]) -> list[Path]:
     return [run.path for run in load_runs(paths) if (run.path / GENERATOR).is_file()]
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("paths", nargs="+")
-    parser.add_argument("--out", required=True, help="path without extension for the figure and the JSON")
-    args = parser.parse_args(argv)
+def measure(paths: list[str]) -> dict:
+    """The numbers of the JSON: the test images' reference, every run's row in order of FID, the bands, the target."""
     torch.manual_seed(0)
     cpu = torch.device("cpu")
     model = load_classifier(cpu)
     test, _ = load_mnist("test")
     reference = confidence(model, to_model_range(test[:N_IMAGES], 28))
     rows, evaluations = [], []
-    for folder in run_folders(args.paths):
+    for folder in run_folders(paths):
         record, gan = load_trained(folder, default_registry().load, cpu)
         if record.metrics is None:
             continue
         evaluations += record.evaluations
         z = gan.sample_latent(N_IMAGES, torch.Generator().manual_seed(0))
         rows.append({"run": folder.name, "arch": record.arch, "seed": record.seed, "fid": record.metrics.fid,
-                     "steps": record.steps, **confidence(model, gan.generate(z)), "samples": str(folder / SAMPLES)})
+                     "steps": record.steps, **confidence(model, gan.generate(z))})
     rows.sort(key=lambda r: r["fid"])
-    out = Path(args.out)
-    table = bands(evaluations)
-    target = proposed_target(rows)
-    plain = [{k: v for k, v in r.items() if k != "samples"} for r in rows]
-    out.with_suffix(".json").write_text(json.dumps({"reference_test_images": reference, "runs": plain,
-                                                    "fid_bands": table, "proposed_target": target}, indent=1))
+    return {"reference_test_images": reference, "runs": rows, "fid_bands": bands(evaluations),
+            "proposed_target": proposed_target(rows)}
+
+
+def draw(levels: dict, samples: dict[str, Path], out: Path) -> None:
+    """Every run's final sample grid (``samples``: by run folder name) in order of FID, labelled, as PNG and PDF."""
+    rows, reference = levels["runs"], levels["reference_test_images"]
     cols = 6
     lines = (len(rows) + cols - 1) // cols
-    fig, axes = plt.subplots(lines, cols, figsize=(2.0 * cols, 2.3 * lines), squeeze=False)
+    fig, axes = plt.subplots(lines, cols, figsize=(2.0 * cols, 2.3 * lines + 0.6), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, r in zip(axes.flat, rows, strict=False):
-        ax.imshow(matplotlib.image.imread(r["samples"]), cmap="gray")
+        ax.imshow(matplotlib.image.imread(samples[r["run"]]), cmap="gray")
         ax.set_title(f"{r['arch']} s{r['seed']}: FID {r['fid']:.0f}\n{r['digits']} digits, {r['share_sure']:.0%} sure, "
                      f"conf. {r['mean_top_probability']:.2f}", fontsize=8)
     fig.suptitle(f"Final samples in order of FID.\nOver {N_IMAGES:,} generated images: the digits the classifier "
                  f"sees, the share it is {SURE:.0%} sure of, its mean top-class probability (MNIST test images: "
                  f"10 digits, {reference['share_sure']:.0%} sure, conf. {reference['mean_top_probability']:.3f})",
                  fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.6 / fig.get_figheight()))  # the title's two lines above the first row
     for ext in (".png", ".pdf"):
-        fig.savefig(out.with_suffix(ext), dpi=200, metadata={"CreationDate": None} if ext == ".pdf" else None)
-    print(f"proposed FID target: {target}")
+        fig.savefig(out.with_suffix(ext), dpi=150, metadata={"CreationDate": None} if ext == ".pdf" else None)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("paths", nargs="+")
+    parser.add_argument("--out", required=True, help="path without extension for the figure and the JSON")
+    parser.add_argument("--redraw", action="store_true", help="draw the figure again from the JSON at --out")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    if args.redraw:
+        levels = json.loads(out.with_suffix(".json").read_text())
+    else:
+        levels = measure(args.paths)
+        out.with_suffix(".json").write_text(json.dumps(levels, indent=1))
+    draw(levels, {run.path.name: run.path / SAMPLES for run in load_runs(args.paths)}, out)
+    print(f"proposed FID target: {levels['proposed_target']}")
     print("| FID | evaluations | fewest digits | mean digits | mean classifier score |\n|---|---|---|---|---|")
-    for b in table:
+    for b in levels["fid_bands"]:
         print(f"| {b['fid_from']}-{b['fid_to']} | {b['evaluations']} | {b['fewest_digits']} | {b['mean_digits']:.1f} "
               f"| {b['mean_classifier_score']:.2f} |")
     return 0
