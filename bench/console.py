@@ -89,7 +89,8 @@ class TrainingProgress:
         self.total_steps = total_steps
         self.time_budget = time_budget
         self.live = err.is_terminal
-        self.fields = {"d": float("nan"), "g": float("nan"), "ips": float("nan")}
+        # "-" until the first losses are known: a NaN there reads as a divergence
+        self.fields = {"d": "-", "g": "-", "ips": "-"}
         self._last_line = 0.0
         self._last_step = -1
         self._progress: Progress | None = None
@@ -103,7 +104,7 @@ class TrainingProgress:
                 BarColumn(),
                 MofNCompleteColumn() if self.total_steps is not None else TextColumn("{task.fields[steps]} steps"),
                 TimeRemainingColumn(),
-                TextColumn("D {task.fields[d]:.3f}  G {task.fields[g]:.3f}  {task.fields[ips]:,.0f} img/s"),
+                TextColumn("D {task.fields[d]}  G {task.fields[g]}  {task.fields[ips]} img/s"),
                 console=err,
                 refresh_per_second=4,
                 transient=False,
@@ -118,7 +119,7 @@ class TrainingProgress:
 
     def update(self, step: int, elapsed: float, **fields: float) -> None:
         """Record that ``step`` batches are done after ``elapsed`` training seconds."""
-        self.fields.update(fields)
+        self.fields.update({k: f"{v:,.0f}" if k == "ips" else f"{v:.3f}" for k, v in fields.items()})
         if self._progress is not None:
             completed = step if self.total_steps is not None else min(elapsed, self.time_budget or 0.0)
             self._progress.update(self._task, completed=completed, steps=step, **self.fields)
@@ -139,7 +140,7 @@ class TrainingProgress:
             left = max(0.0, (self.time_budget or 0.0) - elapsed)
         f = self.fields
         err.print(
-            f"{self.arch}: {where}  D {f['d']:.3f}  G {f['g']:.3f}  {f['ips']:,.0f} img/s  "
+            f"{self.arch}: {where}  D {f['d']}  G {f['g']}  {f['ips']} img/s  "
             f"elapsed {elapsed:.0f}s  left ~{left:.0f}s",
             soft_wrap=True,
         )

@@ -21,7 +21,7 @@ from bench.record import Contention, Metrics, RunRecord
 from bench.report.aggregate import (
     SCALE, FlatProtocol, Group, Row, RowPair, TimeToQuality, differences_text, evaluation_settings, setting_text,
 )
-from bench.stats import ALPHA, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, Stats, seeds_needed
+from bench.stats import ALPHA, MIN_INTERVAL_SEEDS, Stats, finite, seeds_needed
 
 if TYPE_CHECKING:  # for annotations only: listing architectures needs no torch here
     from bench.registry import Loaded
@@ -157,7 +157,10 @@ def comparison_title(index: int, group: Group) -> str:
 
 
 #: Columns the terminal leaves out to fit a screen (the report files keep them; ``--columns`` chooses).
-TERSE_OMITS = frozenset({"params", "flops", "classifier_score", "ttq_s", "ttq_batches", "fid_ci"})
+TERSE_OMITS = frozenset({"params", "flops", "classifier_score", "ttq_s", "ttq_batches"})
+#: The columns a terminal too narrow for the whole table shows first, together; the others follow in tables of
+#: their own, each led by the architecture, so no number is ever broken across lines.
+FIRST_COLUMNS = ("arch", "hparams", "runs", "fid", "fid_ci", "ttq")
 #: Metric columns: the metric each shows and the factor it is shown at. Each has a ``<key>_ci`` column too.
 _METRIC_COLUMNS = {"fid": ("fid", 1.0), "kid": ("kid", 1e3), "precision": ("precision", 1.0),
                    "recall": ("recall", 1.0), "modes": ("modes_covered", 1.0),
@@ -260,7 +263,7 @@ def mean_text(stat: Stats, digits: int | None = None) -> str:
 
 
 def ci_text(stat: Stats, scale: float = 1.0, digits: int | None = None) -> str:
-    """``[low, high]``: the bootstrap confidence interval of the mean of ``stat`` times ``scale``, or ``-``."""
+    """``[low, high]``: the confidence interval of the mean of ``stat`` times ``scale``, or ``-``."""
     if stat.ci_low is None or stat.ci_high is None:
         return "-"
     return f"[{number(stat.ci_low * scale, digits)}, {number(stat.ci_high * scale, digits)}]"
@@ -364,6 +367,17 @@ def reference_text(label: str, ref: Metrics) -> str:
     return f"reference {label}: {', '.join(parts)}"
 
 
+def highlight_text(group: Group) -> str:
+    """Which FID is in bold and why, or why none is: bold is a tested claim, never the lowest mean alone."""
+    best = next((row for row in group.rows if row.best), None)
+    if best is not None:
+        return (f"in bold the FID of {row_label(group, best)}, which the pairwise tests find better than every "
+                "other row's")
+    if sum(1 for row in group.rows if finite(row.fids)) < 2:
+        return "no FID in bold: one row, nothing to test it against"
+    return f"no FID in bold: no row's FID is better than every other row's by the pairwise tests (p (Holm) < {ALPHA:g})"
+
+
 def comparison_notes(group: Group) -> list[str]:
     """The lines printed under a comparison table: mixed settings, reference points, legend, timing and contention."""
     notes = []
@@ -379,15 +393,20 @@ def comparison_notes(group: Group) -> list[str]:
                     if side != 28 else "")
                 notes.append(reference_text(label + at, ref))
     notes.append(
-        f"FID and KID: mean ± sample std over seeds, on MNIST-classifier features; best FID highlighted. "
+        f"FID and KID: mean ± sample std over seeds, on MNIST-classifier features; {highlight_text(group)}. "
         f"Time to quality: training seconds and batches until FID first fell below {fmt(float(group.fid_target))} "
-        f"(median over the seeds that reached it)."
+        f"(the first evaluation below it of the median seed among those that reached it; the lower middle seed of an "
+        f"even count, so it is an evaluation a run made)."
     )
     notes.append(
-        f"95% CI (FID's in the report files, every metric's in CSV and JSON): percentile bootstrap of the mean over "
-        f"seeds ({BOOTSTRAP_RESAMPLES:,} resamples, generator seed {BOOTSTRAP_SEED}, so the same runs give the same "
-        f"interval; '-' under 2 seeds)."
+        f"95% CI (FID's in the report files, every metric's in CSV and JSON): Student t interval of the mean over "
+        f"seeds, which covers 95% for normal data at any number of seeds (the percentile bootstrap: 84-87% at 5 or "
+        f"6); '-' under {MIN_INTERVAL_SEEDS} seeds, where it would span more than 12 standard errors."
     )
+    if not group.by_hparams and len(group.rows) > 1:
+        notes.append("Each architecture trained at one hyperparameter setting (run.json's config.hparams: its "
+                     "defaults unless --set changed them), so this ranking holds for those settings, not for each "
+                     "architecture at its best; bench sweep compares settings.")
     return notes + timing_notes(group)
 
 
@@ -436,6 +455,7 @@ def timing_notes(group: Group) -> list[str]:
 PAIRS_TITLE = "Pairwise tests on FID"
 #: The columns of the pairwise tests as ``(key, header, numeric)``.
 PAIR_COLUMNS = (("a", "A", False), ("b", "B", False), ("seeds", "seeds", True), ("a_beats_b", "P(A beats B)", True),
+                ("a_beats_b_ci", "95% CI", True),
                 ("p", "p", True), ("p_holm", "p (Holm)", True), ("verdict", "verdict", False))
 
 
@@ -452,8 +472,9 @@ def pair_cells(group: Group, pair: RowPair, digits: int | None = None) -> list[s
     """The cells of one pairwise test, matching ``PAIR_COLUMNS``."""
     test = pair.test
     return [row_label(group, pair.a), row_label(group, pair.b), f"{test.n_a} vs {test.n_b}",
-            number(test.a_beats_b, digits, 2), number(test.p, digits, 2), number(test.p_holm, digits, 2),
-            verdict_text(group, pair)]
+            number(test.a_beats_b, digits, 2),
+            f"[{number(test.a_beats_b_low, digits, 2)}, {number(test.a_beats_b_high, digits, 2)}]",
+            number(test.p, digits, 2), number(test.p_holm, digits, 2), verdict_text(group, pair)]
 
 
 def pair_notes(group: Group) -> list[str]:
@@ -461,7 +482,8 @@ def pair_notes(group: Group) -> list[str]:
     m = len(group.pairs)
     notes = [
         f"P(A beats B): the share of seed pairs in which A's final FID is lower (ties count half; 0.5: no "
-        f"tendency). p: two-sided Mann-Whitney U test (exact for small samples without ties); p (Holm): corrected "
+        f"tendency), with its 95% CI (Newcombe's score interval, method 5, which keeps a width at 0 and 1). p: "
+        f"two-sided Mann-Whitney U test (exact for small samples without ties); p (Holm): corrected "
         f"with Holm's step-down method over the {m} pair(s) of this table. A verdict needs p (Holm) < "
         f"{ALPHA:g}; “not distinguishable” says these seeds cannot tell the two apart, not that they are equal."
     ]
@@ -484,7 +506,7 @@ def _pairs_table(group: Group, digits: int | None = None) -> Table:
     table = Table(title=PAIRS_TITLE, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     for key, header, numeric in PAIR_COLUMNS:
         table.add_column(header, justify="right" if numeric else "left", overflow="fold",
-                         no_wrap=key in ("a", "b", "seeds"))
+                         no_wrap=numeric or key in ("a", "b"))
     for pair in group.pairs:
         cells = [Text(text) for text in pair_cells(group, pair, digits)]  # plain text: a name is not markup
         table.add_row(*cells, style="bold" if pair.test.winner is not None else None)
@@ -497,20 +519,27 @@ def print_comparison(groups: list[Group], columns: Sequence[str] | None = None, 
     from rich.text import Text
 
     for index, group in enumerate(groups, 1):
-        table = Table(title=Text(comparison_title(index, group)), title_justify="left", box=box.SIMPLE_HEAD,
-                      pad_edge=False)
         cols = comparison_columns(group, terse=True, columns=columns)
-        for key, header, numeric in cols:  # names, statuses and the scores stay whole
-            table.add_column(header, justify="right" if numeric else "left", overflow="fold",
-                             no_wrap=key in ("arch", "status", "fid", "kid", "step_ms"))
         keys = [key for key, _, _ in cols]
+        rows = []
         for row in group.rows:
             cells = [Text(text, style="bold" if best else "")
                      for text, best in comparison_cells(group, row, terse=True, columns=columns, digits=digits)]
             if row.diverged and "status" in keys:
                 cells[keys.index("status")].stylize("red")
-            table.add_row(*cells)
-        console.out.print(table)
+            rows.append(cells)
+        widths = [max([len(header), *(cell.cell_len for cell in (r[i] for r in rows))]) for i, (_, header, _) in
+                  enumerate(cols)]
+        for part, shown in enumerate(_parts(keys, widths, console.out.width)):
+            title = comparison_title(index, group) + ("" if part == 0 else " (continued)")
+            table = Table(title=Text(title), title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+            for i in shown:  # numbers, names and statuses stay whole; a part is narrow enough for them
+                key, header, numeric = cols[i]
+                table.add_column(header, justify="right" if numeric else "left", overflow="fold",
+                                 no_wrap=numeric or key in ("arch", "status"))
+            for cells in rows:
+                table.add_row(*(cells[i] for i in shown))
+            console.out.print(table)
         for line in comparison_notes(group):
             console.out.print(Text(line), soft_wrap=True)
         if group.pairs:
@@ -518,6 +547,26 @@ def print_comparison(groups: list[Group], columns: Sequence[str] | None = None, 
             for line in pair_notes(group):
                 console.out.print(Text(line), soft_wrap=True)
         console.out.print()
+
+
+def _parts(keys: list[str], widths: list[int], width: int) -> list[list[int]]:
+    """The column indices of each table a terminal ``width`` wide shows: all at once where they fit, else
+    :data:`FIRST_COLUMNS` first and the rest in as few tables as fit, each led by the first column."""
+    cost = [w + 2 for w in widths]  # a column's cells and the gap to the next
+    if sum(cost) <= width:
+        return [list(range(len(keys)))]
+    first = [i for i, key in enumerate(keys) if key in FIRST_COLUMNS] or [0]
+    parts, current = [first], [0]
+    for i in range(len(keys)):
+        if i in first:
+            continue
+        if len(current) > 1 and sum(cost[j] for j in current) + cost[i] > width:
+            parts.append(current)
+            current = [0]
+        current.append(i)
+    if len(current) > 1:
+        parts.append(current)
+    return parts
 
 
 # A plan's live table (bench sweep on Ray) ------------------------------------------------------

@@ -124,7 +124,8 @@ def draw(levels: dict, samples: dict[str, Path], out: Path) -> None:
     rows, reference = levels["runs"], levels["reference_test_images"]
     cols = 6
     lines = (len(rows) + cols - 1) // cols
-    fig, axes = plt.subplots(lines, cols, figsize=(2.0 * cols, 2.3 * lines + 0.6), squeeze=False)
+    # constrained layout keeps every panel's two-line title clear of the panel above it, and the suptitle above all
+    fig, axes = plt.subplots(lines, cols, figsize=(2.0 * cols, 2.5 * lines + 0.6), squeeze=False, layout="constrained")
     for ax in axes.flat:
         ax.axis("off")
     for ax, r in zip(axes.flat, rows, strict=False):
@@ -135,7 +136,6 @@ def draw(levels: dict, samples: dict[str, Path], out: Path) -> None:
                  f"sees, the share it is {SURE:.0%} sure of, its mean top-class probability (MNIST test images: "
                  f"10 digits, {reference['share_sure']:.0%} sure, conf. {reference['mean_top_probability']:.3f})",
                  fontsize=9)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.6 / fig.get_figheight()))  # the title's two lines above the first row
     for ext in (".png", ".pdf"):
         fig.savefig(out.with_suffix(ext), dpi=150, metadata={"CreationDate": None} if ext == ".pdf" else None)
 

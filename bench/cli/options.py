@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 
 from bench import console
 from bench.config import (
-    DEFAULT_FID_TARGET, MAX_BUDGET, MAX_EVAL_SAMPLES, MAX_SEEDS, MAX_THREADS, PER_RUN_KEYS, SEED_LIMIT, RunConfig,
+    DEFAULT_FID_TARGETS, MAX_BUDGET, MAX_EVAL_SAMPLES, MAX_SEEDS, MAX_THREADS, PER_RUN_KEYS, SEED_LIMIT, RunConfig,
 )
 from bench.errors import UsageError
 from bench.plans.backends import DEFAULT_STACK_SIZE, INSTALL_HINT, RayBackend
@@ -75,6 +75,16 @@ def parse_assignment(text: str) -> tuple[str, str]:
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
     return key.strip(), value.strip()
+
+
+def hparam_overrides(assignments: list[tuple[str, str]]) -> dict[str, str]:
+    """The ``--set`` assignments as a dict; a key given twice is refused rather than the last silently winning."""
+    overrides: dict[str, str] = {}
+    for key, value in assignments:
+        if key in overrides:
+            raise UsageError(f"--set {key} is given twice ({key}={overrides[key]} and {key}={value}); give it once")
+        overrides[key] = value
+    return overrides
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -239,8 +249,9 @@ def check_parallel_options(args: argparse.Namespace) -> None:
 
 
 def add_fid_target(p: argparse.ArgumentParser, help: str = "FID for time-to-quality") -> None:
-    p.add_argument("--fid-target", type=positive_float, default=DEFAULT_FID_TARGET, metavar="FID",
-                   help=f"{help} (default {DEFAULT_FID_TARGET:g})")
+    scales = ", ".join(f"{target:g} at {side}x{side}" for side, target in DEFAULT_FID_TARGETS.items())
+    p.add_argument("--fid-target", type=positive_float, metavar="FID",
+                   help=f"{help} (default: the evaluation scale's, {scales})")
 
 
 def run_config(args: argparse.Namespace, arch: str) -> RunConfig:
@@ -254,7 +265,7 @@ def run_config(args: argparse.Namespace, arch: str) -> RunConfig:
         train_subset=args.train_subset, data_dir=args.data_dir, eval=args.eval,
         eval_every=int(every[1]) if every and every[0] == "steps" else None,
         eval_every_s=every[1] if every and every[0] == "seconds" else None,
-        eval_samples=args.eval_samples, checkpoint_every=args.checkpoint_every, hparams=dict(args.hparams),
+        eval_samples=args.eval_samples, checkpoint_every=args.checkpoint_every, hparams=hparam_overrides(args.hparams),
         eval_scale=args.eval_scale,
     )
 

@@ -74,9 +74,10 @@ def intro_text(path: str) -> str:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("paths", nargs="+", metavar="PATH",
                    help="run folders, or folders holding run folders (searched recursively)")
-    p.add_argument("--format", choices=tuple(FORMATS), default="md", help="output format (default md)")
+    p.add_argument("--format", choices=tuple(FORMATS),
+                   help="output format (default: md with --out; without --out, tables sized for the terminal)")
     p.add_argument("--out", metavar="FILE",
-                   help="write the table here, figures beside it (default: print the table to stdout, no figures)")
+                   help="write the table here, figures beside it (default: print it to stdout, no figures)")
     add_fid_target(p, "FID a run must fall below to count as reaching quality")
     mixing = p.add_mutually_exclusive_group()
     mixing.add_argument("--allow-mixed", action="store_true",

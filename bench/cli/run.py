@@ -10,7 +10,6 @@ from bench.cli.options import (
     add_parallel_options, add_resume_options, add_training_options, check_parallel_options, check_resume_options,
     parse_seeds, plan_settings, refuse_with_resume, run_config,
 )
-from bench.config import DEFAULT_FID_TARGET
 from bench.errors import UsageError
 from bench.layout import PLAN, Status
 from bench.plans.comparison import run_comparison
@@ -50,9 +49,10 @@ def run(args: argparse.Namespace) -> int:
     if args.resume:
         refuse_with_resume(args, "run", arch=bool(args.arch))
         if (Path(args.resume) / PLAN).is_file():  # a comparison folder, e.g. of `run --seeds`: its every run
+            args.written = Path(args.resume)  # what bench.api loads and returns
             status = run_comparison(Plan.load(args.resume), None, args.stop, timing_rounds=0,
                                     skip_damaged=args.skip_damaged)
-            print_plan_results(Path(args.resume), DEFAULT_FID_TARGET)
+            print_plan_results(Path(args.resume))
             return status
         check_folder(args.resume)  # before run.json is read: it may be a link to a file elsewhere
         if read_record(args.resume).status is Status.COMPLETED:
@@ -66,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
         runner = Runner(run_config(args, args.arch), registry.load(args.arch), stop=args.stop,
                         entry=registry.entry(args.arch))
     runner.train()
+    args.written = runner.run.dir  # the folder is made when training starts; what bench.api loads and returns
     for run, record in zip(runner.runs, runner.records, strict=True):  # a resumed stack: each of its seeds
         tables.print_run(record, run.dir)
     if runner.run.stop_signal is not None:
@@ -88,6 +89,7 @@ def _seeds(args: argparse.Namespace) -> int:
     common_scale(settings, args.arch)
     check_plan(settings, [PlanEntry(arch=args.arch[0], seed=s) for s in args.seeds])
     plan = Plan.create(args.out, PlanKind.COMPARE, args.arch, args.seeds, settings, command=args.argv)
+    args.written = plan.folder
     status = run_comparison(plan, args.jobs, args.stop, timing_rounds=0)
-    print_plan_results(plan.folder, DEFAULT_FID_TARGET)
+    print_plan_results(plan.folder)
     return status

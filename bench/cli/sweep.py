@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     return status
 
 
-def _print_results(plan: Plan, fid_target: float) -> None:
+def _print_results(plan: Plan, fid_target: float | None) -> None:
     """The table with one row per point, and the best point of every architecture."""
     groups = print_plan_results(plan.folder, fid_target, by_hparams=True)
     for group, best in zip(groups, best_per_arch(groups), strict=True):

@@ -21,7 +21,7 @@ from bench.errors import UsageError
 from bench.metrics.classifier import IMAGE_SIZE
 
 INCEPTION_HELP = (
-    "the Inception FID needs torch-fidelity (pip install -e \".[inception]\") and the Inception-v3 weights "
+    "the Inception FID needs torch-fidelity (pip install \"gan-bench[inception]\") and the Inception-v3 weights "
     "(pt_inception-2015-12-05, as weights-inception-2015-12-05-6726825d.pth from the torch-fidelity v0.2.0 "
     "GitHub release) passed as --inception-weights PATH; nothing is downloaded automatically"
 )

@@ -30,7 +30,7 @@ from bench.plans.plan import Outcome, PlanEntry
 from bench.stop import StopRequest
 from bench.storage import make_run_dir, make_unique_dir, write_bytes
 
-INSTALL_HINT = 'pip install -e ".[ray]" (or: pip install "ray>=2.9")'
+INSTALL_HINT = 'pip install "gan-bench[ray]" (from a checkout: pip install -e ".[ray]")'
 #: How long an interrupted Ray plan waits for its running tasks to checkpoint.
 STOP_GRACE_S = 120.0
 

@@ -23,14 +23,14 @@ from pathlib import Path
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple, TypeVar
 
-from bench.config import DEFAULT_FID_TARGET
+from bench.config import default_fid_target
 from bench.console import fmt
 from bench.errors import UsageError
 from bench.layout import RUN_JSON, Status
 from bench.plans.steptimes import FILE as STEP_TIMES, StepTimes
 from bench.runfolder import as_ended
 from bench.record import METRIC_NAMES, Evaluation, Metrics, RunRecord, read_record
-from bench.stats import PairTest, Stats, pairwise_lower_is_better
+from bench.stats import PairTest, Stats, finite, pairwise_lower_is_better
 
 T = TypeVar("T")
 
@@ -202,7 +202,8 @@ def load_runs(paths: Sequence[str | os.PathLike] | str | os.PathLike) -> list[Lo
 
 @dataclass(frozen=True)
 class TimeToQuality:
-    """When the runs of a row first reached FID below ``target``: medians over the runs that did."""
+    """When the runs of a row first reached FID below ``target``: the evaluation of the median run among those
+    that did (the lower middle one of an even count), its batches and training seconds."""
 
     target: float
     reached: int
@@ -220,17 +221,13 @@ def time_to_quality(evaluations: Iterable[Evaluation], target: float) -> tuple[i
     return None
 
 
-def _whole(value: float | None) -> float | None:
-    """Batches are counted in whole numbers; a median of an even count can fall between two."""
-    return int(value) if value is not None and value.is_integer() else value
-
-
 def _time_to_quality(runs: list[LoadedRun], target: float) -> TimeToQuality:
     logged = [r for r in runs if any(is_finite(e.fid) for e in r.evaluations)]
-    hits = [hit for hit in (time_to_quality(r.evaluations, target) for r in logged) if hit is not None]
-    return TimeToQuality(target=target, reached=len(hits), runs=len(logged),
-                         step=_whole(Stats.of(step for step, _ in hits).median),
-                         wall_s=Stats.of(wall for _, wall in hits).median)
+    hits = sorted(hit for hit in (time_to_quality(r.evaluations, target) for r in logged) if hit is not None)
+    # The median seed's evaluation, the lower middle one of an even count: an evaluation a run made, never a
+    # point between two seeds' evaluations that no run was scored at.
+    step, wall_s = hits[(len(hits) - 1) // 2] if hits else (None, None)
+    return TimeToQuality(target=target, reached=len(hits), runs=len(logged), step=step, wall_s=wall_s)
 
 
 @dataclass
@@ -430,7 +427,9 @@ def _mixed_parts(runs: list[LoadedRun]) -> list[_Part]:
     return parts
 
 
-def _group(part: _Part, fid_target: float, by_hparams: bool) -> Group:
+def _group(part: _Part, fid_target: float | None, by_hparams: bool) -> Group:
+    if fid_target is None:  # the scale's own target; a table mixing scales (--allow-mixed) takes 28x28's
+        fid_target = default_fid_target(part.protocol.get(EVAL_PREFIX + SCALE))
     members = sorted(part.runs, key=lambda r: str(r.path))
     rows: dict[tuple[str, str], list[LoadedRun]] = {}
     for run in members:
@@ -495,7 +494,7 @@ def _attach_side_by_side(group: Group) -> None:
 
 def group_runs(
     runs: list[LoadedRun],
-    fid_target: float = DEFAULT_FID_TARGET,
+    fid_target: float | None = None,
     *,
     allow_mixed: bool = False,
     require_single_protocol: bool = False,
@@ -503,8 +502,9 @@ def group_runs(
 ) -> list[Group]:
     """Group runs by device and protocol, one row per architecture (and per hparams point with ``by_hparams``).
 
-    Runs whose protocols differ land in separate groups; ``allow_mixed`` puts each device's
-    runs in one group and records the differing settings in ``Group.mixed``;
+    ``fid_target`` is the time-to-quality target; None gives each group its evaluation scale's default
+    (:func:`bench.config.default_fid_target`). Runs whose protocols differ land in separate groups;
+    ``allow_mixed`` puts each device's runs in one group and records the differing settings in ``Group.mixed``;
     ``require_single_protocol`` refuses runs of more than one protocol.
 
     Raises:
@@ -535,9 +535,19 @@ def _fid(row: Row) -> float:
 def _mark_best(group: Group) -> None:
     for row in group.rows:
         row.best = False
-    scored = [row for row in group.rows if row.metrics["fid"].mean is not None]
-    if scored:
-        min(scored, key=_fid).best = True
+    best = tested_best(group)
+    if best is not None:
+        best.best = True
+
+
+def tested_best(group: Group) -> Row | None:
+    """The row whose final FID beats every other scored row's by the pairwise tests (Holm-corrected), if one does."""
+    scored = sum(1 for row in group.rows if finite(row.fids))
+    for row in group.rows:
+        won = [pair for pair in group.pairs if pair.test.winner is not None and group.rows[pair.test.winner] is row]
+        if scored > 1 and len(won) == scored - 1:
+            return row
+    return None
 
 
 def best_per_arch(groups: list[Group]) -> list[Group]:

@@ -111,27 +111,34 @@ def _mean_curve(curves: list[Curve]) -> tuple[list[int], list[tuple[float, ...]]
     return steps, means
 
 
+#: Panels per line of the losses figure.
+LOSS_PANELS_ACROSS = 3
+
+
 def losses_figure(lines: list[Line], path: Path) -> Path | None:
-    """D and G losses of every row (mean over seeds) side by side; None when no run logged losses."""
+    """D and G losses of every row (mean over seeds), one panel per row with its own y-axis: the rows' losses
+    differ in kind (cross-entropy, least squares, Wasserstein estimates, hinge) and in scale, so one shared axis
+    would flatten most of them. None when no run logged losses."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(11, 4))
-    ax_d, ax_g = fig.subplots(1, 2, sharex=True)
-    drawn = False
-    for line in lines:
-        steps, means = _mean_curve([_read_losses(r) for r in line.row.runs])
-        if steps:
-            ax_d.plot(steps, [m[0] for m in means], label=line.label, color=line.color)
-            ax_g.plot(steps, [m[1] for m in means], label=line.label, color=line.color)
-            drawn = True
-    if not drawn:
+    curves = [(line, *_mean_curve([_read_losses(r) for r in line.row.runs])) for line in lines]
+    curves = [c for c in curves if c[1]]
+    if not curves:
         return None
-    for ax, name in ((ax_d, "D loss"), (ax_g, "G loss")):
+    across = min(LOSS_PANELS_ACROSS, len(curves))
+    down = math.ceil(len(curves) / across)
+    fig = Figure(figsize=(3.8 * across, 3.0 * down))
+    axes = list(fig.subplots(down, across, squeeze=False).flat)
+    for ax, (line, steps, means) in zip(axes, curves, strict=False):
+        ax.plot(steps, [m[0] for m in means], color=line.color, label=f"{line.label}: D")
+        ax.plot(steps, [m[1] for m in means], color=line.color, linestyle="--", label=f"{line.label}: G")
+        ax.set_title(f"{line.label} (mean over seeds)", fontsize=9)
         ax.set_xlabel("batches")
-        ax.set_ylabel(name)
-        ax.set_title(f"{name} (mean over seeds)")
+        ax.set_ylabel("loss, as the architecture defines it")
         ax.grid(alpha=0.3)
-    ax_g.legend(fontsize=8)
+        ax.legend(fontsize=7)
+    for ax in axes[len(curves):]:  # the panels left over in the last line
+        ax.axis("off")
     return _save(fig, path)
 
 
@@ -146,10 +153,10 @@ def _fid_curve(run: LoadedRun) -> Curve:
     }
 
 
-def _plot_fid(ax: Axes, lines: list[Line], by_time: bool) -> bool:
+def _plot_fid(ax: Axes, lines: list[Line], by_time: bool) -> list[float]:
     """One line per run: seeds under a time budget evaluate at different steps, so a mean over
-    seeds would keep only the final point. Seeds of one row share its colour."""
-    drawn = False
+    seeds would keep only the final point. Seeds of one row share its colour. Returns the FIDs drawn."""
+    drawn: list[float] = []
     for line in lines:
         curves = [c for c in (_fid_curve(r) for r in line.row.runs) if c]
         for i, curve in enumerate(curves):
@@ -158,23 +165,25 @@ def _plot_fid(ax: Axes, lines: list[Line], by_time: bool) -> bool:
             pts = [(x, curve[st][1]) for x, st in zip(xs, steps, strict=True) if curve[st][1] > 0 and math.isfinite(x)]
             ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", markersize=3, linewidth=1.2,
                     alpha=0.85, label=line.label if i == 0 else None, color=line.color)
-            drawn = True
+            drawn += [p[1] for p in pts]
     return drawn
 
 
-def _fid_figure(lines: list[Line], path: Path, fid_target: float, reference: float | None, by_time: bool,
+def _fid_figure(lines: list[Line], path: Path, fid_target: float | None, reference: float | None, by_time: bool,
                 ) -> Path | None:
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(7, 4.5))
     ax = fig.subplots()
-    if not _plot_fid(ax, lines, by_time):
+    fids = _plot_fid(ax, lines, by_time)
+    if not fids:
         return None
-    ax.axhline(fid_target, color="gray", linestyle="--", linewidth=1,
-               label=f"target FID {console.fmt(float(fid_target))}")
+    if fid_target is not None:
+        ax.axhline(fid_target, color="gray", linestyle="--", linewidth=1,
+                   label=f"target FID {console.fmt(float(fid_target))}")
     if reference is not None:
         ax.axhline(reference, color="green", linestyle=":", linewidth=1, label="train vs test")
-    ax.set_yscale("log")
+    ax.set_yscale(choose_scale(fids))  # the one rule of every FID axis
     ax.set_xlabel("training wall-clock time (s)" if by_time else "batches")
     ax.set_ylabel("FID (MNIST classifier features)")
     ax.set_title(f"FID against {'training time' if by_time else 'batches'} (one line per seed)")
@@ -183,16 +192,22 @@ def _fid_figure(lines: list[Line], path: Path, fid_target: float, reference: flo
     return _save(fig, path)
 
 
-def fid_vs_time_figure(lines: list[Line], path: Path, fid_target: float, reference: float | None = None,
+def fid_vs_time_figure(lines: list[Line], path: Path, fid_target: float | None, reference: float | None = None,
                        ) -> Path | None:
     """FID of every run against its training wall-clock time, the target (and train-vs-test reference) drawn."""
     return _fid_figure(lines, path, fid_target, reference, by_time=True)
 
 
-def fid_vs_batches_figure(lines: list[Line], path: Path, fid_target: float, reference: float | None = None,
+def fid_vs_batches_figure(lines: list[Line], path: Path, fid_target: float | None, reference: float | None = None,
                           ) -> Path | None:
     """FID of every run against its training batches, the target (and train-vs-test reference) drawn."""
     return _fid_figure(lines, path, fid_target, reference, by_time=False)
+
+
+def _common_target(groups: list[Group]) -> float | None:
+    """The time-to-quality target to draw: the groups' one target, or None where their scales give them two."""
+    targets = {float(group.fid_target) for group in groups}
+    return targets.pop() if len(targets) == 1 else None
 
 
 def _reference_fid(groups: list[Group]) -> float | None:
@@ -302,7 +317,11 @@ def draw_fid_for_compute(fig: Figure, lines: list[Line], references: list[Refere
     ax_flops.set_ylabel("FID (MNIST classifier features)")
     ax_flops.set_title("FID for compute (one line per seed)")
     ax_time.set_title("FID for training time")
-    (ax_flops if xs[0] else ax_time).legend(fontsize=8)
+    ax_time.legend(fontsize=8)  # every row has training times; not every row a FLOP count
+    uncounted = [line.label for line in lines if not any(r.record.flops_per_step for r in line.row.runs)]
+    if uncounted:
+        ax_flops.annotate(f"no FLOP count: {', '.join(uncounted)}", xy=(0.01, 0.01), xycoords="axes fraction",
+                          fontsize=7, color="dimgray")
     return [ax_flops, ax_time]
 
 
@@ -317,8 +336,10 @@ def fid_vs_compute_figure(lines: list[Line], path: Path, references: Sequence[Re
 
 
 def references_of(groups: list[Group]) -> list[Reference]:
-    """The FID levels to mark: the target, and train vs test and noise vs test when all runs share one group."""
-    refs = [Reference("target", float(groups[0].fid_target), "gray")]
+    """The FID levels to mark: the target where every group has the same, and train vs test and noise vs test
+    when all runs share one group."""
+    target = _common_target(groups)
+    refs = [] if target is None else [Reference("target", target, "gray")]
     if len(groups) == 1:
         for key, label, color in (("train_vs_test", "train vs test", "green"), ("noise_vs_test", "noise vs test",
                                                                                    "firebrick")):
@@ -372,7 +393,7 @@ def write_figures(groups: list[Group], out: str | os.PathLike) -> list[Path]:
     """
     paths = figure_paths(out)
     lines = figure_lines(groups)
-    target, reference = groups[0].fid_target, _reference_fid(groups)
+    target, reference = _common_target(groups), _reference_fid(groups)
     drawn = [
         losses_figure(lines, paths["losses"]),
         fid_vs_time_figure(lines, paths["fid-vs-time"], target, reference),

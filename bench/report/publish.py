@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench import console, tables
-from bench.config import DEFAULT_FID_TARGET
 from bench.errors import BenchError, UsageError
 from bench.layout import PLAN
 from bench.plans.plan import Plan, PlanKind
@@ -51,9 +50,9 @@ def _check_out(out: Path, suffix: str) -> None:
 
 def write_report(
     paths: Sequence[str | os.PathLike],
-    fmt: str = "md",
+    fmt: str | None = None,
     out: str | os.PathLike | None = None,
-    fid_target: float = DEFAULT_FID_TARGET,
+    fid_target: float | None = None,
     allow_mixed: bool = False,
     figures: bool = True,
     *,
@@ -69,15 +68,20 @@ def write_report(
 ) -> Report:
     """Load, group and render the runs in ``paths``; write the table atomically to ``out`` (stdout if None).
 
+    ``fmt`` None is Markdown in a file, and on stdout the terminal's tables (:func:`bench.tables.print_comparison`),
+    sized to its width; a format named is printed verbatim, for a parser to read.
+
     Figures are written beside ``out`` when ``figures`` is on and ``out`` is given, and so are the
     format's companion files. ``by_hparams`` gives each hyperparameter point its own row (None:
     only when a path is a sweep folder); ``best`` keeps the point with the lowest mean FID per
     architecture. ``columns``, ``digits``, ``caption`` and ``label`` shape the Markdown and LaTeX tables.
+    ``fid_target`` None gives each table its evaluation scale's default target.
     """
-    form = output_format(fmt)
+    fmt_name = fmt or "md"
+    form = output_format(fmt_name)
     style = {"columns": None if columns is None else check_columns(columns), "digits": _digits(digits),
              "caption": caption, "label": label}
-    if not (is_finite(fid_target) and fid_target > 0):
+    if fid_target is not None and not (is_finite(fid_target) and fid_target > 0):
         raise UsageError(f"--fid-target must be a positive number, got {fid_target}")
     if by_hparams is None:
         by_hparams = best or any(is_sweep(Path(p)) for p in paths)
@@ -87,6 +91,9 @@ def write_report(
                         by_hparams=by_hparams)
     if best:
         groups = best_per_arch(groups)
+    if out is None and fmt is None:
+        tables.print_comparison(groups, style["columns"], style["digits"])
+        return Report(groups, None, [])
     if out is None:
         console.out.file.write(render(groups, fmt, **style))  # verbatim: the text may be piped into a parser
         console.out.file.flush()
@@ -98,7 +105,7 @@ def write_report(
     for path in [out, *companions, *figure_files_]:  # every file this writes, before the first is written
         refuse_link(path)
     drawn = write_figures(groups, out) if figures else []
-    write_text(out, render(groups, fmt, [p.name for p in drawn], command, intro, **style))
+    write_text(out, render(groups, fmt_name, [p.name for p in drawn], command, intro, **style))
     for path, make in zip(companions, form.companions.values(), strict=True):
         write_text(path, make(groups))
     return Report(groups, out, drawn, companions)
@@ -114,7 +121,7 @@ def _digits(digits: int | None) -> int | None:
     return digits
 
 
-def print_plan_results(folder: Path, fid_target: float, by_hparams: bool = False) -> list[Group]:
+def print_plan_results(folder: Path, fid_target: float | None = None, by_hparams: bool = False) -> list[Group]:
     """Print the table of a plan's runs (after ``bench compare`` or ``sweep``); warn instead if there is none."""
     try:
         groups = group_runs(load_runs([folder]), fid_target, by_hparams=by_hparams)

@@ -2,7 +2,7 @@
 
 Markdown and LaTeX draw the same columns, cells and notes as the terminal table (from
 :mod:`bench.tables`), and under each table the pairwise tests on FID; CSV and JSON hold the
-numbers as data (CSV's pairwise tests go to a second file, ``<stem>-pairs.csv``). A Markdown
+numbers as data (CSV's pairwise tests and per-run values go to ``<stem>-pairs.csv`` and ``<stem>-runs.csv``). A Markdown
 report also links its figures and says how it was made: which package and version provided each
 architecture, the commands in the plans of the runs' comparison and sweep folders, and the
 report's own command (LaTeX keeps them as comments). LaTeX is one complete ``table`` float per
@@ -15,6 +15,9 @@ import csv
 import io
 import json
 import math
+import os
+import shlex
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,9 +28,9 @@ from bench.errors import UsageError
 from bench.layout import PLAN
 from bench.plans.plan import Plan
 from bench.record import METRIC_NAMES
-from bench.report.aggregate import Group, Row, RowPair, evaluation_settings
+from bench.report.aggregate import Group, LoadedRun, Row, RowPair, evaluation_settings, time_to_quality
 from bench.schema import to_plain
-from bench.stats import ALPHA, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, CONFIDENCE, Stats
+from bench.stats import ALPHA, CONFIDENCE, MIN_INTERVAL_SEEDS, Stats
 
 #: The LaTeX table's label when ``--label`` is not given (``-1``, ``-2``... with several groups).
 DEFAULT_LABEL = "tab:gan-bench"
@@ -75,6 +78,20 @@ def _side_by_side_dict(row: Row) -> dict[str, Any] | None:
     return {"median": s.median, "p10": s.p10, "p90": s.p90, "n": s.n, "wide": row.side_by_side_wide}
 
 
+def run_dict(run: LoadedRun, fid_target: float) -> dict[str, Any]:
+    """One run's own values, from which its row's statistics and tests are computed (the JSON's ``per_run`` and
+    the runs CSV)."""
+    metrics = run.record.metrics
+    contention = run.record.contention
+    reached = time_to_quality(run.evaluations, fid_target)
+    return {
+        "seed": run.seed, "status": run.status, "run_dir": run.path.name, "steps": run.record.steps,
+        "wall_s": run.record.timing.wall_s, "cpu_s": None if contention is None else contention.cpu_s,
+        **{m: None if metrics is None else metrics.value(m) for m in METRIC_NAMES},
+        "ttq_step": None if reached is None else reached[0], "ttq_wall_s": None if reached is None else reached[1],
+    }
+
+
 def row_dict(row: Row) -> dict[str, Any]:
     """A row as plain data (what the JSON output holds per architecture)."""
     t = row.ttq
@@ -98,6 +115,7 @@ def row_dict(row: Row) -> dict[str, Any]:
         "step_ms_side_by_side": _side_by_side_dict(row),
         "contended_runs": row.contended,
         "shared": row.sharing,
+        "per_run": [run_dict(run, t.target) for run in row.runs],
         "cpu_share": [None if r.record.contention is None else r.record.contention.cpu_share for r in row.runs],
     }
 
@@ -106,14 +124,15 @@ def pair_dict(group: Group, pair: RowPair) -> dict[str, Any]:
     """One pairwise test on FID as plain data (what the JSON's ``pairs`` and the pairs CSV hold)."""
     t = pair.test
     return {"a": tables.row_label(group, pair.a), "b": tables.row_label(group, pair.b), "n_a": t.n_a, "n_b": t.n_b,
-            "a_beats_b": t.a_beats_b, "u": t.u, "p": t.p, "p_holm": t.p_holm, "p_floor": t.p_floor,
+            "a_beats_b": t.a_beats_b, "a_beats_b_low": t.a_beats_b_low, "a_beats_b_high": t.a_beats_b_high,
+            "u": t.u, "p": t.p, "p_holm": t.p_holm, "p_floor": t.p_floor,
             "different": t.different, "too_few": t.too_few, "verdict": tables.verdict_text(group, pair)}
 
 
 #: How the statistics were made (the JSON's ``statistics``), so a reader can redo them.
 STATISTICS = {
-    "interval": f"percentile bootstrap of the mean over seeds, {CONFIDENCE:.0%}",
-    "bootstrap_resamples": BOOTSTRAP_RESAMPLES, "bootstrap_seed": BOOTSTRAP_SEED,
+    "interval": f"Student t interval of the mean over seeds, {CONFIDENCE:.0%} (scipy.stats.t), none under "
+                f"{MIN_INTERVAL_SEEDS} seeds",
     "test": "two-sided Mann-Whitney U on final FID (scipy.stats.mannwhitneyu, method auto)",
     "correction": "Holm over the pairs of the table", "alpha": ALPHA,
     "a_beats_b": "share of seed pairs with A's FID lower, ties counting half",
@@ -222,8 +241,29 @@ def render_csv(groups: list[Group], extras: Extras) -> str:
 
 
 #: The columns of the pairwise tests' CSV (``<stem>-pairs.csv``): one line per pair of rows in a group.
-PAIR_CSV_COLUMNS = ("group", "device", "a", "b", "n_a", "n_b", "a_beats_b", "u", "p", "p_holm", "p_floor",
-                    "different", "too_few", "verdict")
+PAIR_CSV_COLUMNS = ("group", "device", "a", "b", "n_a", "n_b", "a_beats_b", "a_beats_b_low", "a_beats_b_high", "u",
+                    "p", "p_holm", "p_floor", "different", "too_few", "verdict")
+
+
+#: The columns of the runs CSV (``<stem>-runs.csv``): one line per run, what its row's statistics and tests are
+#: computed from, so anyone can redo them.
+RUN_CSV_COLUMNS = ("group", "device", "arch", "hparams", "seed", "status", "run_dir", "steps", "wall_s", "cpu_s",
+                   *METRIC_NAMES, "ttq_step", "ttq_wall_s")
+
+
+def render_runs_csv(groups: list[Group]) -> str:
+    """Every run of every group as CSV, one line each, with its row's architecture and hyperparameters."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(RUN_CSV_COLUMNS)
+    for index, group in enumerate(groups, 1):
+        for row in group.rows:
+            hparams = json.dumps(row.hparams, sort_keys=True) if row.hparams is not None else None
+            for run in row.runs:
+                values = {"group": index, "device": group.device, "arch": row.arch, "hparams": hparams,
+                          **run_dict(run, row.ttq.target)}
+                writer.writerow(["" if values[c] is None else values[c] for c in RUN_CSV_COLUMNS])
+    return buf.getvalue()
 
 
 def render_pairs_csv(groups: list[Group]) -> str:
@@ -259,11 +299,29 @@ def plan_command(folder: Path) -> str | None:
         return None  # a damaged plan only costs the provenance line
 
 
+def portable(command: str) -> str:
+    """``command`` without this machine's folders: an absolute path keeps only its last part, after ``.../``."""
+    words = shlex.split(command)
+    return shlex.join(f".../{Path(word).name}" if os.path.isabs(word) else word for word in words)
+
+
 def provenance(groups: list[Group], command: str | None = None) -> list[str]:
     """The commands that made these runs (from their comparison and sweep plans) and, given, this report."""
     folders = sorted({run.path.parent for group in groups for run in group.runs})
     commands = [text for text in map(plan_command, folders) if text is not None]
-    return commands + [command] if command else commands
+    return [portable(text) for text in (commands + [command] if command else commands)]
+
+
+def recorded_commands(groups: list[Group]) -> list[str]:
+    """Every command that wrote these runs as the runs recorded it (``--resume`` too), with the gan-bench commit it
+    ran and how many runs it wrote, folder by folder; runs that recorded no command are left out."""
+    seen: Counter[tuple[str, tuple[str, ...], str]] = Counter()
+    for run in (run for group in groups for run in group.runs):
+        env = run.record.env
+        if env.argv:
+            seen[(run.path.parent.name, tuple(env.argv), env.git_commit or "not recorded")] += 1
+    return [f"{portable('python -m bench ' + shlex.join(argv))}  # {folder}: {n} run{'s' if n > 1 else ''}, "
+            f"gan-bench commit {commit}" for (folder, argv, commit), n in sorted(seen.items())]
 
 
 def architecture_sources(groups: list[Group]) -> str | None:
@@ -281,15 +339,18 @@ def architecture_sources(groups: list[Group]) -> str | None:
 
 def _md_provenance(groups: list[Group], command: str | None) -> list[str]:
     """The "How this was made" section: which packages provided the architectures, and the commands."""
-    commands = provenance(groups, command)
+    commands, recorded = provenance(groups, command), recorded_commands(groups)
     sources = architecture_sources(groups)
-    if not commands and sources is None:
+    if not commands and not recorded and sources is None:
         return []
     lines = ["## How this was made", "", "Generated by gan-bench; do not edit by hand.", ""]
     if sources is not None:
         lines += [sources, ""]
     if commands:
         lines += ["To reproduce:", "", "```sh", *commands, "```", ""]
+    if recorded:
+        lines += ["The commands that wrote the runs, as the runs recorded them, with the gan-bench commit each ran "
+                  "(\"-dirty\": with local changes) and the runs it wrote:", "", "```sh", *recorded, "```", ""]
     return lines
 
 
@@ -453,7 +514,7 @@ def render_latex(groups: list[Group], extras: Extras) -> str:
 #: Every output format by name (``--format``), in the order the help lists them.
 FORMATS: dict[str, Format] = {
     "md": Format(render_md, "md"),
-    "csv": Format(render_csv, "csv", {"pairs": render_pairs_csv}),
+    "csv": Format(render_csv, "csv", {"pairs": render_pairs_csv, "runs": render_runs_csv}),
     "json": Format(render_json, "json"),
     "latex": Format(render_latex, "tex"),
 }

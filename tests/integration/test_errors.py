@@ -273,6 +273,8 @@ CASES = [
      ["run", "--arch", "vanilla", "--precision", "fp8"], None),
     ("unknown hyperparameter", "run --arch vanilla --set lrr=1e-4",
      ["run", "--arch", "vanilla", "--set", "lrr=1e-4"], None),
+    ("hyperparameter set twice", "run --arch vanilla --set lr=1e-4 --set lr=2e-4",
+     ["run", "--arch", "vanilla", "--set", "lr=1e-4", "--set", "lr=2e-4"], None),
     ("unwritable --out", "run --arch vanilla --steps 1 --out DIR/runs (DIR is a file)",
      ["run", "--arch", "vanilla", "--steps", "1", "--no-eval", "--out", "DIR/runs"], _file),
     ("data file missing", "run --arch vanilla --data-dir DIR (no train-images file)",

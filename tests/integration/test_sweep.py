@@ -85,7 +85,7 @@ def test_ray_backend_without_ray_says_how_to_install_it(tmp_path, capsys, monkey
     err = capsys.readouterr().err.strip()
     assert status == 2 and len(err.splitlines()) == 1 and "--backend ray needs Ray" in err
     assert not list(tmp_path.iterdir())
-    with pytest.raises(UsageError, match=re.escape('install it with: pip install -e ".[ray]"')):
+    with pytest.raises(UsageError, match=re.escape('install it with: pip install "gan-bench[ray]" (from a checkout')):
         import_ray()
 
 

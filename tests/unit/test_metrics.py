@@ -378,7 +378,7 @@ def test_inception_fid_without_weights_says_where_to_get_them():
     with pytest.raises(UsageError, match="inception.*nothing is downloaded") as info:
         Evaluator("cpu", n_samples=N_SMALL, backbone="inception")
     assert "\n" not in str(info.value)
-    with pytest.raises(UsageError, match=r"\.\[inception\]"):
+    with pytest.raises(UsageError, match=r"gan-bench\[inception\]"):
         Evaluator("cpu", n_samples=N_SMALL, backbone="inception")
 
 

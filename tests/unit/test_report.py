@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from bench.cli import build_parser, main
-from bench.config import DEFAULT_FID_TARGET
+from bench.config import DEFAULT_FID_TARGETS
 from bench.errors import UsageError
 from bench.layout import PLAN
 from bench.console import fmt as fmt_number
@@ -28,7 +28,7 @@ from bench.report.aggregate import (
 from bench.report.publish import write_report
 from bench.report.render import FORMATS, LATEX_COLUMNS, render
 from bench.storage import write_json
-from bench.tables import mean_pm_std, mean_text, millions, time_to_quality_texts
+from bench.tables import mean_pm_std, mean_text, millions, print_comparison, time_to_quality_texts
 from bench.stats import Stats
 from helpers import REPO, make_record, make_run
 
@@ -61,7 +61,7 @@ def test_seeds_aggregate_mean_and_sample_std(tmp_path):
     kid = row.metrics["kid"]
     assert kid.mean == pytest.approx(0.013) and kid.std == pytest.approx(0.0036055, abs=1e-6)
     assert row.step_ms_median == 15.0 and row.images_per_s.mean == 2000.0 and row.wall_s.mean == 100.0
-    assert row.params_g == 1_510_032 and row.flops_per_step == 1_234_000_000 and row.best
+    assert row.params_g == 1_510_032 and row.flops_per_step == 1_234_000_000 and not row.best  # nothing to beat
 
     (doc,) = json.loads(render([group], "json"))
     (r,) = doc["rows"]
@@ -70,16 +70,36 @@ def test_seeds_aggregate_mean_and_sample_std(tmp_path):
     assert doc["references"]["train_vs_test"]["fid"] == 0.5
 
 
-def test_one_seed_has_no_std_and_best_fid_is_highlighted(tmp_path):
+def test_one_seed_has_no_std_and_an_untested_lowest_fid_is_not_bold(tmp_path):
     make_run(tmp_path, arch="vanilla", fid=30.0)
     make_run(tmp_path, arch="dcgan", fid=8.0)
     (group,) = groups_of(tmp_path)
     assert [r.arch for r in group.rows] == ["dcgan", "vanilla"]
-    assert only_row([group], "dcgan").best and not only_row([group], "vanilla").best
+    assert not only_row([group], "dcgan").best and not only_row([group], "vanilla").best
     assert only_row([group], "vanilla").metrics["fid"].std is None
     md = render([group], "md")
-    assert "**8 ± -**" in md and "| 30 ± - |" in md
-    assert r"\textbf{8 $\pm$ -}" in render([group], "latex")
+    assert "| 8 ± - |" in md and "| 30 ± - |" in md and "**8" not in md
+    assert "no FID in bold: no row's FID is better than every other row's by the pairwise tests" in md
+    assert r"8 $\pm$ -" in render([group], "latex") and r"\textbf{8" not in render([group], "latex")
+
+
+def test_bold_marks_only_the_row_the_tests_find_better_than_every_other(tmp_path):
+    apart = {"dcgan": (8, 9, 10, 11, 12), "lsgan": (20, 21, 22, 23, 24), "vanilla": (40, 41, 42, 43, 44)}
+    overlap = {**apart, "dcgan": (8, 30, 9, 31, 10)}  # the lowest mean alone: dcgan's seeds straddle lsgan's
+    for name, fids_of in (("apart", apart), ("overlap", overlap)):
+        for arch, fids in fids_of.items():
+            for seed, fid in enumerate(fids):
+                make_run(tmp_path / name, arch=arch, seed=seed, fid=float(fid))
+    groups = groups_of(tmp_path / "apart")
+    assert [row.arch for row in groups[0].rows if row.best] == ["dcgan"]
+    md = render(groups, "md")
+    assert "| **10 ± 1.6** |" in md and "in bold the FID of dcgan, which the pairwise tests find better" in md
+    assert r"\textbf{10 $\pm$ 1.6}" in render(groups, "latex")
+    groups = groups_of(tmp_path / "overlap")
+    assert only_row(groups, "dcgan").metrics["fid"].mean == pytest.approx(17.6)
+    assert not any(r.best for r in groups[0].rows)
+    assert "**" not in render(groups, "md").split("### Pairwise", 1)[0].split("|", 1)[1]
+    assert [r["best_fid"] for r in json.loads(render(groups, "json"))[0]["rows"]] == [False, False, False]
 
 
 def test_diverged_and_unevaluated_runs_join_their_seeds(tmp_path):
@@ -119,16 +139,17 @@ def test_time_to_quality_aggregates_over_seeds(tmp_path):
     make_run(tmp_path, arch="lsgan", seed=1, evaluations=[(200, 33.0, 8.5)])
     groups = groups_of(tmp_path, fid_target=10.0)
     dcgan, vanilla, lsgan = (only_row(groups, a).ttq for a in ("dcgan", "vanilla", "lsgan"))
-    assert (dcgan.reached, dcgan.runs, dcgan.step, dcgan.wall_s) == (2, 3, 300, 31.0)
+    # the lower middle of the seeds that reached it: an evaluation one of them made, its batches and its seconds
+    assert (dcgan.reached, dcgan.runs, dcgan.step, dcgan.wall_s) == (2, 3, 200, 22.0)
     assert (vanilla.reached, vanilla.runs, vanilla.step, vanilla.wall_s) == (0, 1, None, None)
-    assert (lsgan.reached, lsgan.runs, lsgan.step, lsgan.wall_s) == (2, 2, 200, 31.5)
+    assert (lsgan.reached, lsgan.runs, lsgan.step, lsgan.wall_s) == (2, 2, 200, 30.0)
     md = render(groups, "md")
-    assert "31 (2/3 reached) | 300 (2/3 reached)" in md
+    assert "22 (2/3 reached) | 200 (2/3 reached)" in md
     assert "not reached | not reached" in md
-    assert "| 31.5 | 200 |" in md
+    assert "| 30 | 200 |" in md
     rows = {r["arch"]: r for r in csv.DictReader(io.StringIO(render(groups, "csv")))}
     assert rows["dcgan"]["ttq_reached"] == "2" and rows["dcgan"]["ttq_runs"] == "3"
-    assert rows["vanilla"]["ttq_step"] == "" and rows["lsgan"]["ttq_wall_s"] == "31.5"
+    assert rows["vanilla"]["ttq_step"] == "" and rows["lsgan"]["ttq_wall_s"] == "30.0"
 
 
 # Protocols and devices ------------------------------------------------------------------------
@@ -179,7 +200,7 @@ def test_different_devices_are_separate_groups(tmp_path):
     for kwargs in ({}, {"allow_mixed": True}, {"require_single_protocol": True}):
         groups = groups_of(tmp_path, **kwargs)
         assert [g.device for g in groups] == ["Intel Xeon", "NVIDIA H100"]
-        assert all(r.best for g in groups for r in g.rows)  # each group has its own best
+        assert not any(r.best for g in groups for r in g.rows)  # one row a group: nothing to test it against
     md = render(groups, "md")
     assert "## 1. Intel Xeon ·" in md and "## 2. NVIDIA H100 ·" in md
     assert "2 devices" in protocol_note(groups)
@@ -204,7 +225,7 @@ def test_csv_has_one_row_per_architecture_and_group(three_archs, tmp_path):
     assert by_subset == {"": ["dcgan", "vanilla", "wgan_gp"], "10000": ["vanilla"]} and len(rows) == 4
     assert len({r["group"] for r in rows}) == 2
     dcgan = next(r for r in rows if r["arch"] == "dcgan")
-    assert float(dcgan["fid_mean"]) == pytest.approx(8.5) and dcgan["best_fid"] == "True"
+    assert float(dcgan["fid_mean"]) == pytest.approx(8.5) and dcgan["best_fid"] == "False"
     assert dcgan["device"] == "Test CPU" and dcgan["budget"] == "600 steps" and dcgan["batch_size"] == "64"
     assert json.loads(dcgan["eval_protocol"])["n_generated"] == 10000
 
@@ -214,7 +235,7 @@ def test_json_parses_as_groups_with_rows(three_archs):
     assert isinstance(doc, list) and len(doc) == 1
     assert [r["arch"] for r in doc[0]["rows"]] == ["dcgan", "vanilla", "wgan_gp"]
     assert doc[0]["protocol"]["eval.feature_network_sha256"] == "ab" * 32
-    assert [r["best_fid"] for r in doc[0]["rows"]] == [True, False, False]
+    assert [r["best_fid"] for r in doc[0]["rows"]] == [False, False, False]  # two seeds each: nothing tested
 
 
 def test_latex_has_one_row_per_architecture(three_archs):
@@ -223,8 +244,8 @@ def test_latex_has_one_row_per_architecture(three_archs):
     body = tex.split(r"\midrule", 1)[1].split(r"\bottomrule", 1)[0]
     assert body.count("\\\\") == 3
     assert r"wgan\_gp" in body and "wgan_gp" not in body.replace(r"wgan\_gp", "")
-    assert r"\textbf{8.5 $\pm$ 0.71}" in body
-    assert r"KID$\times$10$^3$" in tex and f"FID\\textless{{}}{DEFAULT_FID_TARGET:g}" in tex
+    assert r"8.5 $\pm$ 0.71" in body and r"\textbf{8.5" not in body
+    assert r"KID$\times$10$^3$" in tex and f"FID\\textless{{}}{DEFAULT_FID_TARGETS[28]:g}" in tex
 
 
 def test_markdown_has_a_header_and_one_row_per_architecture(three_archs):
@@ -233,7 +254,7 @@ def test_markdown_has_a_header_and_one_row_per_architecture(three_archs):
     table = [line for line in comparison.splitlines() if line.startswith("|")]
     assert table[0].startswith("| arch | runs | status |") and re.fullmatch(r"\|( -+:? \|)+", table[1])
     assert len(table) == 2 + 3
-    assert "**8.5 ± 0.71**" in md and "reference train vs test: FID 0.5" in md
+    assert "| 8.5 ± 0.71 |" in md and "reference train vs test: FID 0.5" in md
     assert "## 1. Test CPU · 600 steps · batch 64 · all training images · fp32 · scored at 28x28 · eval" in md
 
 
@@ -350,16 +371,29 @@ def report_parser() -> argparse.ArgumentParser:
     return build_parser("report")
 
 
-def test_the_default_fid_target_is_the_level_the_published_runs_support():
-    levels = json.loads((REPO / "results" / "README-fid-levels.json").read_text())
-    target = levels["proposed_target"]  # every converged run at or below it made recognizable digits
+@pytest.mark.parametrize(("scale", "levels"), [(28, "README-fid-levels.json"), (32, "README-fid-levels-32.json")])
+def test_each_scales_default_fid_target_is_the_level_its_published_runs_support(scale, levels):
+    levels = json.loads((REPO / "results" / levels).read_text())
+    target = levels["proposed_target"]  # every run at or below it made recognizable digits
     beyond = min(r["fid"] for r in levels["runs"] if r["fid"] > target)  # the first one that did not
-    assert target <= DEFAULT_FID_TARGET < beyond
+    assert target <= DEFAULT_FID_TARGETS[scale] < beyond
+
+
+def test_the_default_fid_target_follows_each_tables_evaluation_scale(tmp_path):
+    for scale in (28, 32):  # the same curve: FID 300 after 200 batches, 90 after 600
+        record = make_record(arch=f"at{scale}", fid=90.0, evaluations=[(200, 20.0, 300.0), (600, 60.0, 90.0)])
+        record.metrics.protocol["real_image_size"] = scale
+        make_run(tmp_path, record)
+    groups = groups_of(tmp_path)
+    assert {g.protocol["eval.real_image_size"]: g.fid_target for g in groups} == DEFAULT_FID_TARGETS
+    # 300 is under 28x28's target of 400, not under 32x32's of 100
+    assert [only_row(groups, f"at{scale}").ttq.step for scale in (28, 32)] == [200, 600]
+    assert {g.fid_target for g in groups_of(tmp_path, fid_target=50.0)} == {50.0}  # a target given is every table's
 
 
 def test_parser_defaults_and_options():
     args = report_parser().parse_args(["report", "runs/"])
-    assert (args.paths, args.format, args.out, args.fid_target) == (["runs/"], "md", None, DEFAULT_FID_TARGET)
+    assert (args.paths, args.format, args.out, args.fid_target) == (["runs/"], None, None, None)
     assert (args.allow_mixed, args.strict, args.figures) == (False, False, True)
     args = report_parser().parse_args(["report", "a", "b", "--format", "latex", "--out", "t.tex", "--fid-target", "7.5",
                                        "--allow-mixed", "--no-figures"])
@@ -378,7 +412,7 @@ def test_an_intro_file_is_read_for_the_top_of_the_report(three_archs, tmp_path, 
     assert main(["report", str(three_archs), "--out", str(out), "--no-figures", "--intro-file", str(intro)]) == 0
     md = out.read_text()
     assert md.startswith("# GAN architectures on MNIST\n\nWhat was run.\n\n## Findings\n\nlsgan is best.\n\n")
-    assert f"--intro-file {intro}" in md  # the report's own command names the file, not its text
+    assert "--intro-file .../intro.md" in md  # the report's own command names the file, not its text
     for args, message in ((["--intro-file", str(tmp_path / "none.md")], "cannot read"),
                           (["--intro", "x", "--intro-file", str(intro)], "not allowed with")):
         capsys.readouterr()
@@ -419,7 +453,7 @@ def test_best_per_arch_picks_the_lowest_mean_fid_point(tmp_path):
     (best,) = best_per_arch(groups)
     assert [(r.arch, r.hparams["lr"] if r.arch == "dcgan" else None) for r in best.rows] == [
         ("dcgan", 2e-4), ("vanilla", None)]
-    assert best.rows[0].metrics["fid"].mean == pytest.approx(12.0) and best.rows[0].best
+    assert best.rows[0].metrics["fid"].mean == pytest.approx(12.0)
 
 
 # How a report was made: the plans' commands and its own ----------------------------------------
@@ -448,7 +482,9 @@ def test_report_renders_the_previous_release_folders(fmt, tmp_path):
     text = out.read_text()
     assert all(arch in text for arch in ("vanilla", "wgan", "lsgan"))
     if fmt == "md":
-        assert how_made(text) == [*LEGACY_COMMANDS, "python -m bench " + shlex.join(argv)]
+        # this machine's folders are left out: an absolute path keeps its last part only
+        assert how_made(text) == [*LEGACY_COMMANDS, "python -m bench report .../legacy --format md --out .../legacy.md "
+                                                    "--no-figures"]
         assert "| lsgan | 2 | 2 completed |" in text  # the sweep folder's runs share the comparison's protocol
     if fmt == "json":
         (group,) = json.loads(text)
@@ -471,7 +507,23 @@ def test_a_damaged_plan_only_costs_the_provenance_line(tmp_path):
     groups = groups_of(folder)
     md = render(groups, "md", command="python -m bench report sweep")
     assert how_made(md) == ["python -m bench report sweep"] and "lsgan" in md
-    assert "## How this was made" not in render(groups, "md")
+    assert "To reproduce" not in render(groups, "md")  # the runs' own recorded commands remain
+
+
+def test_how_it_was_made_lists_every_command_the_runs_recorded_with_its_commit_and_no_machine_paths(tmp_path):
+    started = ["compare", "--arch", "vanilla", "--seeds", "3", "--out", "/home/me/runs"]
+    for seed, (argv, commit) in enumerate(((started, "a" * 40), (started, "a" * 40),
+                                           (["compare", "--resume", "/home/me/runs/compare-X"], "b" * 40 + "-dirty"))):
+        record = make_record(seed=seed)
+        record.env.argv, record.env.git_commit = argv, commit
+        make_run(tmp_path / "compare-X", record)
+    md = render(groups_of(tmp_path), "md")
+    section = md.split("## How this was made", 1)[1]
+    assert ("python -m bench compare --arch vanilla --seeds 3 --out .../runs  "
+            f"# compare-X: 2 runs, gan-bench commit {'a' * 40}\n") in section
+    assert ("python -m bench compare --resume .../compare-X  "
+            f"# compare-X: 1 run, gan-bench commit {'b' * 40}-dirty\n") in section
+    assert "/home/me" not in md
 
 
 def test_how_it_was_made_names_the_package_and_version_of_each_architecture(tmp_path):
@@ -504,12 +556,12 @@ def test_cell_helpers_format_stats_counts_and_time_to_quality():
         "31 (2/3 reached)", "1,200 (2/3 reached)", "31 s / 1,200 batches (2/3 reached)")
 
 
-def test_time_to_quality_counts_batches_in_whole_numbers(tmp_path):
-    make_run(tmp_path, seed=0, evaluations=[(1000, 20.0, 5.0)])
-    make_run(tmp_path, seed=1, evaluations=[(1400, 22.0, 5.0)])
+def test_time_to_quality_of_an_even_count_is_an_evaluation_a_seed_made_not_a_midpoint(tmp_path):
+    for seed, (step, wall_s) in enumerate(((1000, 20.0), (1400, 22.0), (1800, 25.0), (600, 30.0))):
+        make_run(tmp_path, seed=seed, evaluations=[(step, wall_s, 5.0)])
     (row,) = groups_of(tmp_path, fid_target=10.0)[0].rows
-    assert row.ttq.step == 1200 and isinstance(row.ttq.step, int)
-    assert "| 21 | 1,200 |" in render(groups_of(tmp_path, fid_target=10.0), "md")
+    assert (row.ttq.step, row.ttq.wall_s) == (1000, 20.0) and isinstance(row.ttq.step, int)  # 600, [1000], 1400, 1800
+    assert "| 20 | 1,000 |" in render(groups_of(tmp_path, fid_target=10.0), "md")
 
 
 
@@ -537,21 +589,28 @@ def test_clearly_separated_architectures_get_a_verdict_in_every_format(tmp_path)
     assert pair.test.p == pytest.approx(2 / 924) and pair.test.winner == pair.test.a
 
     assert pairs_section(render(groups, "md")) == [
-        "| dcgan | vanilla | 6 vs 6 | 1 | 0.0022 | 0.0022 | **dcgan better** |"]
+        "| dcgan | vanilla | 6 vs 6 | 1 | [0.69, 1] | 0.0022 | 0.0022 | **dcgan better** |"]
     (doc,) = json.loads(render(groups, "json"))
     (p,) = doc["pairs"]
     assert (p["a"], p["b"], p["n_a"], p["n_b"], p["verdict"], p["different"]) == (
         "dcgan", "vanilla", 6, 6, "dcgan better", True)
-    assert p["p_holm"] == pytest.approx(2 / 924) and doc["statistics"]["bootstrap_resamples"] == 9999
-    assert r"dcgan & vanilla & 6 vs 6 & 1 & 0.0022 & 0.0022 & \textbf{dcgan better} \\" in render(groups, "latex")
+    assert p["p_holm"] == pytest.approx(2 / 924) and doc["statistics"]["interval"].startswith("Student t interval")
+    latex_row = r"dcgan & vanilla & 6 vs 6 & 1 & [0.69, 1] & 0.0022 & 0.0022 & \textbf{dcgan better} \\"
+    assert latex_row in render(groups, "latex")
 
     report = write_report([runs], "csv", tmp_path / "out" / "table.csv", figures=False)
-    assert report.companions == [tmp_path / "out" / "table-pairs.csv"]
+    assert report.companions == [tmp_path / "out" / "table-pairs.csv", tmp_path / "out" / "table-runs.csv"]
     (line,) = csv.DictReader(io.StringIO(report.companions[0].read_text()))
     assert (line["a"], line["b"], line["verdict"], line["group"]) == ("dcgan", "vanilla", "dcgan better", "1")
     assert float(line["p"]) == pytest.approx(2 / 924)
     main = list(csv.DictReader(io.StringIO((tmp_path / "out" / "table.csv").read_text())))
     assert [r["arch"] for r in main] == ["dcgan", "vanilla"]  # the table itself keeps one line per row
+    # every run's own values beside it, from which anyone can redo the test
+    runs_csv = list(csv.DictReader(io.StringIO(report.companions[1].read_text())))
+    fids = {arch: [float(r["fid"]) for r in runs_csv if r["arch"] == arch] for arch in ("dcgan", "vanilla")}
+    assert fids == {"dcgan": [10.0, 11.0, 12.0, 13.0, 14.0, 15.0], "vanilla": [50.0, 51.0, 52.0, 53.0, 54.0, 55.0]}
+    assert [r["seed"] for r in runs_csv[:6]] == ["0", "1", "2", "3", "4", "5"] and runs_csv[0]["status"] == "completed"
+    assert [r["fid"] for r in json.loads(render(groups, "json"))[0]["rows"][0]["per_run"]] == fids["dcgan"]
 
 
 def test_identical_architectures_are_not_distinguishable(tmp_path):
@@ -560,7 +619,7 @@ def test_identical_architectures_are_not_distinguishable(tmp_path):
     (pair,) = groups[0].pairs
     assert pair.test.a_beats_b == 0.5 and pair.test.p == pytest.approx(1.0) and not pair.test.too_few
     assert pairs_section(render(groups, "md")) == [
-        "| dcgan | vanilla | 6 vs 6 | 0.5 | 1 | 1 | not distinguishable with 6 vs 6 seeds |"]
+        "| dcgan | vanilla | 6 vs 6 | 0.5 | [0.22, 0.78] | 1 | 1 | not distinguishable with 6 vs 6 seeds |"]
     assert "not that they are equal" in render(groups, "md")
     assert json.loads(render(groups, "json"))[0]["pairs"][0]["verdict"] == "not distinguishable with 6 vs 6 seeds"
 
@@ -571,25 +630,26 @@ def test_two_seeds_each_are_too_few_for_a_verdict_and_the_report_says_why(tmp_pa
     assert pair.test.a_beats_b == 1.0 and pair.test.too_few and pair.test.winner is None
     md = render(groups, "md")
     assert pairs_section(md) == [
-        "| dcgan | vanilla | 2 vs 2 | 1 | 0.33 | 0.33 | not distinguishable with 2 vs 2 seeds (too few) |"]
+        "| dcgan | vanilla | 2 vs 2 | 1 | [0.39, 1] | 0.33 | 0.33 | not distinguishable with 2 vs 2 seeds (too few) |"]
     assert "the smallest it can be is 0.33 with 2 vs 2 seeds. A verdict takes at least 4 seeds per architecture." in md
     (p,) = json.loads(render(groups, "json"))[0]["pairs"]
     assert p["too_few"] and p["p_floor"] == pytest.approx(1 / 3)
     assert "(too few)" in render(groups, "latex")
 
 
-def test_every_metric_has_a_bootstrap_interval_over_seeds(tmp_path):
+def test_every_metric_has_a_t_interval_over_three_seeds_or_more(tmp_path):
     for seed, fid in enumerate((10.0, 12.0, 17.0)):
         make_run(tmp_path, seed=seed, fid=fid)
-    make_run(tmp_path, arch="dcgan", fid=8.0)
+    for seed, fid in enumerate((8.0, 9.0)):
+        make_run(tmp_path, arch="dcgan", seed=seed, fid=fid)
     groups = groups_of(tmp_path)
     fid = only_row(groups, "vanilla").metrics["fid"]
-    assert 10.0 <= fid.ci_low < fid.mean < fid.ci_high <= 17.0
-    assert groups_of(tmp_path)[0].rows[1].metrics["fid"].ci_low == fid.ci_low  # a fixed seed: reproducible
+    half = 4.302653 * math.sqrt(13.0 / 3)  # t(0.975, 2) times the standard error of 10, 12, 17
+    assert (fid.ci_low, fid.ci_high) == pytest.approx((13.0 - half, 13.0 + half), rel=1e-6)
     md = render(groups, "md")
-    assert "| FID | FID 95% CI |" in md and "| **8 ± -** | - |" in md  # one seed has no interval
+    assert "| FID | FID 95% CI |" in md and "| 8.5 ± 0.71 | - |" in md  # two seeds have no interval
     assert f"| 13 ± 3.6 | [{fmt_number(fid.ci_low)}, {fmt_number(fid.ci_high)}] |" in md
-    assert "percentile bootstrap of the mean over seeds (9,999 resamples, generator seed 0" in md
+    assert "Student t interval of the mean over seeds" in md and "'-' under 3 seeds" in md
     row = {r["arch"]: r for r in csv.DictReader(io.StringIO(render(groups, "csv")))}["vanilla"]
     assert float(row["fid_ci_low"]) == pytest.approx(fid.ci_low) and row["kid_ci_high"] != ""
     (doc,) = json.loads(render(groups, "json"))
@@ -692,8 +752,8 @@ def test_columns_and_digits_choose_the_table(three_archs):
     md = render(groups, "md", columns=("arch", "fid", "fid_ci", "kid_ci"), digits=3)
     table = [line for line in md.split("### Pairwise", 1)[0].splitlines() if line.startswith("|")]
     assert table[0] == "| arch | FID | FID 95% CI | KID×10³ 95% CI |"
-    assert table[2] == "| dcgan | **8.50 ± 0.707** | [8.00, 9.00] | [8.00, 9.00] |"
-    assert "| dcgan | vanilla | 2 vs 2 | 1.00 | 0.333 | 1.00 |" in md  # the tests keep the digits too
+    assert table[2] == "| dcgan | 8.50 ± 0.707 | - | - |"  # two seeds: no interval
+    assert "| dcgan | vanilla | 2 vs 2 | 1.00 | [0.386, 1.00] | 0.333 | 1.00 |" in md  # the tests keep the digits too
     with pytest.raises(UsageError, match=r"unknown column 'fidd' \(did you mean 'fid'\?\); choose from: arch, "):
         write_report([three_archs], "md", columns=["arch", "fidd"])
     with pytest.raises(UsageError, match="--digits must be between 1 and 15"):
@@ -831,3 +891,51 @@ def test_times_taken_in_a_stack_or_beside_other_runs_are_never_shown_unmarked_be
     assert "§ timed while sharing the machine (lsgan: 2 runs at once; vanilla: stack of 2 seeds)" in md
     rows = {r["arch"]: r for r in csv.DictReader(io.StringIO(render(groups, "csv")))}
     assert [rows[a]["shared"] for a in ("vanilla", "lsgan", "wgan")] == ["stack of 2 seeds", "2 runs at once", ""]
+
+
+def test_a_terminal_80_columns_wide_shows_what_matters_first_and_breaks_no_number(tmp_path, monkeypatch, capsys):
+    from bench import console
+
+    fids_of = {"dcgan": (80.5, 90.25, 85.0), "vanilla": (1100.5, 1210.25, 1150.0), "wgan_gp": (500.0, 520.0, 510.0)}
+    for arch, fids in fids_of.items():
+        for seed, fid in enumerate(fids):
+            make_run(tmp_path, arch=arch, seed=seed, fid=fid, images_per_s=3661.0, evaluations=[(600, 60.0, fid)])
+    monkeypatch.setattr(console.out, "width", 80)
+    print_comparison(groups_of(tmp_path, fid_target=600.0))
+    out = capsys.readouterr().out
+    first = out.split(" (continued)", 1)[0]  # the first table: architecture, runs, FID with interval, time to quality
+    assert re.search(r"arch +runs +FID +FID 95% CI +to FID<600", first)
+    for arch, fid in (("dcgan", "85.25 ± 4.9"), ("vanilla", "1154 ± 55"), ("wgan_gp", "510 ± 10")):
+        (line,) = [line for line in first.splitlines() if line.lstrip().startswith(arch)]
+        assert fid in line and len(line) <= 80
+    assert "(continued)" in out and out.count("3661") + out.count("3,661") == 3  # img/s, each whole
+    assert all(len(line) <= 80 for line in out.splitlines() if line.lstrip().startswith(("dcgan", "vanilla", "wgan")))
+
+
+def test_every_figure_names_every_architecture_of_its_data(tmp_path, monkeypatch):
+    from bench.report import figures
+
+    drawn = {}
+
+    def keep(fig, path):
+        drawn[path.stem.split("-", 1)[1]] = fig
+        return path
+
+    monkeypatch.setattr(figures, "_save", keep)
+    for arch in ("dcgan", "vanilla", "wgan_gp"):
+        for seed in range(2):
+            record = make_record(arch=arch, seed=seed, evaluations=[(200, 20.0, 300.0 + seed), (600, 60.0, 90.0)])
+            record.flops_per_step = None if arch == "wgan_gp" else record.flops_per_step  # as for wgan-gp's penalty
+            make_run(tmp_path / "runs", record)
+    figures.write_figures(groups_of(tmp_path / "runs"), tmp_path / "r.md")
+    assert sorted(drawn) == ["fid-vs-batches", "fid-vs-compute", "fid-vs-time", "losses", "samples"]
+    for name, fig in drawn.items():
+        if name == "samples":
+            named = [ax.get_title() for ax in fig.axes]
+        else:
+            named = [t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()]
+        for arch in ("dcgan", "vanilla", "wgan_gp"):
+            assert any(arch in text for text in named), f"{name} does not name {arch}: {named}"
+    assert len([ax for ax in drawn["losses"].axes if ax.lines]) == 3  # one panel, and one y-axis, each
+    assert "no FLOP count: wgan_gp" in [t.get_text() for t in drawn["fid-vs-compute"].axes[0].texts]
+    assert {ax.get_yscale() for name in ("fid-vs-time", "fid-vs-batches") for ax in drawn[name].axes} == {"linear"}
