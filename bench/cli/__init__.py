@@ -7,6 +7,7 @@ The table below names them; only the command that runs is imported (pip's layout
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import os
 import sys
@@ -15,7 +16,7 @@ import traceback
 from collections.abc import Sequence
 from types import ModuleType
 
-from bench import console
+from bench import __version__, console
 from bench.cli.options import Parser
 from bench.errors import BenchError
 from bench.stop import StopRequest
@@ -38,10 +39,14 @@ def command_module(name: str) -> ModuleType:
     return importlib.import_module(COMMANDS[name][0])
 
 
-def build_parser(command: str | None = None) -> Parser:
-    """The parser of every command, or, given ``command``, of that one (the others listed by name only)."""
-    parser = Parser(prog="python -m bench", description="Compare GAN architectures on MNIST, fairly and fast.")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+def build_parser(command: str | None = None, parser_class: type[argparse.ArgumentParser] = Parser
+                 ) -> argparse.ArgumentParser:
+    """The parser of every command, or, given ``command``, of that one (the others listed by name only, as they
+    are for a ``command`` that names none of them). ``parser_class`` decides what a usage error does (the
+    command line prints it and exits 2; :mod:`bench.api` raises it)."""
+    parser = parser_class(prog="python -m bench", description="Compare GAN architectures on MNIST, fairly and fast.")
+    parser.add_argument("--version", action="version", version=f"gan-bench {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=parser_class)
     sub.required = True
     for name, (_, summary) in COMMANDS.items():
         if command is not None and name != command:
@@ -76,8 +81,9 @@ def main(argv: Sequence[str] | None = None, stop: StopRequest | None = None) -> 
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         chosen = _chosen(argv)
-        # Building the chosen command's parser imports its library (torch among it).
-        args = build_parser(chosen if chosen in COMMANDS else None).parse_args(argv)
+        # Building the chosen command's parser imports its library (torch among it); none is built for
+        # --version, --help or a word that is no command.
+        args = build_parser(chosen or "").parse_args(argv)
         args.argv = argv
         args.stop = stop or StopRequest()
         return int(args.func(args) or 0)

@@ -51,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         if not args.resume:
             plan = Plan.create(args.out, PlanKind.COMPARE, args.arch, args.seeds, settings, command=args.argv)
+        args.written = plan.folder  # what bench.api loads and returns
         status = run_comparison(plan, args.jobs, args.stop, args.timing_rounds, backend=ray,
                                 retry_failed=args.retry_failed, skip_damaged=args.skip_damaged)
     finally:

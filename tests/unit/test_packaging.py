@@ -33,3 +33,14 @@ def test_the_built_in_entry_points_name_modules_inside_bench_and_load():
     for entry in md.distribution(BUILTIN_PACKAGE).entry_points:
         if entry.group == "gan_bench.architectures":
             assert entry.load().name == entry.name
+
+
+def test_version_prints_the_installed_version_without_building_every_command(capsys, monkeypatch):
+    from bench import cli
+
+    built = []
+    monkeypatch.setattr(cli, "command_module", lambda name: built.append(name))  # any command built would fail
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--version"])
+    assert info.value.code == 0 and built == []
+    assert capsys.readouterr().out == f"gan-bench {md.version('gan-bench')}\n"
