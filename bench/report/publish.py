@@ -91,12 +91,8 @@ def write_report(
                         by_hparams=by_hparams)
     if best:
         groups = best_per_arch(groups)
-    if out is None and fmt is None:
-        tables.print_comparison(groups, style["columns"], style["digits"])
-        return Report(groups, None, [])
     if out is None:
-        console.out.file.write(render(groups, fmt, **style))  # verbatim: the text may be piped into a parser
-        console.out.file.flush()
+        _print(groups, fmt, style)
         return Report(groups, None, [])
     out = Path(out)
     _check_out(out, form.suffix)
@@ -109,6 +105,15 @@ def write_report(
     for path, make in zip(companions, form.companions.values(), strict=True):
         write_text(path, make(groups))
     return Report(groups, out, drawn, companions)
+
+
+def _print(groups: list[Group], fmt: str | None, style: dict) -> None:
+    """The terminal's tables (``fmt`` None), or the format verbatim: the text may be piped into a parser."""
+    if fmt is None:
+        tables.print_comparison(groups, style["columns"], style["digits"])
+        return
+    console.out.file.write(render(groups, fmt, **style))
+    console.out.file.flush()
 
 
 #: The most significant digits ``--digits`` accepts (a float holds about 15).

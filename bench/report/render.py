@@ -18,7 +18,7 @@ import math
 import os
 import shlex
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -228,16 +228,20 @@ def _row_columns(row: Row) -> dict[str, Any]:
     }
 
 
-def render_csv(groups: list[Group], extras: Extras) -> str:
-    """The groups as CSV, one line per row, its group's device and protocol repeated on it."""
+def _csv_text(columns: Sequence[str], lines: Iterable[dict[str, Any]]) -> str:
+    """CSV with a header of ``columns`` and one line per dict of ``lines`` (None as an empty cell)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    for index, group in enumerate(groups, 1):
-        for row in group.rows:
-            values = {**_group_columns(index, group), **_row_columns(row)}
-            writer.writerow(["" if values[c] is None else values[c] for c in CSV_COLUMNS])
+    writer.writerow(columns)
+    for values in lines:
+        writer.writerow(["" if values[c] is None else values[c] for c in columns])
     return buf.getvalue()
+
+
+def render_csv(groups: list[Group], extras: Extras) -> str:
+    """The groups as CSV, one line per row, its group's device and protocol repeated on it."""
+    return _csv_text(CSV_COLUMNS, ({**_group_columns(index, group), **_row_columns(row)}
+                                   for index, group in enumerate(groups, 1) for row in group.rows))
 
 
 #: The columns of the pairwise tests' CSV (``<stem>-pairs.csv``): one line per pair of rows in a group.
@@ -253,29 +257,17 @@ RUN_CSV_COLUMNS = ("group", "device", "arch", "hparams", "seed", "status", "run_
 
 def render_runs_csv(groups: list[Group]) -> str:
     """Every run of every group as CSV, one line each, with its row's architecture and hyperparameters."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(RUN_CSV_COLUMNS)
-    for index, group in enumerate(groups, 1):
-        for row in group.rows:
-            hparams = json.dumps(row.hparams, sort_keys=True) if row.hparams is not None else None
-            for run in row.runs:
-                values = {"group": index, "device": group.device, "arch": row.arch, "hparams": hparams,
-                          **run_dict(run, row.ttq.target)}
-                writer.writerow(["" if values[c] is None else values[c] for c in RUN_CSV_COLUMNS])
-    return buf.getvalue()
+    return _csv_text(RUN_CSV_COLUMNS, (
+        {"group": index, "device": group.device, "arch": row.arch,
+         "hparams": json.dumps(row.hparams, sort_keys=True) if row.hparams is not None else None,
+         **run_dict(run, row.ttq.target)}
+        for index, group in enumerate(groups, 1) for row in group.rows for run in row.runs))
 
 
 def render_pairs_csv(groups: list[Group]) -> str:
     """The pairwise tests on FID of every group as CSV."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(PAIR_CSV_COLUMNS)
-    for index, group in enumerate(groups, 1):
-        for pair in group.pairs:
-            values = {"group": index, "device": group.device, **pair_dict(group, pair)}
-            writer.writerow([values[c] for c in PAIR_CSV_COLUMNS])
-    return buf.getvalue()
+    return _csv_text(PAIR_CSV_COLUMNS, ({"group": index, "device": group.device, **pair_dict(group, pair)}
+                                        for index, group in enumerate(groups, 1) for pair in group.pairs))
 
 
 # Markdown -----------------------------------------------------------------------------------
