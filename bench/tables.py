@@ -552,7 +552,7 @@ def print_comparison(groups: list[Group], columns: Sequence[str] | None = None, 
 def _parts(keys: list[str], widths: list[int], width: int) -> list[list[int]]:
     """The column indices of each table a terminal ``width`` wide shows: all at once where they fit, else
     :data:`FIRST_COLUMNS` first and the rest in as few tables as fit, each led by the first column."""
-    cost = [w + 2 for w in widths]  # a column's cells and the gap to the next
+    cost = [w + 3 for w in widths]  # a column's cells, its padding either side and the rule between columns
     if sum(cost) <= width:
         return [list(range(len(keys)))]
     first = [i for i, key in enumerate(keys) if key in FIRST_COLUMNS] or [0]
