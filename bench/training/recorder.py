@@ -65,11 +65,12 @@ class Recorder:
         self.tb.add_image("samples", grid, step)
 
     def log_evaluation(self, evaluation: Evaluation) -> None:
-        """Every metric against batches and against training milliseconds."""
+        """Every metric against batches, and against whole training seconds as the step (TensorBoard calls that
+        axis "Step"; in seconds, runs of different speeds line up on a time axis)."""
         for name in METRIC_NAMES:
             value = evaluation.value(name)
             self.tb.add_scalar(f"metrics/{name}", value, evaluation.step)
-            self.tb.add_scalar(f"metrics_vs_time/{name}", value, int(evaluation.train_wall_s * 1000))
+            self.tb.add_scalar(f"metrics_vs_time/{name}", value, round(evaluation.train_wall_s))
 
     def write_record(self, record: RunRecord) -> None:
         with self.stop.critical():
@@ -156,6 +157,9 @@ def hparam_values(record: RunRecord) -> dict[str, Any]:
     }
     # batch_size is one of the hyperparameters too; the protocol's (resolved) value stands for both.
     values.update({f"hp.{k}": v for k, v in c.hparams.items() if k != "batch_size"})
+    # Every setting but the seed in one value: the seeds of one setting share it, so the HParams view can sort and
+    # filter them together, the seed staying a column of its own.
+    values["setting"] = " ".join([record.arch, *(f"{k}={v}" for k, v in values.items() if k not in ("arch", "seed"))])
     return {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in values.items()}
 
 

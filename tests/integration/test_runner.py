@@ -86,11 +86,18 @@ def test_the_hparams_view_holds_the_protocol_and_hyperparameters_only(tmp_path):
     content = events.PluginTagToContent("hparams")
     start = HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info
     hparams = {k: getattr(v, v.WhichOneof("kind")) for k, v in start.hparams.items()}
+    setting = hparams.pop("setting")
     assert hparams == {
         "arch": "vanilla", "budget": "steps=6", "batch_size": 64, "train_subset": "all", "train_precision": "fp32",
         "seed": 0, "eval_samples": 100, "device": "cpu",
         "hp.latent_dim": 100, "hp.lr": 1e-4, "hp.b1": 0.5, "hp.b2": 0.999, "hp.bn_eps": 0.8,
     }
+    # every setting but the seed in one value, to group a setting's seeds by
+    assert setting.startswith("vanilla budget=steps=6 batch_size=64 ") and "hp.lr=0.0001" in setting
+    assert "seed" not in setting
+    # FID against whole training seconds as the step
+    seconds = [round(e.train_wall_s) for e in record.evaluations]
+    assert [e.step for e in events.Scalars("metrics_vs_time/fid")] == seconds
     experiment = HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
     tags = [m.name.tag for m in experiment.metric_infos]
     assert tags == ["final/fid", "final/kid", "final/precision", "final/recall", "final/classifier_score",
