@@ -20,35 +20,20 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
 from bench.errors import BenchError, UsageError
-from bench.record import METRIC_NAMES, RunRecord
+from bench.record import METRIC_NAMES
+from bench.report.aggregate import LoadedRun
 from bench.stop import StopRequest
 
 __all__ = ["Run", "Runs", "compare", "load_runs", "run"]
 
 
-@dataclass(frozen=True)
-class Run:
-    """One run folder and its record (``run.json``, :class:`bench.record.RunRecord`)."""
-
-    path: Path
-    record: RunRecord
-
-    @property
-    def arch(self) -> str:
-        return self.record.arch
-
-    @property
-    def seed(self) -> int:
-        return self.record.seed
-
-    @property
-    def status(self) -> str:
-        return str(self.record.status)
+class Run(LoadedRun):
+    """One run folder, its record (``run.json``, :class:`bench.record.RunRecord`) and its protocol, as ``bench
+    report`` loads it (:class:`bench.report.aggregate.LoadedRun`: ``arch``, ``seed``, ``status``...)."""
 
     @property
     def metrics(self) -> dict[str, Any]:
@@ -76,9 +61,9 @@ class Runs(list[Run]):
     def tables(self, fid_target: float | None = None) -> list[Any]:
         """The comparison tables of these runs, as ``bench report`` groups them (:class:`bench.report.aggregate.Group`:
         its ``rows`` aggregate seeds, its ``pairs`` are the tests on FID); ``fid_target`` None: the scale's default."""
-        from bench.report.aggregate import LoadedRun, group_runs, protocol_of
+        from bench.report.aggregate import group_runs
 
-        return group_runs([LoadedRun(r.path, r.record, protocol_of(r.record)) for r in self], fid_target)
+        return group_runs(list(self), fid_target)
 
     def to_dataframe(self) -> Any:
         """One row per run (:meth:`Run.to_dict`) as a pandas DataFrame; pandas is not a dependency of gan-bench."""
@@ -94,7 +79,7 @@ def load_runs(*paths: str | Path) -> Runs:
     finds them."""
     from bench.report.aggregate import load_runs as load
 
-    return Runs(Run(loaded.path, loaded.record) for loaded in load(list(paths)))
+    return Runs(Run(loaded.path, loaded.record, loaded.protocol) for loaded in load(list(paths)))
 
 
 def run(arch: str, **options: Any) -> Runs:
