@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from bench import console
 from bench.errors import BenchError, UsageError
 from bench.record import METRIC_NAMES
 from bench.report.aggregate import LoadedRun
@@ -106,7 +107,8 @@ def _command(name: str, options: Mapping[str, Any]) -> Runs:
     argv = [name, *_argv(_flags(parser, name), options)]
     args = parser.parse_args(argv)
     args.argv, args.stop, args.written = argv, StopRequest(), None
-    status = int(args.func(args) or 0)
+    with console.carrying_out(argv):
+        status = int(args.func(args) or 0)
     folder = Path(args.written) if args.written is not None else None
     runs = load_runs(folder) if folder is not None else Runs()
     return Runs(runs, folder, status)

@@ -6,12 +6,14 @@ not a terminal the progress bar degrades to plain periodic lines.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import math
 import os
 import sys
 import time
 from typing import Any
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from rich.console import Console
 from rich.markup import escape
@@ -38,6 +40,46 @@ def reader_gone() -> None:
 
 out = _console(stderr=False)
 err = _console(stderr=True)
+
+#: How the suite is started where it cannot tell (imported, or run by a test runner).
+MODULE_PROGRAM = "python -m bench"
+
+
+#: The command being carried out, as JSON ``[program, *argv]``: set by :func:`carrying_out`, and inherited by the
+#: processes that train its runs, whose own ``sys.argv`` is the parent's (spawn) or a worker's (Ray).
+COMMAND_VARIABLE = "GAN_BENCH_COMMAND"
+
+
+def program() -> str:
+    """The command the user typed to start the suite, for usage lines and the commands messages suggest:
+    ``gan-bench`` from the installed script, else ``python -m bench`` (as pip does for ``python -m pip``)."""
+    name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    return "gan-bench" if name.removesuffix(".exe").removesuffix("-script.py") == "gan-bench" else MODULE_PROGRAM
+
+
+@contextlib.contextmanager
+def carrying_out(argv: list[str]) -> Iterator[None]:
+    """Within this block the command being carried out is ``program() argv``, whatever ``sys.argv`` holds
+    (a notebook's kernel, a test runner), for the runs to record what made them."""
+    before = os.environ.get(COMMAND_VARIABLE)
+    os.environ[COMMAND_VARIABLE] = json.dumps([program(), *argv])
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(COMMAND_VARIABLE, None)
+        else:
+            os.environ[COMMAND_VARIABLE] = before
+
+
+def command_carried_out() -> tuple[str, list[str]]:
+    """The program and command line of the command being carried out (:func:`carrying_out`), else this
+    process's own."""
+    words = os.environ.get(COMMAND_VARIABLE)
+    if words:
+        program_name, *argv = json.loads(words)
+        return program_name, argv
+    return program(), sys.argv[1:]
 
 
 def error(message: str) -> None:

@@ -7,13 +7,13 @@ import ctypes
 import os
 import platform
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import torch
 
 import bench
+from bench import console
 from bench.machine import free_cpus
 
 #: glibc hands every freed block over 128 KiB back to the kernel by default, so a training
@@ -83,6 +83,7 @@ def git_commit() -> str | None:
 def environment(device: torch.device) -> dict[str, Any]:
     """Describe the software and hardware a run used (run.json's ``env``)."""
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
+    program, argv = console.command_carried_out()
     return {
         "python": platform.python_version(),
         "torch": torch.__version__,
@@ -97,5 +98,6 @@ def environment(device: torch.device) -> dict[str, Any]:
         "gpu": gpu,
         "cuda": torch.version.cuda if device.type == "cuda" else None,
         "git_commit": git_commit(),
-        "argv": sys.argv[1:],
+        "program": program,
+        "argv": argv,
     }

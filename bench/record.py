@@ -185,6 +185,8 @@ class Environment:
     gpu: str | None = None
     cuda: str | None = None
     git_commit: str | None = None
+    #: How the suite was started (``gan-bench`` or ``python -m bench``), and the command line after that.
+    program: str | None = None
     argv: list[str] | None = None
 
 

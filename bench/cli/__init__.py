@@ -44,7 +44,7 @@ def build_parser(command: str | None = None, parser_class: type[argparse.Argumen
     """The parser of every command, or, given ``command``, of that one (the others listed by name only, as they
     are for a ``command`` that names none of them). ``parser_class`` decides what a usage error does (the
     command line prints it and exits 2; :mod:`bench.api` raises it)."""
-    parser = parser_class(prog="python -m bench", description="Compare GAN architectures on MNIST, fairly and fast.")
+    parser = parser_class(prog=console.program(), description="Compare GAN architectures on MNIST, fairly and fast.")
     parser.add_argument("--version", action="version", version=f"gan-bench {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=parser_class)
     sub.required = True
@@ -86,7 +86,8 @@ def main(argv: Sequence[str] | None = None, stop: StopRequest | None = None) -> 
         args = build_parser(chosen or "").parse_args(argv)
         args.argv = argv
         args.stop = stop or StopRequest()
-        return int(args.func(args) or 0)
+        with console.carrying_out(argv):
+            return int(args.func(args) or 0)
     except BenchError as exc:
         if exc.__cause__ is not None:  # a plugin's own error: keep its traceback for its author
             console.error(f"{exc} (traceback in {_crash_log(exc)})")

@@ -274,7 +274,7 @@ def plan_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The run settings a plan shares across its entries (everything but arch, seed and out),
     from ``bench compare`` or ``bench sweep`` options, validated."""
     if not args.arch:
-        raise UsageError("--arch NAME[,NAME...] is required (see: python -m bench list)")
+        raise UsageError(f"--arch NAME[,NAME...] is required (see: {console.program()} list)")
     cfg = run_config(args, "-")
     cfg.validate()
     settings = dataclasses.asdict(cfg)

@@ -19,7 +19,7 @@ from bench.tables import COLUMN_KEYS, check_columns
 def _own_command(args: argparse.Namespace) -> str | None:
     """This report's command line, for the report to say how it was made (None when not run as ``report``)."""
     argv = getattr(args, "argv", [])  # set by bench.cli.main
-    return "python -m bench " + shlex.join(argv) if list(argv[:1]) == ["report"] else None
+    return f"{console.program()} {shlex.join(argv)}" if list(argv[:1]) == ["report"] else None
 
 
 def run(args: argparse.Namespace) -> int:

@@ -25,14 +25,14 @@ DESCRIPTION = "Train one architecture on MNIST."
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--arch", help="architecture name (see: python -m bench list)")
+    p.add_argument("--arch", help=f"architecture name (see: {console.program()} list)")
     p.add_argument("--resume", metavar="RUN_DIR",
                    help="continue an interrupted run to its original budget (a seed of a stack resumes its stack; a "
                         "comparison folder resumes the comparison)")
     add_resume_options(p, "comparison", plan=False)
     p.add_argument("--seeds", type=parse_seeds, metavar="N|LIST",
                    help="several seeds as one comparison of this architecture (a count, 3 = seeds 0,1,2, or a list "
-                        "0,5,7), --jobs at once; continue it with: python -m bench compare --resume DIR")
+                        f"0,5,7), --jobs at once; continue it with: {console.program()} compare --resume DIR")
     add_parallel_options(p)
     add_training_options(p)
 
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         runner = Runner.resume(args.resume, registry.load, stop=args.stop, entry_of=registry.entry,
                                skip_damaged=args.skip_damaged)
     elif not args.arch:
-        raise UsageError("--arch NAME is required (see: python -m bench list)")
+        raise UsageError(f"--arch NAME is required (see: {console.program()} list)")
     else:
         runner = Runner(run_config(args, args.arch), registry.load(args.arch), stop=args.stop,
                         entry=registry.entry(args.arch))
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     for run, record in zip(runner.runs, runner.records, strict=True):  # a resumed stack: each of its seeds
         tables.print_run(record, run.dir)
     if runner.run.stop_signal is not None:
-        console.err.print(f"interrupted; continue with: python -m bench run --resume {runner.run.dir}")
+        console.err.print(f"interrupted; continue with: {console.program()} run --resume {runner.run.dir}")
         return 128 + runner.run.stop_signal
     return 0
 
@@ -80,10 +80,10 @@ def _seeds(args: argparse.Namespace) -> int:
     given = [flag for flag, value in (("--resume", args.resume), ("--seed", args.seed)) if value]
     if given:
         raise UsageError(f"--seeds and {', '.join(given)} given together; --seeds makes a comparison folder, "
-                         "which python -m bench compare --resume continues")
+                         f"which {console.program()} compare --resume continues")
     check_parallel_options(args)
     if not args.arch:
-        raise UsageError("--arch NAME is required (see: python -m bench list)")
+        raise UsageError(f"--arch NAME is required (see: {console.program()} list)")
     args.arch = [args.arch]
     settings = plan_settings(args)
     common_scale(settings, args.arch)

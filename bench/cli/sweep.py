@@ -115,5 +115,5 @@ def _print_results(plan: Plan, fid_target: float | None) -> None:
             if fid.mean is not None and sum(r.arch == row.arch for r in group.rows) > 1:
                 console.out.print(f"best {row.arch}: {tables.hparams_text(group, row)}  FID {console.fmt(fid.mean)} "
                                   f"(mean over {fid.n} seed(s))", markup=False, highlight=False, soft_wrap=True)
-    console.out.print(f"sweep: {plan.folder}  (python -m bench report {plan.folder} --best)",
+    console.out.print(f"sweep: {plan.folder}  ({console.program()} report {plan.folder} --best)",
                       markup=False, highlight=False, soft_wrap=True)

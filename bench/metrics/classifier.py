@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from bench import console
 from bench.data import load_mnist, to_model_range
 from bench.errors import BenchError, UsageError
 from bench.storage import load_torch, save_torch
@@ -41,7 +42,11 @@ DEFAULT_SEED = 0
 DEFAULT_EPOCHS = 8
 BATCH_SIZE = 128
 MAX_SHIFT = 2  # pixels of random translation during training
-FIX = "python -m bench classifier train"
+
+
+def fix() -> str:
+    """The command that trains the classifier again."""
+    return f"{console.program()} classifier train"
 
 
 class MNISTClassifier(nn.Module):
@@ -213,18 +218,18 @@ def load_classifier(
     path = Path(WEIGHTS_PATH if path is None else path)
     expected_sha256 = WEIGHTS_SHA256 if expected_sha256 is None else expected_sha256
     if not path.is_file():
-        raise BenchError(f"classifier weights {path} not found; recreate them with `{FIX}`")
+        raise BenchError(f"classifier weights {path} not found; recreate them with `{fix()}`")
     actual = file_sha256(path)
     if actual != expected_sha256:
         raise BenchError(
             f"classifier weights {path} have SHA-256 {actual}, expected {expected_sha256}; "
-            f"restore the file from the package or recreate it with `{FIX}`"
+            f"restore the file from the package or recreate it with `{fix()}`"
         )
     model = MNISTClassifier()
     try:
         model.load_state_dict(load_torch(path))
     except (RuntimeError, OSError, ValueError) as exc:
-        raise BenchError(f"classifier weights {path} cannot be loaded ({exc}); recreate them with `{FIX}`") from None
+        raise BenchError(f"classifier weights {path} cannot be loaded ({exc}); recreate them with `{fix()}`") from None
     model.eval().requires_grad_(False)
     return model.to(device)
 

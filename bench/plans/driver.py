@@ -108,14 +108,14 @@ class Driver:
                 self._queue(index, 1)
             self.backend.run(self)
         if self.stop.requested:
-            console.err.print(f"interrupted; continue with: python -m bench {self.plan.kind} --resume "
+            console.err.print(f"interrupted; continue with: {console.program()} {self.plan.kind} --resume "
                               f"{self.plan.folder}", markup=False, highlight=False, soft_wrap=True)
             return 128 + self.stop.signal
         return self._closing_status()
 
     def _closing_status(self) -> int:
         """0 when every run earned its result; else 1, with the command that carries on."""
-        command = f"python -m bench {self.plan.kind} --resume {self.plan.folder}"
+        command = f"{console.program()} {self.plan.kind} --resume {self.plan.folder}"
         killed = [e for e in self.entries if e.status is Status.INTERRUPTED]
         failed = [e for e in self.entries if e.status is Status.FAILED]
         if killed:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench import console
 from bench.config import PER_RUN_KEYS, RunConfig, duration_text
 from bench.errors import UsageError
 from bench.layout import PLAN, Status
@@ -83,7 +84,9 @@ class Plan:
     kind: PlanKind = PlanKind.COMPARE
     grid: dict[str, Any] | None = field(default=None, metadata=OMIT_NONE)
     created: str
-    #: The command line that made the plan (without the program name), for reports to reproduce it.
+    #: How the suite was started (``gan-bench`` or ``python -m bench``; unknown in older plans)...
+    program: str | None = field(default=None, metadata=OMIT_NONE)
+    #: ...and the command line that made the plan after it, for reports to reproduce it.
     command: list[str] | None = field(default=None, metadata=OMIT_NONE)
     archs: list[str]
     seeds: list[int]
@@ -100,8 +103,8 @@ class Plan:
         folder = make_unique_dir(Path(out), f"{kind}-{utc_stamp()}")
         runs = [PlanEntry(arch=a, seed=s, hparams=p) for a in archs for p in (points[a] if points else [{}])
                 for s in seeds]
-        plan = cls(kind=kind, grid=grid, created=utc_iso(), command=command, archs=archs, seeds=seeds,
-                   settings=settings, runs=runs)
+        plan = cls(kind=kind, grid=grid, created=utc_iso(), program=console.program() if command else None,
+                   command=command, archs=archs, seeds=seeds, settings=settings, runs=runs)
         plan.folder = folder
         plan.save()
         return plan
@@ -169,7 +172,7 @@ class Plan:
     def command_text(self) -> str:
         """The command that made this plan: as typed, or rebuilt from the settings (older plans)."""
         if self.command is not None:
-            return shlex.join(["python", "-m", "bench", *self.command])
+            return f"{self.program or console.MODULE_PROGRAM} {shlex.join(self.command)}"
         return _rebuild_command(self)
 
 
@@ -178,7 +181,7 @@ def _rebuild_command(plan: Plan) -> str:
     (for plans written before the command line was stored; ``--out`` is not known)."""
     settings, default = plan.settings, RunConfig(arch="-")
     seeds = plan.seeds
-    parts = [f"python -m bench {plan.kind}", f"--arch {','.join(plan.archs)}",
+    parts = [f"{console.MODULE_PROGRAM} {plan.kind}", f"--arch {','.join(plan.archs)}",
              f"--seeds {len(seeds)}" if seeds == list(range(len(seeds))) else f"--seeds {','.join(map(str, seeds))}"]
     for key in ("epochs", "steps"):
         if settings.get(key) is not None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import tables
+from bench import console, tables
 from bench.errors import UsageError
 from bench.layout import PLAN
 from bench.plans.plan import Plan
@@ -307,13 +307,14 @@ def provenance(groups: list[Group], command: str | None = None) -> list[str]:
 def recorded_commands(groups: list[Group]) -> list[str]:
     """Every command that wrote these runs as the runs recorded it (``--resume`` too), with the gan-bench commit it
     ran and how many runs it wrote, folder by folder; runs that recorded no command are left out."""
-    seen: Counter[tuple[str, tuple[str, ...], str]] = Counter()
+    seen: Counter[tuple[str, str, str]] = Counter()
     for run in (run for group in groups for run in group.runs):
         env = run.record.env
         if env.argv:
-            seen[(run.path.parent.name, tuple(env.argv), env.git_commit or "not recorded")] += 1
-    return [f"{portable('python -m bench ' + shlex.join(argv))}  # {folder}: {n} run{'s' if n > 1 else ''}, "
-            f"gan-bench commit {commit}" for (folder, argv, commit), n in sorted(seen.items())]
+            command = f"{env.program or console.MODULE_PROGRAM} {shlex.join(env.argv)}"
+            seen[(run.path.parent.name, command, env.git_commit or "not recorded")] += 1
+    return [f"{portable(command)}  # {folder}: {n} run{'s' if n > 1 else ''}, "
+            f"gan-bench commit {commit}" for (folder, command, commit), n in sorted(seen.items())]
 
 
 def architecture_sources(groups: list[Group]) -> str | None:

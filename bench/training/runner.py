@@ -252,7 +252,7 @@ def check_resumable(run_dir: Path, record: RunRecord) -> None:
     check_not_held(run_dir)
     if (run_dir / CHECKPOINT).is_file():
         return
-    again = f"start it again with: python -m bench run --arch {record.arch} --seed {record.seed}"
+    again = f"start it again with: {console.program()} run --arch {record.arch} --seed {record.seed}"
     if record.status is Status.RUNNING:
         mark_ended(run_dir, Status.INTERRUPTED, "its process ended before the first checkpoint (killed?)")
         raise UsageError(f"{run_dir} ended before its first checkpoint (its process was killed), so there is "

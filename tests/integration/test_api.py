@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 
 import pytest
 
-from bench import api
+from bench import api, console
 from bench.errors import UsageError
 from helpers import REPO
 
@@ -37,9 +39,15 @@ def test_a_mistake_raises_the_commands_own_error_before_anything_is_written(tmp_
     assert not list(tmp_path.iterdir())
 
 
-def test_run_from_python_with_flags_and_hyperparameters(tmp_path):
+def test_run_from_python_with_flags_and_hyperparameters(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["ipykernel_launcher.py", "-f", "kernel.json"])  # as in a notebook
     runs = api.run("vanilla", steps=5, no_eval=True, hparams={"lr": 1e-4}, out=tmp_path)
     (run,) = runs
+    # the run records the command line that makes it again, not the notebook's
+    assert (run.record.env.program, run.record.env.argv) == (
+        "python -m bench", ["run", "--arch", "vanilla", "--steps", "5", "--no-eval", "--set", "lr=0.0001",
+                            "--out", str(tmp_path)])
+    assert console.COMMAND_VARIABLE not in os.environ
     assert (run.status, run.metrics, run.record.config.hparams["lr"]) == ("completed", {}, 1e-4)
     assert runs.folder == run.path and runs.exit_status == 0
     pandas = pytest.importorskip("pandas")

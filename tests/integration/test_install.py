@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -9,6 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+import bench
 
 from helpers import architecture_names
 
@@ -47,7 +50,24 @@ def test_gan_bench_trains_from_a_folder_with_its_own_bench_and_architectures_pac
     trained = run([script, "run", "--arch", "vanilla", "--steps", "20", "--no-eval", "--out", str(crowded / "runs")],
                   crowded)
     assert trained.returncode == 0, trained.stderr
-    assert len(list((crowded / "runs").glob("vanilla-*/run.json"))) == 1
+    (record,) = (json.loads(path.read_text()) for path in (crowded / "runs").glob("vanilla-*/run.json"))
+    assert (record["env"]["program"], record["env"]["argv"][:3]) == ("gan-bench", ["run", "--arch", "vanilla"])
+    report = run([script, "report", str(crowded / "runs"), "--format", "md"], crowded)
+    assert "gan-bench run --arch vanilla --steps 20" in report.stdout and "python -m bench" not in report.stdout
+
+
+def test_gan_bench_names_itself_as_invoked():
+    script = console_script()
+    if script is None:
+        pytest.skip("gan-bench is not installed as a command here")
+    version = run([script, "--version"], Path.cwd())
+    assert (version.returncode, version.stdout.strip()) == (0, f"gan-bench {bench.__version__}")
+    helped = run([script, "run", "--help"], Path.cwd())
+    assert helped.stdout.startswith("usage: gan-bench run") and "see: gan-bench list" in helped.stdout
+    refused = run([script, "run"], Path.cwd())
+    assert (refused.returncode, refused.stderr.strip()) == (2, "error: --arch NAME is required (see: gan-bench list)")
+    module = run([sys.executable, "-m", "bench", "run", "--help"], Path.cwd())
+    assert module.stdout.startswith("usage: python -m bench run") and "gan-bench" not in module.stdout
 
 
 def test_a_folder_with_its_own_architectures_package_loads_every_built_in(crowded):
