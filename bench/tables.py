@@ -88,7 +88,7 @@ def metrics_table(metrics: Metrics, references: dict[str, Metrics] | None, title
         table.add_column(name.replace("_", " "), justify="right", style="dim")
     for key, label in METRIC_LABELS.items():
         value = metrics.value(key)
-        shown = f"{fmt(value)} ± {fmt(metrics.kid_std)}" if key == "kid" and metrics.kid_std is not None else fmt(value)
+        shown = pm_text(value, metrics.kid_std) if key == "kid" and metrics.kid_std is not None else fmt(value)
         table.add_row(label, shown, *[fmt(r.value(key)) for r in refs.values()])
     if metrics.eval_s is not None:
         table.caption = (f"{metrics.protocol.get('n_generated', '?')} {noun} vs MNIST test; "
@@ -167,6 +167,8 @@ _METRIC_COLUMNS = {"fid": ("fid", 1.0), "kid": ("kid", 1e3), "precision": ("prec
                    "classifier_score": ("classifier_score", 1.0)}
 #: Columns whose cells are ``mean ± std``; the other metric columns show the mean.
 PM_COLUMNS = frozenset({"fid", "kid"})
+#: Metric columns that count (digits covered): a whole mean is written as a whole number.
+COUNT_COLUMNS = frozenset({"modes"})
 #: The mark of a row whose side-by-side step times vary widely, of a row with contended runs, and of
 #: times taken while runs shared the machine (stacked seeds, --jobs).
 WIDE_MARK, CONTENDED_MARK, SHARED_MARK = "†", "‡", "§"
@@ -249,24 +251,62 @@ def number(value: float | None, digits: int | None = None, default: int = 4) -> 
     return f"{value:.{max(decimals, 0)}f}"
 
 
+#: Significant digits of a spread: its first two, as is usual for an uncertainty.
+SPREAD_DIGITS = 2
+
+
+def last_place(value: float, digits: int) -> int:
+    """The power of ten of the last of ``digits`` significant digits of ``value`` (0 for units)."""
+    return math.floor(math.log10(abs(value))) - digits + 1 if value else 0
+
+
+def at_place(value: float, place: int) -> str:
+    """``value`` written to the power of ten ``place``: 1234.5 at 1 is "1230", at -1 "1234.5"."""
+    return f"{round(value, -place):.0f}" if place >= 0 else f"{value:.{-place}f}"
+
+
+def spread_place(mean: float, spread: float | None, digits: int | None = None) -> int | None:
+    """The last place shown of a mean and its spread: the coarser of the mean's ``digits`` (default 4)
+    significant digits and the spread's two, so that neither looks more precise than the other;
+    None where a number is too large or small to write without a power of ten."""
+    if not all(1e-3 <= abs(v) < 1e6 for v in (mean, spread) if v):
+        return None
+    place = last_place(mean, digits or 4)
+    return max(place, last_place(spread, SPREAD_DIGITS)) if spread else place
+
+
+def pm_text(mean: float, spread: float | None, digits: int | None = None) -> str:
+    """``mean ± spread`` both to one place (:func:`spread_place`); a missing spread is ``-``, beside the mean
+    to ``digits`` (:func:`number`)."""
+    place = None if spread is None else spread_place(mean, spread, digits)
+    if place is None:
+        return f"{number(mean, digits)} ± {number(spread, digits, SPREAD_DIGITS) if spread is not None else '-'}"
+    return f"{at_place(mean, place)} ± {at_place(spread, place)}"
+
+
 def mean_pm_std(stat: Stats, scale: float = 1.0, digits: int | None = None) -> str:
     """``mean ± std`` of ``stat`` times ``scale`` (``-`` for a missing value or a single seed's std)."""
     if stat.mean is None:
         return "-"
-    std = number(stat.std * scale, digits, 2) if stat.std is not None else "-"
-    return f"{number(stat.mean * scale, digits)} ± {std}"
+    return pm_text(stat.mean * scale, None if stat.std is None else stat.std * scale, digits)
 
 
-def mean_text(stat: Stats, digits: int | None = None) -> str:
-    """The mean of ``stat``, or ``-``."""
-    return "-" if stat.mean is None else number(stat.mean, digits)
+def mean_text(stat: Stats, digits: int | None = None, count: bool = False) -> str:
+    """The mean of ``stat``, or ``-``; a ``count`` whose mean is whole is written as a whole number."""
+    if stat.mean is None:
+        return "-"
+    return f"{stat.mean:.0f}" if count and float(stat.mean).is_integer() else number(stat.mean, digits)
 
 
 def ci_text(stat: Stats, scale: float = 1.0, digits: int | None = None) -> str:
-    """``[low, high]``: the confidence interval of the mean of ``stat`` times ``scale``, or ``-``."""
-    if stat.ci_low is None or stat.ci_high is None:
+    """``[low, high]``: the confidence interval of the mean of ``stat`` times ``scale``, to the place of its
+    ``mean ± std`` (:func:`spread_place`), or ``-``."""
+    if stat.ci_low is None or stat.ci_high is None or stat.mean is None:
         return "-"
-    return f"[{number(stat.ci_low * scale, digits)}, {number(stat.ci_high * scale, digits)}]"
+    place = None if stat.std is None else spread_place(stat.mean * scale, stat.std * scale, digits)
+    if place is None:
+        return f"[{number(stat.ci_low * scale, digits)}, {number(stat.ci_high * scale, digits)}]"
+    return f"[{at_place(stat.ci_low * scale, place)}, {at_place(stat.ci_high * scale, place)}]"
 
 
 def millions(n: int | None) -> str:
@@ -327,7 +367,8 @@ def _metric_texts(row: Row, digits: int | None) -> dict[str, str]:
     texts = {}
     for key, (name, scale) in _METRIC_COLUMNS.items():
         stat = row.metrics[name]
-        texts[key] = mean_pm_std(stat, scale, digits) if key in PM_COLUMNS else mean_text(stat, digits)
+        texts[key] = mean_pm_std(stat, scale, digits) if key in PM_COLUMNS else \
+            mean_text(stat, digits, count=key in COUNT_COLUMNS)
         texts[f"{key}_ci"] = ci_text(stat, scale, digits)
     return texts
 

@@ -99,8 +99,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         f"{', '.join(COLUMN_KEYS)} (default: all but the other intervals; LaTeX: "
                         f"{','.join(LATEX_COLUMNS)}); CSV and JSON always hold everything")
     p.add_argument("--digits", type=digit_count, metavar="N",
-                   help="significant digits of every number in those tables, trailing zeros kept so columns line up "
-                        "(default: up to 4, and 2 for a ± spread and a p-value)")
+                   help="significant digits of the numbers in those tables, trailing zeros kept so columns line up "
+                        "(default: up to 4; a ± spread and a p-value have 2, and a mean ± spread and its interval stop "
+                        "at the coarser place of the two, so neither looks more precise than the other)")
     p.add_argument("--caption", metavar="TEXT",
                    help="the LaTeX table's caption (default: the device and protocol, which then go under the table)")
     p.add_argument("--label", metavar="NAME", help=f"the LaTeX table's label (default {DEFAULT_LABEL}; "

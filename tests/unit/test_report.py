@@ -18,7 +18,6 @@ from bench.cli import build_parser, main
 from bench.config import DEFAULT_FID_TARGETS
 from bench.errors import UsageError
 from bench.layout import PLAN
-from bench.console import fmt as fmt_number
 from bench.plans.plan import Plan, PlanKind
 from bench.plans.steptimes import ArchStepTimes, StepTimes
 from bench.record import Contention, Evaluation, StackInfo
@@ -28,7 +27,7 @@ from bench.report.aggregate import (
 from bench.report.publish import write_report
 from bench.report.render import FORMATS, LATEX_COLUMNS, render
 from bench.storage import write_json
-from bench.tables import mean_pm_std, mean_text, millions, print_comparison, time_to_quality_texts
+from bench.tables import ci_text, mean_pm_std, mean_text, millions, pm_text, print_comparison, time_to_quality_texts
 from bench.stats import Stats
 from helpers import REPO, make_record, make_run
 
@@ -93,8 +92,8 @@ def test_bold_marks_only_the_row_the_tests_find_better_than_every_other(tmp_path
     groups = groups_of(tmp_path / "apart")
     assert [row.arch for row in groups[0].rows if row.best] == ["dcgan"]
     md = render(groups, "md")
-    assert "| **10 ± 1.6** |" in md and "in bold the FID of dcgan, which the pairwise tests find better" in md
-    assert r"\textbf{10 $\pm$ 1.6}" in render(groups, "latex")
+    assert "| **10.0 ± 1.6** |" in md and "in bold the FID of dcgan, which the pairwise tests find better" in md
+    assert r"\textbf{10.0 $\pm$ 1.6}" in render(groups, "latex")
     groups = groups_of(tmp_path / "overlap")
     assert only_row(groups, "dcgan").metrics["fid"].mean == pytest.approx(17.6)
     assert not any(r.best for r in groups[0].rows)
@@ -244,7 +243,7 @@ def test_latex_has_one_row_per_architecture(three_archs):
     body = tex.split(r"\midrule", 1)[1].split(r"\bottomrule", 1)[0]
     assert body.count("\\\\") == 3
     assert r"wgan\_gp" in body and "wgan_gp" not in body.replace(r"wgan\_gp", "")
-    assert r"8.5 $\pm$ 0.71" in body and r"\textbf{8.5" not in body
+    assert r"8.50 $\pm$ 0.71" in body and r"\textbf{8.5" not in body
     assert r"KID$\times$10$^3$" in tex and f"FID\\textless{{}}{DEFAULT_FID_TARGETS[28]:g}" in tex
 
 
@@ -254,7 +253,7 @@ def test_markdown_has_a_header_and_one_row_per_architecture(three_archs):
     table = [line for line in comparison.splitlines() if line.startswith("|")]
     assert table[0].startswith("| arch | runs | status |") and re.fullmatch(r"\|( -+:? \|)+", table[1])
     assert len(table) == 2 + 3
-    assert "| 8.5 ± 0.71 |" in md and "reference train vs test: FID 0.5" in md
+    assert "| 8.50 ± 0.71 |" in md and "reference train vs test: FID 0.5" in md
     assert "## 1. Test CPU · 600 steps · batch 64 · all training images · fp32 · scored at 28x28 · eval" in md
 
 
@@ -544,9 +543,16 @@ def test_how_it_was_made_names_the_package_and_version_of_each_architecture(tmp_
 
 
 def test_cell_helpers_format_stats_counts_and_time_to_quality():
-    assert mean_pm_std(Stats.of([8.0, 9.0])) == "8.5 ± 0.71"
+    # a mean ± spread stops at the spread's second digit, or at the mean's last where that is coarser
+    assert mean_pm_std(Stats.of([8.0, 9.0])) == "8.50 ± 0.71"
     assert mean_pm_std(Stats.of([0.03])) == "0.03 ± -"  # one seed has no spread
-    assert mean_pm_std(Stats.of([0.012, 0.013]), 1e3) == "12.5 ± 0.71"
+    assert mean_pm_std(Stats.of([0.012, 0.013]), 1e3) == "12.50 ± 0.71"
+    assert (pm_text(1880.4, 41.8, 3), pm_text(1880.4, 41.8), pm_text(1152.3, 113.0)) == (
+        "1880 ± 40", "1880 ± 42", "1150 ± 110")  # --digits 3 printed 1880 ± 41.8
+    assert (pm_text(64.53, 9.03), pm_text(1880.4, 0.0)) == ("64.5 ± 9.0", "1880 ± 0")
+    assert ci_text(Stats.of([1100.0, 1210.0, 1150.0], ci=True)) == "[1017, 1290]"  # to the place of 1150 ± 55
+    assert (mean_text(Stats.of([10.0, 10.0]), 3, count=True), mean_text(Stats.of([9.0, 10.0]), 3, count=True)) == (
+        "10", "9.50")  # a count: a whole mean is a whole number (--digits 3 printed 10.0)
     assert mean_pm_std(Stats.of([None, float("nan")])) == "-" and mean_text(Stats.of([])) == "-"
     assert mean_text(Stats.of([6400.0, 6500.0])) == "6450"
     assert (millions(1_510_032), millions(533_505), millions(None)) == ("1.51", "0.534", "-")
@@ -647,8 +653,8 @@ def test_every_metric_has_a_t_interval_over_three_seeds_or_more(tmp_path):
     half = 4.302653 * math.sqrt(13.0 / 3)  # t(0.975, 2) times the standard error of 10, 12, 17
     assert (fid.ci_low, fid.ci_high) == pytest.approx((13.0 - half, 13.0 + half), rel=1e-6)
     md = render(groups, "md")
-    assert "| FID | FID 95% CI |" in md and "| 8.5 ± 0.71 | - |" in md  # two seeds have no interval
-    assert f"| 13 ± 3.6 | [{fmt_number(fid.ci_low)}, {fmt_number(fid.ci_high)}] |" in md
+    assert "| FID | FID 95% CI |" in md and "| 8.50 ± 0.71 | - |" in md  # two seeds have no interval
+    assert f"| 13.0 ± 3.6 | [{fid.ci_low:.1f}, {fid.ci_high:.1f}] |" in md  # the interval to the place of 13.0 ± 3.6
     assert "Student t interval of the mean over seeds" in md and "'-' under 3 seeds" in md
     row = {r["arch"]: r for r in csv.DictReader(io.StringIO(render(groups, "csv")))}["vanilla"]
     assert float(row["fid_ci_low"]) == pytest.approx(fid.ci_low) and row["kid_ci_high"] != ""
@@ -752,7 +758,7 @@ def test_columns_and_digits_choose_the_table(three_archs):
     md = render(groups, "md", columns=("arch", "fid", "fid_ci", "kid_ci"), digits=3)
     table = [line for line in md.split("### Pairwise", 1)[0].splitlines() if line.startswith("|")]
     assert table[0] == "| arch | FID | FID 95% CI | KID×10³ 95% CI |"
-    assert table[2] == "| dcgan | 8.50 ± 0.707 | - | - |"  # two seeds: no interval
+    assert table[2] == "| dcgan | 8.50 ± 0.71 | - | - |"  # two seeds: no interval
     assert "| dcgan | vanilla | 2 vs 2 | 1.00 | [0.386, 1.00] | 0.333 | 1.00 |" in md  # the tests keep the digits too
     with pytest.raises(UsageError, match=r"unknown column 'fidd' \(did you mean 'fid'\?\); choose from: arch, "):
         write_report([three_archs], "md", columns=["arch", "fidd"])
@@ -905,7 +911,7 @@ def test_a_terminal_80_columns_wide_shows_what_matters_first_and_breaks_no_numbe
     out = capsys.readouterr().out
     first = out.split(" (continued)", 1)[0]  # the first table: architecture, runs, FID with interval, time to quality
     assert re.search(r"arch +runs +FID +FID 95% CI +to FID<600", first)
-    for arch, fid in (("dcgan", "85.25 ± 4.9"), ("vanilla", "1154 ± 55"), ("wgan_gp", "510 ± 10")):
+    for arch, fid in (("dcgan", "85.2 ± 4.9"), ("vanilla", "1154 ± 55"), ("wgan_gp", "510 ± 10")):
         (line,) = [line for line in first.splitlines() if line.lstrip().startswith(arch)]
         assert fid in line and len(line) <= 80
     assert "(continued)" in out and out.count("3661") + out.count("3,661") == 3  # img/s, each whole
