@@ -150,6 +150,9 @@ class Evaluation:
 
     step: int
     train_wall_s: float | None = None
+    #: The training process's CPU seconds (all its threads; a stack's seeds share one process) at this
+    #: evaluation: unlike wall seconds, other processes' load does not inflate them. Not in older runs.
+    train_cpu_s: float | None = field(default=None, metadata=OMIT_NONE)
     fid: float | None = None
     kid: float | None = None
     precision: float | None = None
@@ -160,8 +163,8 @@ class Evaluation:
     eval_s: float | None = field(default=None, metadata=OMIT_NONE)
 
     @classmethod
-    def of(cls, step: int, train_wall_s: float, metrics: Metrics) -> Evaluation:
-        return cls(step=step, train_wall_s=train_wall_s, eval_s=metrics.eval_s,
+    def of(cls, step: int, train_wall_s: float, metrics: Metrics, train_cpu_s: float | None = None) -> Evaluation:
+        return cls(step=step, train_wall_s=train_wall_s, train_cpu_s=train_cpu_s, eval_s=metrics.eval_s,
                    **{name: metrics.value(name) for name in METRIC_NAMES})
 
     def value(self, name: str) -> Any:
@@ -186,7 +189,7 @@ class Environment:
     cuda: str | None = None
     git_commit: str | None = None
     #: How the suite was started (``gan-bench`` or ``python -m bench``), and the command line after that.
-    program: str | None = None
+    program: str | None = field(default=None, metadata=OMIT_NONE)
     argv: list[str] | None = None
 
 

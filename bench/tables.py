@@ -182,8 +182,8 @@ def _all_columns(target: str) -> list[tuple[str, str, bool]]:
         ("images_per_s", "img/s", True), ("wall_s", "wall s", True), ("fid", "FID", True),
         ("fid_ci", "FID 95% CI", True), ("kid", "KID×10³", True), ("precision", "prec.", True),
         ("recall", "recall", True), ("modes", "modes", True), ("classifier_score", "class. score", True),
-        ("ttq_s", f"s to FID<{target}", True), ("ttq_batches", f"batches to FID<{target}", True),
-        ("ttq", f"to FID<{target}", True),
+        ("ttq_s", f"s to FID<{target}", True), ("ttq_cpu_s", f"CPU s to FID<{target}", True),
+        ("ttq_batches", f"batches to FID<{target}", True), ("ttq", f"to FID<{target}", True),
     ]
     headers = dict((k, h) for k, h, _ in cols)
     cols += [(f"{key}_ci", f"{headers[key]} 95% CI", True) for key in _METRIC_COLUMNS if key != "fid"]
@@ -327,15 +327,16 @@ def row_label(group: Group, row: Row) -> str:
     return f"{row.arch} ({hparams_text(group, row)})" if group.by_hparams else row.arch
 
 
-def time_to_quality_texts(ttq: TimeToQuality, digits: int | None = None) -> tuple[str, str, str]:
-    """Time to quality as ``(seconds, batches, both)`` cell texts."""
+def time_to_quality_texts(ttq: TimeToQuality, digits: int | None = None) -> tuple[str, str, str, str]:
+    """Time to quality as ``(wall seconds, batches, both, CPU seconds)`` cell texts."""
     if ttq.runs == 0:
-        return "-", "-", "-"
+        return "-", "-", "-", "-"
     if ttq.reached == 0:
-        return "not reached", "not reached", "not reached"
+        return ("not reached",) * 4
     partial = f" ({ttq.reached}/{ttq.runs} reached)" if ttq.reached < ttq.runs else ""
     wall, step = number(ttq.wall_s, digits), fmt(ttq.step)  # batches are counted, not measured
-    return f"{wall}{partial}", f"{step}{partial}", f"{wall} s / {step} batches{partial}"
+    cpu = "-" if ttq.cpu_s is None else f"{number(ttq.cpu_s, digits)}{partial}"
+    return f"{wall}{partial}", f"{step}{partial}", f"{wall} s / {step} batches{partial}", cpu
 
 
 def step_ms_text(row: Row, digits: int | None = None, terse: bool = False) -> str:
@@ -379,7 +380,7 @@ def comparison_cells(group: Group, row: Row, terse: bool = False, columns: Seque
 
     ``digits``: significant digits of the numbers (default: 4, and 2 for a ± spread).
     """
-    when, batches, both = time_to_quality_texts(row.ttq, digits)
+    when, batches, both, cpu = time_to_quality_texts(row.ttq, digits)
     text = {
         "arch": row.arch,
         "hparams": hparams_text(group, row) if group.by_hparams else "-",
@@ -392,6 +393,7 @@ def comparison_cells(group: Group, row: Row, terse: bool = False, columns: Seque
         "wall_s": mean_text(row.wall_s, digits),
         **_metric_texts(row, digits),  # KID is small: shown in thousandths, as is usual
         "ttq_s": when,
+        "ttq_cpu_s": cpu,
         "ttq_batches": batches,
         "ttq": both,
     }

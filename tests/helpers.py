@@ -200,7 +200,7 @@ def make_record(
     arch: str = "vanilla",
     seed: int = 0,
     fid: float | None = 12.0,
-    evaluations: list[tuple[int, float, float]] | None = None,
+    evaluations: list[tuple[float, ...]] | None = None,
     status: str = "completed",
     device: str = "Test CPU",
     train_subset: int | None = None,
@@ -212,7 +212,7 @@ def make_record(
 ) -> RunRecord:
     """A finished run of 600 steps with the given values.
 
-    ``evaluations`` are ``(step, train_wall_s, fid)``; by default one final evaluation at ``fid``.
+    ``evaluations`` are ``(step, train_wall_s, fid[, train_cpu_s])``; by default one final evaluation at ``fid``.
     ``fid=None`` makes an unevaluated run (metrics null, no evaluations, no references).
     """
     if evaluations is None:
@@ -230,8 +230,9 @@ def make_record(
                             step_ms_p90=step_ms, images_per_s=images_per_s, wall_s=wall_s),
         losses=Losses(d=0.5, g=0.7), discriminator=DiscriminatorMeans(d_real=0.6, d_fake=0.4),
         metrics=None if fid is None else metrics_of(fid),
-        evaluations=[Evaluation(step=s, train_wall_s=w, fid=f, kid=f / 1000, precision=0.8, recall=0.6,
-                                classifier_score=9.0, modes_covered=10, mode_kl=0.01) for s, w, f in evaluations],
+        evaluations=[Evaluation(step=s, train_wall_s=w, train_cpu_s=cpu[0] if cpu else None, fid=f, kid=f / 1000,
+                                precision=0.8, recall=0.6, classifier_score=9.0, modes_covered=10, mode_kl=0.01)
+                     for s, w, f, *cpu in evaluations],
         references=None if fid is None else {"train_vs_test": metrics_of(0.5), "noise_vs_test": metrics_of(400.0)},
         env=Environment(device="cpu", device_name=device),
     )

@@ -203,31 +203,34 @@ def load_runs(paths: Sequence[str | os.PathLike] | str | os.PathLike) -> list[Lo
 @dataclass(frozen=True)
 class TimeToQuality:
     """When the runs of a row first reached FID below ``target``: the evaluation of the median run among those
-    that did (the lower middle one of an even count), its batches and training seconds."""
+    that did (the lower middle one of an even count), its batches and training seconds, wall and CPU."""
 
     target: float
     reached: int
     runs: int  # runs with an evaluation log
     step: float | None
     wall_s: float | None
+    cpu_s: float | None = None  # None: runs that did not record it
 
 
-def time_to_quality(evaluations: Iterable[Evaluation], target: float) -> tuple[int, float] | None:
-    """Return ``(step, train_wall_s)`` of the first evaluation with FID below ``target``, or None."""
+def time_to_quality(evaluations: Iterable[Evaluation], target: float) -> Evaluation | None:
+    """The first evaluation with FID below ``target``, or None."""
     logged = [e for e in evaluations if is_finite(e.fid) and is_finite(e.step)]
-    for e in sorted(logged, key=lambda e: e.step):
-        if e.fid < target:
-            return int(e.step), float(e.train_wall_s) if is_finite(e.train_wall_s) else math.nan
-    return None
+    return next((e for e in sorted(logged, key=lambda e: e.step) if e.fid < target), None)
 
 
 def _time_to_quality(runs: list[LoadedRun], target: float) -> TimeToQuality:
     logged = [r for r in runs if any(is_finite(e.fid) for e in r.evaluations)]
-    hits = sorted(hit for hit in (time_to_quality(r.evaluations, target) for r in logged) if hit is not None)
+    hits = [hit for hit in (time_to_quality(r.evaluations, target) for r in logged) if hit is not None]
     # The median seed's evaluation, the lower middle one of an even count: an evaluation a run made, never a
     # point between two seeds' evaluations that no run was scored at.
-    step, wall_s = hits[(len(hits) - 1) // 2] if hits else (None, None)
-    return TimeToQuality(target=target, reached=len(hits), runs=len(logged), step=step, wall_s=wall_s)
+    hits.sort(key=lambda e: (e.step, e.train_wall_s if is_finite(e.train_wall_s) else math.inf))
+    if not hits:
+        return TimeToQuality(target=target, reached=0, runs=len(logged), step=None, wall_s=None)
+    median = hits[(len(hits) - 1) // 2]
+    return TimeToQuality(target=target, reached=len(hits), runs=len(logged), step=int(median.step),
+                         wall_s=float(median.train_wall_s) if is_finite(median.train_wall_s) else math.nan,
+                         cpu_s=float(median.train_cpu_s) if is_finite(median.train_cpu_s) else None)
 
 
 @dataclass

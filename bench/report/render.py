@@ -88,7 +88,9 @@ def run_dict(run: LoadedRun, fid_target: float) -> dict[str, Any]:
         "seed": run.seed, "status": run.status, "run_dir": run.path.name, "steps": run.record.steps,
         "wall_s": run.record.timing.wall_s, "cpu_s": None if contention is None else contention.cpu_s,
         **{m: None if metrics is None else metrics.value(m) for m in METRIC_NAMES},
-        "ttq_step": None if reached is None else reached[0], "ttq_wall_s": None if reached is None else reached[1],
+        "ttq_step": None if reached is None else reached.step,
+        "ttq_wall_s": None if reached is None else reached.train_wall_s,
+        "ttq_cpu_s": None if reached is None else reached.train_cpu_s,
     }
 
 
@@ -110,7 +112,7 @@ def row_dict(row: Row) -> dict[str, Any]:
         "wall_s": row.wall_s.mean,
         **{m: _stat_dict(row.metrics[m]) for m in METRIC_NAMES},
         "time_to_quality": {"fid_target": t.target, "reached": t.reached, "runs": t.runs, "step": t.step,
-                            "wall_s": t.wall_s},
+                            "wall_s": t.wall_s, "cpu_s": t.cpu_s},
         "best_fid": row.best,
         "step_ms_side_by_side": _side_by_side_dict(row),
         "contended_runs": row.contended,
@@ -191,7 +193,7 @@ CSV_COLUMNS = (
     # Added by the tested differences and the side-by-side timing, after the columns older readers know.
     *[f"{m}_ci_{end}" for m in METRIC_NAMES for end in ("low", "high")],
     "step_ms_side_by_side_median", "step_ms_side_by_side_p10", "step_ms_side_by_side_p90",
-    "step_ms_side_by_side_wide", "contended_runs", "shared",
+    "step_ms_side_by_side_wide", "contended_runs", "shared", "ttq_cpu_s",
 )
 #: Columns whose values are a row's own (``row_dict``) under the same name.
 _ROW_COLUMNS = ("arch", "runs", "params_g", "params_d", "flops_per_step", "step_ms_median", "images_per_s", "wall_s",
@@ -218,7 +220,7 @@ def _row_columns(row: Row) -> dict[str, Any]:
         "status": "; ".join(f"{n} {s}" for s, n in row.status.items()),
         **{f"{m}_{s}": d[m][s] for m in METRIC_NAMES for s in _STAT_PARTS},
         "fid_target": t["fid_target"], "ttq_reached": t["reached"], "ttq_runs": t["runs"],
-        "ttq_step": t["step"], "ttq_wall_s": t["wall_s"],
+        "ttq_step": t["step"], "ttq_wall_s": t["wall_s"], "ttq_cpu_s": t["cpu_s"],
         **{k: d[k] for k in _ROW_COLUMNS},
         **{f"{m}_ci_{end}": d[m][f"ci_{end}"] for m in METRIC_NAMES for end in ("low", "high")},
         **{f"step_ms_side_by_side_{k}": (d["step_ms_side_by_side"] or {}).get(k) for k in ("median", "p10", "p90")},
@@ -252,7 +254,7 @@ PAIR_CSV_COLUMNS = ("group", "device", "a", "b", "n_a", "n_b", "a_beats_b", "a_b
 #: The columns of the runs CSV (``<stem>-runs.csv``): one line per run, what its row's statistics and tests are
 #: computed from, so anyone can redo them.
 RUN_CSV_COLUMNS = ("group", "device", "arch", "hparams", "seed", "status", "run_dir", "steps", "wall_s", "cpu_s",
-                   *METRIC_NAMES, "ttq_step", "ttq_wall_s")
+                   *METRIC_NAMES, "ttq_step", "ttq_wall_s", "ttq_cpu_s")
 
 
 def render_runs_csv(groups: list[Group]) -> str:

@@ -99,7 +99,7 @@ class Recorder:
             self._write_sampling_state(gan, record.arch)
             self._write_losses(history, log_every)
             if record.evaluations:
-                cols = ["step", "train_wall_s", *METRIC_NAMES, "eval_s"]
+                cols = ["step", "train_wall_s", "train_cpu_s", *METRIC_NAMES, "eval_s"]
                 rows = [[_csv(getattr(e, c)) for c in cols] for e in record.evaluations]
                 write_csv(self.dir / METRICS_CSV, cols, rows)
             if record.metrics is not None:

@@ -179,7 +179,7 @@ class Run:
         m = self.evaluator.evaluate(gan, self.stop if interruptible else None)
         self.state.eval_s += m.eval_s or 0.0
         self.state.last_metrics = m
-        evaluation = Evaluation.of(self.state.step, self.state.train_wall_s, m)
+        evaluation = Evaluation.of(self.state.step, self.state.train_wall_s, m, self.state.train_cpu_s)
         self.state.evaluations.append(evaluation)
         self.recorder.log_evaluation(evaluation)
         who = f"{self.spec.name} seed {self.cfg.seed}" if self.stack is not None else self.spec.name

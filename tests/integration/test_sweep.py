@@ -53,8 +53,8 @@ def assert_same_run(a: Path, b: Path) -> None:
         assert ra["config"][key] == rb["config"][key], key
     untimed = lambda m: m and {k: v for k, v in m.items() if k != "eval_s"}  # noqa: E731
     assert untimed(ra["metrics"]) == untimed(rb["metrics"])
-    assert [untimed(e) | {"train_wall_s": 0} for e in ra["evaluations"]] == [
-        untimed(e) | {"train_wall_s": 0} for e in rb["evaluations"]]
+    assert [untimed(e) | {"train_wall_s": 0, "train_cpu_s": 0} for e in ra["evaluations"]] == [
+        untimed(e) | {"train_wall_s": 0, "train_cpu_s": 0} for e in rb["evaluations"]]
     assert (a / "losses.csv").read_text() == (b / "losses.csv").read_text()
     ga, gb = (torch.load(p / "generator.pt", weights_only=True) for p in (a, b))
     assert ga.keys() == gb.keys() and all(torch.equal(ga[k], gb[k]) for k in ga)

@@ -25,7 +25,7 @@ from bench.report.aggregate import (
     TimeToQuality, best_per_arch, group_runs, load_runs, protocol_note, time_to_quality,
 )
 from bench.report.publish import write_report
-from bench.report.render import FORMATS, LATEX_COLUMNS, render
+from bench.report.render import FORMATS, LATEX_COLUMNS, render, render_runs_csv
 from bench.storage import write_json
 from bench.tables import ci_text, mean_pm_std, mean_text, millions, pm_text, print_comparison, time_to_quality_texts
 from bench.stats import Stats
@@ -122,9 +122,9 @@ def test_time_to_quality_is_the_first_evaluation_below_target():
         Evaluation(step=600, train_wall_s=60.0, fid=5.0),
         Evaluation(step=100, train_wall_s=10.0, fid=float("nan")),
     ]
-    assert time_to_quality(log, 10.0) == (400, 40.0)
-    assert time_to_quality(log, 15.0) == (400, 40.0)  # "below" is strict
-    assert time_to_quality(log, 20.0) == (200, 20.0)
+    assert time_to_quality(log, 10.0) is log[0]
+    assert time_to_quality(log, 15.0) is log[0]  # "below" is strict
+    assert time_to_quality(log, 20.0) is log[1]
     assert time_to_quality(log, 1.0) is None
     assert time_to_quality([], 10.0) is None
 
@@ -143,9 +143,9 @@ def test_time_to_quality_aggregates_over_seeds(tmp_path):
     assert (vanilla.reached, vanilla.runs, vanilla.step, vanilla.wall_s) == (0, 1, None, None)
     assert (lsgan.reached, lsgan.runs, lsgan.step, lsgan.wall_s) == (2, 2, 200, 30.0)
     md = render(groups, "md")
-    assert "22 (2/3 reached) | 200 (2/3 reached)" in md
+    assert "22 (2/3 reached) | - | 200 (2/3 reached)" in md
     assert "not reached | not reached" in md
-    assert "| 30 | 200 |" in md
+    assert "| 30 | - | 200 |" in md
     rows = {r["arch"]: r for r in csv.DictReader(io.StringIO(render(groups, "csv")))}
     assert rows["dcgan"]["ttq_reached"] == "2" and rows["dcgan"]["ttq_runs"] == "3"
     assert rows["vanilla"]["ttq_step"] == "" and rows["lsgan"]["ttq_wall_s"] == "30.0"
@@ -556,18 +556,25 @@ def test_cell_helpers_format_stats_counts_and_time_to_quality():
     assert mean_pm_std(Stats.of([None, float("nan")])) == "-" and mean_text(Stats.of([])) == "-"
     assert mean_text(Stats.of([6400.0, 6500.0])) == "6450"
     assert (millions(1_510_032), millions(533_505), millions(None)) == ("1.51", "0.534", "-")
-    assert time_to_quality_texts(TimeToQuality(10.0, 0, 0, None, None)) == ("-", "-", "-")
-    assert time_to_quality_texts(TimeToQuality(10.0, 0, 2, None, None)) == ("not reached",) * 3
-    assert time_to_quality_texts(TimeToQuality(10.0, 2, 3, 1200, 31.0)) == (
-        "31 (2/3 reached)", "1,200 (2/3 reached)", "31 s / 1,200 batches (2/3 reached)")
+    assert time_to_quality_texts(TimeToQuality(10.0, 0, 0, None, None)) == ("-", "-", "-", "-")
+    assert time_to_quality_texts(TimeToQuality(10.0, 0, 2, None, None)) == ("not reached",) * 4
+    assert time_to_quality_texts(TimeToQuality(10.0, 2, 3, 1200, 31.0, 29.5)) == (
+        "31 (2/3 reached)", "1,200 (2/3 reached)", "31 s / 1,200 batches (2/3 reached)", "29.5 (2/3 reached)")
+    assert time_to_quality_texts(TimeToQuality(10.0, 1, 1, 1200, 31.0))[3] == "-"  # runs that did not record it
 
 
 def test_time_to_quality_of_an_even_count_is_an_evaluation_a_seed_made_not_a_midpoint(tmp_path):
     for seed, (step, wall_s) in enumerate(((1000, 20.0), (1400, 22.0), (1800, 25.0), (600, 30.0))):
-        make_run(tmp_path, seed=seed, evaluations=[(step, wall_s, 5.0)])
+        make_run(tmp_path, seed=seed, evaluations=[(step - 200, wall_s - 5, 50.0, wall_s - 6), (step, wall_s, 5.0,
+                                                                                              wall_s - 1.5)])
     (row,) = groups_of(tmp_path, fid_target=10.0)[0].rows
-    assert (row.ttq.step, row.ttq.wall_s) == (1000, 20.0) and isinstance(row.ttq.step, int)  # 600, [1000], 1400, 1800
-    assert "| 20 | 1,000 |" in render(groups_of(tmp_path, fid_target=10.0), "md")
+    # 600, [1000], 1400, 1800: that seed's evaluation, its batches, wall and CPU seconds
+    assert (row.ttq.step, row.ttq.wall_s, row.ttq.cpu_s) == (1000, 20.0, 18.5) and isinstance(row.ttq.step, int)
+    groups = groups_of(tmp_path, fid_target=10.0)
+    assert "| s to FID<10 | CPU s to FID<10 | batches to FID<10 |" in render(groups, "md")
+    assert "| 20 | 18.5 | 1,000 |" in render(groups, "md")
+    runs = list(csv.DictReader(io.StringIO(render_runs_csv(groups))))
+    assert sorted((r["ttq_step"], r["ttq_wall_s"], r["ttq_cpu_s"]) for r in runs)[0] == ("1000", "20.0", "18.5")
 
 
 
