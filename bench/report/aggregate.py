@@ -346,6 +346,11 @@ class Group:
     side_by_side_unused: str | None = None
 
     @property
+    def scale(self) -> int:
+        """The side its runs were scored at: FIDs of two scales are not on one scale."""
+        return int(self.protocol.get(EVAL_PREFIX + SCALE) or DEFAULT_SCALE)
+
+    @property
     def references(self) -> dict[str, Metrics] | None:
         """The reference points of the smallest image side among the runs (28x28 unless all train larger)."""
         return next(iter(self.sized_references.values()), None)

@@ -1,7 +1,9 @@
 """The report's figures, one function each: losses, FID against time and against batches, FID for
 compute (against training FLOPs and training time), samples.
 
-Every figure draws the rows of all groups, one colour per row throughout, and is written
+Every figure draws the rows of all groups: one colour per architecture throughout, one marker
+and line style per group, and one FID axis per evaluation scale (FIDs of two scales are not
+comparable). Each is written
 atomically beside the report as ``<stem>-<name>.png`` (200 dpi, which Markdown links) and as
 ``.pdf`` and ``.svg`` of the same stem, for papers. A figure without data to draw (no
 losses.csv, no evaluations, no samples.png) is left out. matplotlib is imported only here,
@@ -15,7 +17,6 @@ import math
 import os
 import statistics
 from pathlib import Path
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 from bench import console, tables
@@ -40,24 +41,63 @@ Curve = dict[int, tuple[float, ...]]
 
 
 class Line(NamedTuple):
-    """One row of the comparison as the figures draw it: its legend label and colour."""
+    """One row of the comparison as the figures draw it: its legend label, colour and marks."""
 
     label: str
     color: str
     row: Row
+    #: The row's table: its marker and line style (one per table, so a pooled figure tells them apart)...
+    marker: str = "o"
+    linestyle: str = "-"
+    #: ...and the side its FIDs were scored at, which chooses its panel.
+    scale: int = 28
+
+
+#: Per table of a pooled figure: the marker and line style of its rows.
+TABLE_MARKS = (("o", "-"), ("s", "--"), ("^", ":"), ("D", "-."), ("v", (0, (5, 1, 1, 1))), ("P", (0, (1, 2))))
 
 
 def figure_lines(groups: list[Group]) -> list[Line]:
-    """The rows of ``groups`` with their labels (``[group]`` when there are several) and colours."""
+    """The rows of ``groups`` with their labels (``[table]`` when there are several), one colour per
+    architecture (and hyperparameter point) in every table, and one marker and line style per table."""
+    names = {}
+    for group in groups:
+        for row in group.rows:
+            names.setdefault(_row_name(group, row), len(names))
+    palette = [f"C{i}" for i in range(10)]
+    if len(names) > len(palette):
+        from matplotlib import colormaps
+        from matplotlib.colors import to_hex
+
+        palette = [to_hex(c) for c in colormaps["tab20"].colors]
     lines = []
     for index, group in enumerate(groups, 1):
+        marker, linestyle = TABLE_MARKS[(index - 1) % len(TABLE_MARKS)]
         for row in group.rows:
-            label = row.arch
-            if group.by_hparams and row.hparams:
-                label += f" ({tables.hparams_text(group, row)})"
-            label = f"{label} [{index}]" if len(groups) > 1 else label
-            lines.append(Line(label, f"C{len(lines) % 10}", row))
+            name = _row_name(group, row)
+            label = f"{name} [{index}]" if len(groups) > 1 else name
+            lines.append(Line(label, palette[names[name] % len(palette)], row, marker, linestyle, group.scale))
     return lines
+
+
+def _row_name(group: Group, row: Row) -> str:
+    if group.by_hparams and row.hparams:
+        return f"{row.arch} ({tables.hparams_text(group, row)})"
+    return row.arch
+
+
+def by_scale(lines: list[Line]) -> dict[int, list[Line]]:
+    """``lines`` by the side their FIDs were scored at, smallest first: one FID axis per scale."""
+    scales: dict[int, list[Line]] = {}
+    for line in sorted(lines, key=lambda line: line.scale):
+        scales.setdefault(line.scale, []).append(line)
+    return scales
+
+
+def _scales_with_fids(lines: list[Line]) -> dict[int, list[Line]]:
+    """:func:`by_scale`, the scales without an evaluation to draw left out."""
+    return {scale: scale_lines for scale, scale_lines in by_scale(lines).items()
+            if any(_fid_curve(run) for line in scale_lines for run in line.row.runs)}
 
 
 def figure_files(path: Path) -> list[Path]:
@@ -71,7 +111,8 @@ def _save(fig: Figure, path: Path) -> Path:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     FigureCanvasAgg(fig)
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:  # a figure of subfigures lays itself out (constrained)
+        fig.tight_layout()
     with matplotlib.rc_context(_RC):
         for fmt, file in zip(FORMATS, figure_files(path), strict=True):
             with atomic_path(file) as tmp:
@@ -163,60 +204,43 @@ def _plot_fid(ax: Axes, lines: list[Line], by_time: bool) -> list[float]:
             steps = sorted(curve)
             xs = [curve[st][0] for st in steps] if by_time else steps
             pts = [(x, curve[st][1]) for x, st in zip(xs, steps, strict=True) if curve[st][1] > 0 and math.isfinite(x)]
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", markersize=3, linewidth=1.2,
-                    alpha=0.85, label=line.label if i == 0 else None, color=line.color)
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=line.marker, linestyle=line.linestyle,
+                    markersize=3, linewidth=1.2, alpha=0.85, label=line.label if i == 0 else None, color=line.color)
             drawn += [p[1] for p in pts]
     return drawn
 
 
-def _fid_figure(lines: list[Line], path: Path, fid_target: float | None, reference: float | None, by_time: bool,
+def _fid_figure(lines: list[Line], path: Path, references: dict[int, list[Reference]], by_time: bool,
                 ) -> Path | None:
+    """One panel per evaluation scale, each with its own FID axis and its scale's references."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(7, 4.5))
-    ax = fig.subplots()
-    fids = _plot_fid(ax, lines, by_time)
-    if not fids:
+    scales = _scales_with_fids(lines)
+    if not scales:
         return None
-    if fid_target is not None:
-        ax.axhline(fid_target, color="gray", linestyle="--", linewidth=1,
-                   label=f"target FID {console.fmt(float(fid_target))}")
-    if reference is not None:
-        ax.axhline(reference, color="green", linestyle=":", linewidth=1, label="train vs test")
-    ax.set_yscale(choose_scale(fids))  # the one rule of every FID axis
-    ax.set_xlabel("training wall-clock time (s)" if by_time else "batches")
-    ax.set_ylabel("FID (MNIST classifier features)")
-    ax.set_title(f"FID against {'training time' if by_time else 'batches'} (one line per seed)")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
+    fig = Figure(figsize=(7 * len(scales), 4.5))
+    for ax, (scale, scale_lines) in zip(fig.subplots(1, len(scales), squeeze=False)[0], scales.items(), strict=True):
+        fids = _plot_fid(ax, scale_lines, by_time)
+        ax.set_yscale(choose_scale(fids))  # the one rule of every FID axis
+        mark_references(ax, references.get(scale, []))
+        ax.set_xlabel("training wall-clock time (s)" if by_time else "batches")
+        ax.set_ylabel(f"FID (MNIST classifier features, {scale}x{scale})")
+        ax.set_title(f"FID against {'training time' if by_time else 'batches'} (one line per seed)"
+                     + (f": scored at {scale}x{scale}" if len(scales) > 1 else ""))
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
     return _save(fig, path)
 
 
-def fid_vs_time_figure(lines: list[Line], path: Path, fid_target: float | None, reference: float | None = None,
-                       ) -> Path | None:
-    """FID of every run against its training wall-clock time, the target (and train-vs-test reference) drawn."""
-    return _fid_figure(lines, path, fid_target, reference, by_time=True)
+def fid_vs_time_figure(lines: list[Line], path: Path, references: dict[int, list[Reference]]) -> Path | None:
+    """FID of every run against its training wall-clock time, each scale's references (the target, train vs
+    test) drawn."""
+    return _fid_figure(lines, path, references, by_time=True)
 
 
-def fid_vs_batches_figure(lines: list[Line], path: Path, fid_target: float | None, reference: float | None = None,
-                          ) -> Path | None:
-    """FID of every run against its training batches, the target (and train-vs-test reference) drawn."""
-    return _fid_figure(lines, path, fid_target, reference, by_time=False)
-
-
-def _common_target(groups: list[Group]) -> float | None:
-    """The time-to-quality target to draw: the groups' one target, or None where their scales give them two."""
-    targets = {float(group.fid_target) for group in groups}
-    return targets.pop() if len(targets) == 1 else None
-
-
-def _reference_fid(groups: list[Group]) -> float | None:
-    """Train-vs-test FID to draw, when all the runs share one group (and so one reference)."""
-    if len(groups) != 1:
-        return None
-    ref = (groups[0].references or {}).get("train_vs_test")
-    fid = None if ref is None else ref.fid
-    return fid if is_finite(fid) and fid > 0 else None
+def fid_vs_batches_figure(lines: list[Line], path: Path, references: dict[int, list[Reference]]) -> Path | None:
+    """FID of every run against its training batches, each scale's references (the target, train vs test) drawn."""
+    return _fid_figure(lines, path, references, by_time=False)
 
 
 # Quality for compute ------------------------------------------------------------------------
@@ -298,8 +322,9 @@ def draw_fid_for_compute(fig: Figure, lines: list[Line], references: list[Refere
                 drawn = [(pt[axis], pt[2]) for pt in points if math.isfinite(pt[axis]) and pt[axis] > 0]
                 if not drawn:  # no FLOPs per step recorded (an older run): on the time axes only
                     continue
-                ax.plot([d[0] for d in drawn], [d[1] for d in drawn], marker="o", markersize=3, linewidth=1.2,
-                        alpha=0.85, color=line.color, label=None if axis in labelled else line.label)
+                ax.plot([d[0] for d in drawn], [d[1] for d in drawn], marker=line.marker, linestyle=line.linestyle,
+                        markersize=3, linewidth=1.2, alpha=0.85, color=line.color,
+                        label=None if axis in labelled else line.label)
                 labelled.add(axis)
                 xs[axis] += [d[0] for d in drawn]
             fids += [pt[2] for pt in points]
@@ -325,21 +350,35 @@ def draw_fid_for_compute(fig: Figure, lines: list[Line], references: list[Refere
     return [ax_flops, ax_time]
 
 
-def fid_vs_compute_figure(lines: list[Line], path: Path, references: Sequence[Reference] = ()) -> Path | None:
-    """FID against training FLOPs and against training time side by side, references marked; None without data."""
+def fid_vs_compute_figure(lines: list[Line], path: Path, references: dict[int, list[Reference]]) -> Path | None:
+    """FID against training FLOPs and against training time side by side, one line of panels per evaluation
+    scale, each with its scale's references; None without data."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(11, 4.5))
-    if draw_fid_for_compute(fig, lines, list(references)) is None:
+    scales = _scales_with_fids(lines)
+    if not scales:
         return None
+    fig = Figure(figsize=(11, 4.5 * len(scales)), layout="constrained")
+    panels = fig.subfigures(len(scales), 1, squeeze=False)[:, 0]
+    for panel, (scale, scale_lines) in zip(panels, scales.items(), strict=True):
+        draw_fid_for_compute(panel, scale_lines, references.get(scale, []))
+    if len(scales) > 1:
+        for panel, scale in zip(panels, scales, strict=True):
+            panel.suptitle(f"scored at {scale}x{scale}", fontsize=10)
     return _save(fig, path)
+
+
+def references_by_scale(groups: list[Group]) -> dict[int, list[Reference]]:
+    """The FID levels to mark on each evaluation scale's axes (:func:`references_of` its groups)."""
+    scales = sorted({g.scale for g in groups})
+    return {scale: references_of([g for g in groups if g.scale == scale]) for scale in scales}
 
 
 def references_of(groups: list[Group]) -> list[Reference]:
     """The FID levels to mark: the target where every group has the same, and train vs test and noise vs test
     when all runs share one group."""
-    target = _common_target(groups)
-    refs = [] if target is None else [Reference("target", target, "gray")]
+    targets = {float(group.fid_target) for group in groups}
+    refs = [Reference("target", targets.pop(), "gray")] if len(targets) == 1 else []
     if len(groups) == 1:
         for key, label, color in (("train_vs_test", "train vs test", "green"), ("noise_vs_test", "noise vs test",
                                                                                    "firebrick")):
@@ -392,13 +431,12 @@ def write_figures(groups: list[Group], out: str | os.PathLike) -> list[Path]:
     Each as PNG, PDF and SVG; the PNGs' paths are returned. A figure without data to draw is left out.
     """
     paths = figure_paths(out)
-    lines = figure_lines(groups)
-    target, reference = _common_target(groups), _reference_fid(groups)
+    lines, references = figure_lines(groups), references_by_scale(groups)
     drawn = [
         losses_figure(lines, paths["losses"]),
-        fid_vs_time_figure(lines, paths["fid-vs-time"], target, reference),
-        fid_vs_batches_figure(lines, paths["fid-vs-batches"], target, reference),
-        fid_vs_compute_figure(lines, paths["fid-vs-compute"], references_of(groups)),
+        fid_vs_time_figure(lines, paths["fid-vs-time"], references),
+        fid_vs_batches_figure(lines, paths["fid-vs-batches"], references),
+        fid_vs_compute_figure(lines, paths["fid-vs-compute"], references),
         samples_figure(lines, paths["samples"]),
     ]
     return [path for path in drawn if path is not None]

@@ -99,7 +99,7 @@ def test_the_hparams_view_holds_the_protocol_and_hyperparameters_only(tmp_path):
     seconds = [round(e.train_wall_s) for e in record.evaluations]
     assert [e.step for e in events.Scalars("metrics_vs_time/fid")] == seconds
     # each evaluation keeps the process's CPU seconds beside the wall seconds, in run.json and metrics.csv
-    assert record.evaluations and all(0 < e.train_cpu_s for e in record.evaluations)
+    assert record.evaluations and all(e.train_cpu_s > 0 for e in record.evaluations)
     with open(next(tmp_path.iterdir()) / "metrics.csv") as fh:
         header, *rows = list(csv.reader(fh))
     assert header[:3] == ["step", "train_wall_s", "train_cpu_s"] and [float(r[2]) for r in rows] == pytest.approx(

@@ -952,3 +952,31 @@ def test_every_figure_names_every_architecture_of_its_data(tmp_path, monkeypatch
     assert len([ax for ax in drawn["losses"].axes if ax.lines]) == 3  # one panel, and one y-axis, each
     assert "no FLOP count: wgan_gp" in [t.get_text() for t in drawn["fid-vs-compute"].axes[0].texts]
     assert {ax.get_yscale() for name in ("fid-vs-time", "fid-vs-batches") for ax in drawn[name].axes} == {"linear"}
+
+
+def test_pooled_tables_keep_one_colour_per_architecture_and_one_fid_axis_per_scale(tmp_path, monkeypatch):
+    from bench.report import figures
+
+    drawn = {}
+    monkeypatch.setattr(figures, "_save", lambda fig, path: drawn.setdefault(path.stem.split("-", 1)[1], fig))
+    for folder, scale, budget_fid in (("a", None, 300.0), ("b", 32, 90.0)):
+        for arch in ("dcgan", "vanilla"):
+            for seed in range(2):
+                record = make_record(arch=arch, seed=seed, evaluations=[(200, 20.0, 3 * budget_fid),
+                                                                        (600, 60.0, budget_fid + seed)])
+                if scale is not None:  # scored at 32x32: a protocol of its own, so a table of its own
+                    record.metrics.protocol["real_image_size"] = scale
+                make_run(tmp_path / folder, record)
+    groups = groups_of(tmp_path / "a") + groups_of(tmp_path / "b")
+    assert [g.scale for g in groups] == [28, 32]
+    lines = figures.figure_lines(groups)
+    colour = {line.label: line.color for line in lines}
+    assert colour["dcgan [1]"] == colour["dcgan [2]"] != colour["vanilla [1]"] == colour["vanilla [2]"]
+    assert len({(line.color, line.marker, line.linestyle) for line in lines}) == 4  # every line told apart
+    figures.write_figures(groups, tmp_path / "r.md")
+    for name in ("fid-vs-time", "fid-vs-batches"):
+        left, right = drawn[name].axes  # one FID axis per scale, each with its own tables' lines only
+        assert "28x28" in left.get_ylabel() and "32x32" in right.get_ylabel()
+        assert [t.get_text() for t in left.get_legend().get_texts()] == ["dcgan [1]", "vanilla [1]"]
+        assert [t.get_text() for t in right.get_legend().get_texts()] == ["dcgan [2]", "vanilla [2]"]
+    assert len(drawn["fid-vs-compute"].axes) == 4 and len(drawn["fid-vs-compute"].subfigs) == 2
