@@ -21,7 +21,7 @@ from bench.record import Contention, Metrics, RunRecord
 from bench.report.aggregate import (
     SCALE, FlatProtocol, Group, Row, RowPair, TimeToQuality, differences_text, evaluation_settings, setting_text,
 )
-from bench.stats import ALPHA, MIN_INTERVAL_SEEDS, Stats, finite, seeds_needed
+from bench.stats import ALPHA, MIN_INTERVAL_SEEDS, Stats, seeds_needed
 
 if TYPE_CHECKING:  # for annotations only: listing architectures needs no torch here
     from bench.registry import Loaded
@@ -416,7 +416,7 @@ def highlight_text(group: Group) -> str:
     if best is not None:
         return (f"in bold the FID of {row_label(group, best)}, which the pairwise tests find better than every "
                 "other row's")
-    if sum(1 for row in group.rows if finite(row.fids)) < 2:
+    if group.scored_rows < 2:
         return "no FID in bold: one row, nothing to test it against"
     return f"no FID in bold: no row's FID is better than every other row's by the pairwise tests (p (Holm) < {ALPHA:g})"
 

@@ -359,6 +359,11 @@ class Group:
     def runs(self) -> list[LoadedRun]:
         return [r for row in self.rows for r in row.runs]
 
+    @property
+    def scored_rows(self) -> int:
+        """How many rows have a final FID to test."""
+        return sum(1 for row in self.rows if finite(row.fids))
+
     @cached_property
     def pairs(self) -> list[RowPair]:
         """Every pair of rows with a final FID, tested over seeds and Holm-corrected together."""
@@ -550,7 +555,7 @@ def _mark_best(group: Group) -> None:
 
 def tested_best(group: Group) -> Row | None:
     """The row whose final FID beats every other scored row's by the pairwise tests (Holm-corrected), if one does."""
-    scored = sum(1 for row in group.rows if finite(row.fids))
+    scored = group.scored_rows
     for row in group.rows:
         won = [pair for pair in group.pairs if pair.test.winner is not None and group.rows[pair.test.winner] is row]
         if scored > 1 and len(won) == scored - 1:
