@@ -9,7 +9,7 @@ from bench.cli.options import (
     plan_settings, ray_backend, refuse_with_resume,
 )
 from bench.errors import UsageError
-from bench.perf.sidebyside import ROUNDS
+from bench.plans.sidebyside import ROUNDS
 from bench.plans.comparison import run_comparison
 from bench.plans.execute import check_plan, common_scale
 from bench.plans.plan import Plan, PlanEntry, PlanKind

@@ -6,14 +6,15 @@ import argparse
 import shlex
 from pathlib import Path
 
-from bench import console, tables
+from bench import console
+from bench.report import terminal
 from bench.cli.options import add_fid_target, parse_int
 from bench.errors import UsageError
 from bench.report.aggregate import protocol_note
 from bench.report.figures import figure_files
 from bench.report.publish import MOST_DIGITS, write_report
 from bench.report.render import DEFAULT_LABEL, FORMATS, LATEX_COLUMNS
-from bench.tables import COLUMN_KEYS, check_columns
+from bench.report.cells import COLUMN_KEYS, check_columns
 
 
 def _own_command(args: argparse.Namespace) -> str | None:
@@ -32,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     if note:
         console.err.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
     if report.out is not None:
-        tables.print_comparison(report.groups, args.columns, args.digits)
+        terminal.print_comparison(report.groups, args.columns, args.digits)
         console.out.print(f"report: {report.out}", markup=False, soft_wrap=True)
         for path in report.companions:
             console.out.print(f"also: {path}", markup=False, soft_wrap=True)

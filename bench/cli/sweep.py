@@ -6,14 +6,15 @@ import argparse
 import dataclasses
 from typing import Any
 
-from bench import console, tables
+from bench import console
+from bench.report import cells
 from bench.cli.options import (
     Parser, add_backend_options, add_plan_options, add_resume_options, add_training_options, check_resume_options,
     parse_int, plan_settings, ray_backend, refuse_with_resume,
 )
 from bench.errors import UsageError
 from bench.layout import Status
-from bench.perf import parallelism  # noqa: F401  (imported now: it reads this process's start-up)
+from bench.plans import parallelism  # noqa: F401  (imported now: it reads this process's start-up)
 from bench.plans.backends import local_backend
 from bench.plans.driver import Backend, Driver
 from bench.plans.execute import check_plan, common_scale
@@ -113,7 +114,7 @@ def _print_results(plan: Plan, fid_target: float | None) -> None:
         for row in best.rows:
             fid = row.metrics["fid"]
             if fid.mean is not None and sum(r.arch == row.arch for r in group.rows) > 1:
-                console.out.print(f"best {row.arch}: {tables.hparams_text(group, row)}  FID {console.fmt(fid.mean)} "
+                console.out.print(f"best {row.arch}: {cells.hparams_text(group, row)}  FID {console.fmt(fid.mean)} "
                                   f"(mean over {fid.n} seed(s))", markup=False, highlight=False, soft_wrap=True)
     console.out.print(f"sweep: {plan.folder}  ({console.program()} report {plan.folder} --best)",
                       markup=False, highlight=False, soft_wrap=True)

@@ -380,7 +380,7 @@ def local_backend(settings: dict[str, Any], jobs: int | None, runs: int, archs: 
     The default: on a GPU, the seeds of each architecture stacked (``settings["stack"]`` None) where
     it can be, else one at a time; on the CPU, given ``archs`` and no ``--threads``, one after another
     with every free CPU's thread or side by side with one thread each, whichever
-    :mod:`bench.perf.parallelism` measures faster for this plan; with ``--threads``, one run per
+    :mod:`bench.plans.parallelism` measures faster for this plan; with ``--threads``, one run per
     share of the free CPUs.
     """
     from bench.machine import free_cpus
@@ -394,7 +394,7 @@ def local_backend(settings: dict[str, Any], jobs: int | None, runs: int, archs: 
         if _on_cuda(settings):
             jobs = 1
         elif archs and not settings.get("threads"):
-            from bench.perf.parallelism import choose  # torch: only where runs train here
+            from bench.plans.parallelism import choose  # torch: only where runs train here
 
             choice = choose(settings, archs, runs, free)
             if choice.jobs <= 1:

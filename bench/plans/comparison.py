@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from bench import console
 from bench.layout import Status
-from bench.perf import parallelism  # noqa: F401  (imported now: it reads this process's start-up)
-from bench.perf.sidebyside import ROUNDS, time_side_by_side
+from bench.plans import parallelism  # noqa: F401  (imported now: it reads this process's start-up)
+from bench.plans.sidebyside import ROUNDS, time_side_by_side
 from bench.plans.backends import local_backend
 from bench.plans.driver import Backend, Driver
 from bench.plans.execute import check_plan

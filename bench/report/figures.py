@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from bench import console, tables
+from bench.report import cells
 from bench.layout import LOSS_TAGS, LOSSES_CSV, SAMPLES
 from bench.report.aggregate import Group, LoadedRun, Row, is_finite
 from bench.storage import atomic_path
@@ -82,7 +83,7 @@ def figure_lines(groups: list[Group]) -> list[Line]:
 
 def _row_name(group: Group, row: Row) -> str:
     if group.by_hparams and row.hparams:
-        return f"{row.arch} ({tables.hparams_text(group, row)})"
+        return f"{row.arch} ({cells.hparams_text(group, row)})"
     return row.arch
 
 

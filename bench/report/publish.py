@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench import console, tables
+from bench import console
+from bench.report import terminal
 from bench.errors import BenchError, UsageError
 from bench.layout import PLAN
 from bench.plans.plan import Plan, PlanKind
@@ -15,7 +16,7 @@ from bench.report.aggregate import Group, best_per_arch, group_runs, is_finite, 
 from bench.report.figures import figure_files, figure_paths, write_figures
 from bench.report.render import output_format, render
 from bench.storage import refuse_link, write_text
-from bench.tables import check_columns
+from bench.report.cells import check_columns
 
 
 @dataclass
@@ -68,8 +69,9 @@ def write_report(
 ) -> Report:
     """Load, group and render the runs in ``paths``; write the table atomically to ``out`` (stdout if None).
 
-    ``fmt`` None is Markdown in a file, and on stdout the terminal's tables (:func:`bench.tables.print_comparison`),
-    sized to its width; a format named is printed verbatim, for a parser to read.
+    ``fmt`` None is Markdown in a file, and on stdout the terminal's tables
+    (:func:`bench.report.terminal.print_comparison`), sized to its width; a format named is printed verbatim,
+    for a parser to read.
 
     Figures are written beside ``out`` when ``figures`` is on and ``out`` is given, and so are the
     format's companion files. ``by_hparams`` gives each hyperparameter point its own row (None:
@@ -110,7 +112,7 @@ def write_report(
 def _print(groups: list[Group], fmt: str | None, style: dict) -> None:
     """The terminal's tables (``fmt`` None), or the format verbatim: the text may be piped into a parser."""
     if fmt is None:
-        tables.print_comparison(groups, style["columns"], style["digits"])
+        terminal.print_comparison(groups, style["columns"], style["digits"])
         return
     console.out.file.write(render(groups, fmt, **style))
     console.out.file.flush()
@@ -133,7 +135,7 @@ def print_plan_results(folder: Path, fid_target: float | None = None, by_hparams
     except BenchError as exc:
         console.warn(f"no comparison table: {exc}")
         return []
-    tables.print_comparison(groups)
+    terminal.print_comparison(groups)
     console.out.print(f"comparison: {folder}  (tensorboard --logdir {folder})", markup=False, highlight=False,
                       soft_wrap=True)
     return groups

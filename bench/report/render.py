@@ -1,7 +1,7 @@
 """Comparison groups as text: one table of formats, one renderer per format, and provenance.
 
 Markdown and LaTeX draw the same columns, cells and notes as the terminal table (from
-:mod:`bench.tables`), and under each table the pairwise tests on FID; CSV and JSON hold the
+:mod:`bench.report.cells`), and under each table the pairwise tests on FID; CSV and JSON hold the
 numbers as data (CSV's pairwise tests and per-run values go to ``<stem>-pairs.csv`` and ``<stem>-runs.csv``). A Markdown
 report also links its figures and says how it was made: which package and version provided each
 architecture, the commands in the plans of the runs' comparison and sweep folders, and the
@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import console, tables
+from bench import console
+from bench.report import cells
 from bench.errors import UsageError
 from bench.layout import PLAN
 from bench.plans.plan import Plan
@@ -125,10 +126,10 @@ def row_dict(row: Row) -> dict[str, Any]:
 def pair_dict(group: Group, pair: RowPair) -> dict[str, Any]:
     """One pairwise test on FID as plain data (what the JSON's ``pairs`` and the pairs CSV hold)."""
     t = pair.test
-    return {"a": tables.row_label(group, pair.a), "b": tables.row_label(group, pair.b), "n_a": t.n_a, "n_b": t.n_b,
+    return {"a": cells.row_label(group, pair.a), "b": cells.row_label(group, pair.b), "n_a": t.n_a, "n_b": t.n_b,
             "a_beats_b": t.a_beats_b, "a_beats_b_low": t.a_beats_b_low, "a_beats_b_high": t.a_beats_b_high,
             "u": t.u, "p": t.p, "p_holm": t.p_holm, "p_floor": t.p_floor,
-            "different": t.different, "too_few": t.too_few, "verdict": tables.verdict_text(group, pair)}
+            "different": t.different, "too_few": t.too_few, "verdict": cells.verdict_text(group, pair)}
 
 
 #: How the statistics were made (the JSON's ``statistics``), so a reader can redo them.
@@ -357,29 +358,29 @@ def _md_rows(header: Sequence[tuple[str, bool]], rows: list[list[tuple[str, bool
     """A Markdown table: ``(header, numeric)`` per column, ``(text, bold)`` per cell."""
     lines = ["| " + " | ".join(_md_cell(h) for h, _ in header) + " |",
              "| " + " | ".join("---:" if numeric else "---" for _, numeric in header) + " |"]
-    for cells in rows:
-        lines.append("| " + " | ".join(f"**{_md_cell(t)}**" if bold else _md_cell(t) for t, bold in cells) + " |")
+    for row in rows:
+        lines.append("| " + " | ".join(f"**{_md_cell(t)}**" if bold else _md_cell(t) for t, bold in row) + " |")
     return lines
 
 
 def _md_table(index: int, group: Group, extras: Extras) -> list[str]:
-    columns = tables.comparison_columns(group, columns=extras.columns)
-    lines = [f"## {tables.comparison_title(index, group)}", ""]
+    columns = cells.comparison_columns(group, columns=extras.columns)
+    lines = [f"## {cells.comparison_title(index, group)}", ""]
     lines += _md_rows([(h, numeric) for _, h, numeric in columns],
-                      [tables.comparison_cells(group, row, columns=extras.columns, digits=extras.digits)
+                      [cells.comparison_cells(group, row, columns=extras.columns, digits=extras.digits)
                        for row in group.rows])
     lines.append("")
-    lines += [f"- {note}" for note in tables.comparison_notes(group)]
+    lines += [f"- {note}" for note in cells.comparison_notes(group)]
     lines.append("")
     if group.pairs:
-        keys = [key for key, _, _ in tables.PAIR_COLUMNS]
-        cells = [[(text, key == "verdict" and pair.test.winner is not None)  # a verdict that found a difference
-                  for key, text in zip(keys, tables.pair_cells(group, pair, extras.digits), strict=True)]
-                 for pair in group.pairs]
-        lines += [f"### {tables.PAIRS_TITLE}", ""]
-        lines += _md_rows([(h, numeric) for _, h, numeric in tables.PAIR_COLUMNS], cells)
+        keys = [key for key, _, _ in cells.PAIR_COLUMNS]
+        pair_rows = [[(text, key == "verdict" and pair.test.winner is not None)  # a verdict that found a difference
+                      for key, text in zip(keys, cells.pair_cells(group, pair, extras.digits), strict=True)]
+                     for pair in group.pairs]
+        lines += [f"### {cells.PAIRS_TITLE}", ""]
+        lines += _md_rows([(h, numeric) for _, h, numeric in cells.PAIR_COLUMNS], pair_rows)
         lines.append("")
-        lines += [f"- {note}" for note in tables.pair_notes(group)]
+        lines += [f"- {note}" for note in cells.pair_notes(group)]
         lines.append("")
     return lines
 
@@ -428,7 +429,7 @@ def _latex_caption(index: int, groups: list[Group], extras: Extras) -> str:
     """The float's caption: ``--caption`` (numbered when there are several groups), else the device and protocol."""
     group = groups[index - 1]
     if extras.caption is None:
-        return latex_escape(f"GAN architectures on MNIST, {group.device}: {tables.describe_protocol(group.protocol)}")
+        return latex_escape(f"GAN architectures on MNIST, {group.device}: {cells.describe_protocol(group.protocol)}")
     suffix = f" ({index} of {len(groups)})" if len(groups) > 1 else ""
     return latex_escape(extras.caption + suffix)
 
@@ -445,7 +446,7 @@ def _latex_notes(lines: Sequence[str]) -> list[str]:
 def _latex_table(index: int, groups: list[Group], extras: Extras) -> list[str]:
     group = groups[index - 1]
     keys = extras.columns or latex_columns(group)
-    columns = tables.comparison_columns(group, columns=keys)
+    columns = cells.comparison_columns(group, columns=keys)
     label = _latex_label(index, groups, extras)
     out = ["\\begin{table}[tbp]", "\\centering", "\\small", "\\setlength{\\tabcolsep}{3pt}",
            f"\\caption{{{_latex_caption(index, groups, extras)}}}", f"\\label{{{label}}}",
@@ -454,12 +455,12 @@ def _latex_table(index: int, groups: list[Group], extras: Extras) -> list[str]:
            " & ".join(latex_escape(h) for _, h, _ in columns) + " \\\\",
            "\\midrule"]
     for row in group.rows:
-        cells = [f"\\textbf{{{latex_escape(t)}}}" if best else latex_escape(t)
-                 for t, best in tables.comparison_cells(group, row, columns=keys, digits=extras.digits)]
-        out.append(" & ".join(cells) + " \\\\")
+        texts = [f"\\textbf{{{latex_escape(t)}}}" if best else latex_escape(t)
+                 for t, best in cells.comparison_cells(group, row, columns=keys, digits=extras.digits)]
+        out.append(" & ".join(texts) + " \\\\")
     out += ["\\bottomrule", "\\end{tabular}"]
-    own = [] if extras.caption is None else [tables.comparison_title(index, group)]
-    out += _latex_notes(own + tables.comparison_notes(group))
+    own = [] if extras.caption is None else [cells.comparison_title(index, group)]
+    out += _latex_notes(own + cells.comparison_notes(group))
     out += ["\\end{table}", ""]
     if group.pairs:
         out += _latex_pairs(index, groups, extras, label)
@@ -469,21 +470,21 @@ def _latex_table(index: int, groups: list[Group], extras: Extras) -> list[str]:
 def _latex_pairs(index: int, groups: list[Group], extras: Extras, label: str) -> list[str]:
     """The pairwise tests as a float of their own; tabularx, so that the verdicts wrap within the text width."""
     group = groups[index - 1]
-    caption = f"{tables.PAIRS_TITLE}, for Table~\\ref{{{label}}}"
+    caption = f"{cells.PAIRS_TITLE}, for Table~\\ref{{{label}}}"
     # tabularx loads array, whose >{...} keeps the verdicts ragged-right rather than stretched.
     spec = "".join(r">{\raggedright\arraybackslash}X" if key == "verdict" else "r" if numeric else "l"
-                   for key, _, numeric in tables.PAIR_COLUMNS)
+                   for key, _, numeric in cells.PAIR_COLUMNS)
     out = ["\\begin{table}[tbp]", "\\centering", "\\footnotesize", "\\setlength{\\tabcolsep}{3pt}",
            f"\\caption{{{caption}}}", f"\\label{{{label}-pairs}}",
            f"\\begin{{tabularx}}{{\\linewidth}}{{{spec}}}", "\\toprule",
-           " & ".join(latex_escape(h) for _, h, _ in tables.PAIR_COLUMNS) + " \\\\", "\\midrule"]
+           " & ".join(latex_escape(h) for _, h, _ in cells.PAIR_COLUMNS) + " \\\\", "\\midrule"]
     for pair in group.pairs:
-        cells = [latex_escape(text) for text in tables.pair_cells(group, pair, extras.digits)]
+        texts = [latex_escape(text) for text in cells.pair_cells(group, pair, extras.digits)]
         if pair.test.winner is not None:
-            cells[-1] = f"\\textbf{{{cells[-1]}}}"
-        out.append(" & ".join(cells) + " \\\\")
+            texts[-1] = f"\\textbf{{{texts[-1]}}}"
+        out.append(" & ".join(texts) + " \\\\")
     out += ["\\bottomrule", "\\end{tabularx}"]
-    out += _latex_notes(tables.pair_notes(group))
+    out += _latex_notes(cells.pair_notes(group))
     out += ["\\end{table}", ""]
     return out
 

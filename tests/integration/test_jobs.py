@@ -13,7 +13,7 @@ import torch
 
 from bench.cli import main
 from bench.layout import CHECKPOINT, GENERATOR, PLAN
-from bench.perf.sidebyside import time_side_by_side
+from bench.plans.sidebyside import time_side_by_side
 from bench.plans.steptimes import StepTimes
 from bench.stop import StopRequest
 

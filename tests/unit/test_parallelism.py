@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.perf.parallelism import Choice, StepCosts, choose, decide
+from bench.plans.parallelism import Choice, StepCosts, choose, decide
 
 #: A 2-core machine as measured here: one 2-thread step 3 ms; two 1-thread runs side by side are worth 1.35 of it.
 QUIET = StepCosts(all_threads_ms=3.0, one_thread_ms=3.3, beside_ms=2 * 3.0 / 1.35, batches_per_epoch=938)
@@ -46,7 +46,7 @@ def test_the_measurement_times_every_way_a_run_can_train():
 
 
 def test_a_plan_too_short_to_pay_for_processes_is_decided_from_its_steps_alone():
-    from bench.perf.parallelism import too_short
+    from bench.plans.parallelism import too_short
 
     assert "less than side by side would spend starting processes (3.0s each)" in too_short(
         {**SETTINGS, "steps": 400}, {"vanilla": QUIET}, runs=4, free=2, startup=3.0)

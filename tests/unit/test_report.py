@@ -27,7 +27,9 @@ from bench.report.aggregate import (
 from bench.report.publish import write_report
 from bench.report.render import FORMATS, LATEX_COLUMNS, render, render_runs_csv
 from bench.storage import write_json
-from bench.tables import ci_text, mean_pm_std, mean_text, millions, pm_text, print_comparison, time_to_quality_texts
+from bench.report.cells import ci_text, mean_pm_std, mean_text, time_to_quality_texts
+from bench.report.terminal import print_comparison
+from bench.tables import millions, pm_text
 from bench.stats import Stats
 from helpers import REPO, make_record, make_run
 

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from bench.config import RunConfig
-from bench.perf.sidebyside import build_contender
+from bench.plans.sidebyside import build_contender
 from bench.stats import Stats
 
 #: Side by side must be predicted at least this much faster (wall time) than one after another.
