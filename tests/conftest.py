@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 # One torch thread everywhere, before torch starts: runs compared bit for bit must use the same
 # thread count, and the default (the CPUs other work leaves free) depends on the machine's load.
@@ -18,6 +19,17 @@ def _deterministic_threads():
     threads = torch.get_num_threads()
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _temp_folder(tmp_path_factory):
+    """What the suite's code writes to the temp folder (a plugin error's crash log) goes to a folder of
+    pytest's, which pytest prunes, not to the system's: in this process, and in the command lines the tests
+    start (``helpers.run_cli`` passes it as TMPDIR)."""
+    saved = tempfile.tempdir
+    tempfile.tempdir = str(tmp_path_factory.mktemp("temp"))
+    yield
+    tempfile.tempdir = saved
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import signal
 import struct
 import subprocess
 import sys
+import tempfile
 import textwrap
 import zlib
 from functools import lru_cache
@@ -71,7 +72,8 @@ def architecture_names() -> list[str]:
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300, env: dict[str, str] | None = None,
             ) -> subprocess.CompletedProcess:
     """Run ``python -m bench ARGS`` in a subprocess and capture its output."""
-    env = dict(os.environ if env is None else env, COLUMNS="120", PYTHONUNBUFFERED="1")
+    env = dict(os.environ if env is None else env, COLUMNS="120", PYTHONUNBUFFERED="1",
+               TMPDIR=tempfile.gettempdir())  # the suite's temp folder (tests/conftest.py)
     return subprocess.run(
         [sys.executable, "-m", "bench", *args],
         cwd=cwd or REPO, env=env, capture_output=True, text=True, timeout=timeout, check=False,

@@ -13,6 +13,7 @@ import pickle
 import re
 import shutil
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -435,6 +436,9 @@ def test_bad_input_is_one_line_exit_2(case, tmp_path, capsys):
     assert "Traceback" not in err
     # The README's table of errors shows exactly this line.
     message = lines[0].removeprefix("error: ")
+    log = re.search(r" \(traceback in (\S+)\)$", message)
+    if log:  # the suite's temp folder (tests/conftest.py), which pytest prunes: never the system's
+        assert Path(log[1]).parent == Path(tempfile.gettempdir()) and "pytest-of-" in log[1]
     message = re.sub(r" \(traceback in \S+\)$", " (traceback in a log file)", message)
     assert f"| `{shown}` | {_md(message)} |" in README.read_text(), f"README row missing or stale for {name}: {message}"
 
