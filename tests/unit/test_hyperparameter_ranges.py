@@ -11,8 +11,7 @@ from bench.config import RANGE, Range, apply_overrides
 from bench.contract import ArchSpec, GANConfig, at_least, between, positive
 from bench.errors import PluginError, UsageError
 from bench.registry import default_registry
-
-BUILT_INS = ("dcgan", "lsgan", "sngan", "vanilla", "wgan", "wgan-gp")
+from helpers import architecture_names
 
 
 @pytest.mark.parametrize(
@@ -51,7 +50,7 @@ def test_every_built_in_declares_its_ranges(arch, overrides, message):
     assert str(info.value) == message
 
 
-@pytest.mark.parametrize("arch", BUILT_INS)
+@pytest.mark.parametrize("arch", architecture_names())
 def test_every_numeric_field_of_a_built_in_declares_a_range(arch):
     spec = default_registry().load(arch)
     cfg = spec.make_config()  # the defaults lie in their own ranges
