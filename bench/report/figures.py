@@ -187,6 +187,10 @@ def losses_figure(lines: list[Line], path: Path) -> Path | None:
 # FID ----------------------------------------------------------------------------------------
 
 
+#: A legend of the FID figures: beside its axes, where it hides no curve and no reference's label.
+LEGEND_BESIDE = {"fontsize": 8, "loc": "upper left", "bbox_to_anchor": (1.01, 1.0), "borderaxespad": 0.0}
+
+
 def _fid_curve(run: LoadedRun) -> Curve:
     """``{step: (train_wall_s, FID)}`` of the run's evaluations (wall NaN where not recorded)."""
     return {
@@ -229,7 +233,7 @@ def _fid_figure(lines: list[Line], path: Path, references: dict[int, list[Refere
         ax.set_title(f"FID against {'training time' if by_time else 'batches'} (one line per seed)"
                      + (f": scored at {scale}x{scale}" if len(scales) > 1 else ""))
         ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8)
+        ax.legend(**LEGEND_BESIDE)
     return _save(fig, path)
 
 
@@ -343,7 +347,7 @@ def draw_fid_for_compute(fig: Figure, lines: list[Line], references: list[Refere
     ax_flops.set_ylabel("FID (MNIST classifier features)")
     ax_flops.set_title("FID for compute (one line per seed)")
     ax_time.set_title("FID for training time")
-    ax_time.legend(fontsize=8)  # every row has training times; not every row a FLOP count
+    ax_time.legend(**LEGEND_BESIDE)  # every row has training times; not every row a FLOP count
     uncounted = [line.label for line in lines if not any(r.record.flops_per_step for r in line.row.runs)]
     if uncounted:
         ax_flops.annotate(f"no FLOP count: {', '.join(uncounted)}", xy=(0.01, 0.01), xycoords="axes fraction",
