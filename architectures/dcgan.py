@@ -8,16 +8,12 @@ import torch
 
 from bench.architectures.losses import bce_discriminator_loss, bce_generator_loss
 from bench.architectures.nets import ConvDiscriminator, ConvGenerator, dcgan_init
-from bench.architectures.steps import GeneratorFirstGAN, adam_pair
-from bench.contract import ArchSpec, GANConfig, between, positive
+from bench.architectures.steps import AdamGANConfig, GeneratorFirstGAN, adam_pair
+from bench.contract import ArchSpec, between
 
 
 @dataclass
-class DCGANConfig(GANConfig):
-    lr: float = field(default=2e-4, metadata=positive())
-    b1: float = field(default=0.5, metadata=between(0, 1))
-    b2: float = field(default=0.999, metadata=between(0, 1))
-    bn_eps: float = field(default=0.8, metadata=positive())
+class DCGANConfig(AdamGANConfig):
     dropout: float = field(default=0.25, metadata=between(0, 1))
 
 

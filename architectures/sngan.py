@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
 from bench.architectures.losses import hinge_discriminator_loss, hinge_generator_loss
 from bench.architectures.nets import ConvDiscriminator, ConvGenerator, dcgan_init
-from bench.architectures.steps import GeneratorFirstGAN, adam_pair
-from bench.contract import ArchSpec, GANConfig, between, positive
+from bench.architectures.steps import AdamGANConfig, GeneratorFirstGAN, adam_pair
+from bench.contract import ArchSpec
 
 
 @dataclass
-class SNGANConfig(GANConfig):
-    lr: float = field(default=2e-4, metadata=positive())
-    b1: float = field(default=0.5, metadata=between(0, 1))
-    b2: float = field(default=0.999, metadata=between(0, 1))
-    bn_eps: float = field(default=0.8, metadata=positive())
+class SNGANConfig(AdamGANConfig):
+    """dcgan's optimizer and generator settings; its discriminator has spectral norm instead of dropout."""
 
 
 class SNGAN(GeneratorFirstGAN):

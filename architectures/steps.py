@@ -19,11 +19,23 @@ written out; ``tests/unit/test_architectures.py`` checks they agree):
 from __future__ import annotations
 
 import abc
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
-from bench.contract import GAN, SeedStackOps
+from bench.contract import GAN, GANConfig, SeedStackOps, between, positive
+
+
+@dataclass
+class AdamGANConfig(GANConfig):
+    """The hyperparameters this family shares: the study's Adam (lr, betas) for both networks, and the
+    BatchNorm eps of its generators (0.8: the study passed it where momentum was meant)."""
+
+    lr: float = field(default=2e-4, metadata=positive())
+    b1: float = field(default=0.5, metadata=between(0, 1))
+    b2: float = field(default=0.999, metadata=between(0, 1))
+    bn_eps: float = field(default=0.8, metadata=positive())
 
 
 class GeneratorFirstGAN(GAN):

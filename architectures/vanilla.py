@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
 from bench.architectures.losses import bce_discriminator_loss, bce_generator_loss
 from bench.architectures.nets import MLPDiscriminator, MLPGenerator
-from bench.architectures.steps import GeneratorFirstGAN, adam_pair
-from bench.contract import ArchSpec, GANConfig, between, positive
+from bench.architectures.steps import AdamGANConfig, GeneratorFirstGAN, adam_pair
+from bench.contract import ArchSpec
 
 
 @dataclass
-class VanillaConfig(GANConfig):
-    lr: float = field(default=2e-4, metadata=positive())
-    b1: float = field(default=0.5, metadata=between(0, 1))
-    b2: float = field(default=0.999, metadata=between(0, 1))
-    bn_eps: float = field(default=0.8, metadata=positive())
+class VanillaConfig(AdamGANConfig):
+    """The study's vanilla settings, all shared with the family (:class:`AdamGANConfig`)."""
 
 
 class Vanilla(GeneratorFirstGAN):
