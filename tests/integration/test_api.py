@@ -56,10 +56,10 @@ def test_run_from_python_with_flags_and_hyperparameters(tmp_path, monkeypatch):
 
 
 def test_the_readme_example_runs_as_written(tmp_path, monkeypatch, capsys):
-    readme = (REPO / "README.md").read_text()
-    example = readme.split("## From Python", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    page = (REPO / "docs" / "api.md").read_text()
+    example = page.split("```python\n", 1)[1].split("```", 1)[0]
     monkeypatch.chdir(tmp_path)  # its runs land in ./results/runs, here
-    exec(compile(example, "README.md", "exec"), {})
+    exec(compile(example, "docs/api.md", "exec"), {})
     printed = capsys.readouterr().out
     assert "results/runs/compare-" in printed
     assert len(re.findall(r"^(?:vanilla|lsgan) [012] completed \d", printed, re.MULTILINE)) == 6

@@ -1,6 +1,6 @@
-"""Bad input: one clear line on stderr, exit 2, no traceback; and the README's table says so.
+"""Bad input: one clear line on stderr, exit 2, no traceback; and the error table of docs/troubleshooting.md says so.
 
-Run this file as a script to print the README's table rows from what the program prints:
+Run this file as a script to print that table's rows from what the program prints:
 ``python tests/test_errors.py``.
 """
 
@@ -26,7 +26,8 @@ from bench.cli import main
 from bench.data import PACKAGED_DIR
 
 HERE = Path(__file__).resolve().parents[1]
-README = HERE.parent / "README.md"
+#: The documentation page whose table lists every one-line error.
+ERRORS_PAGE = HERE.parent / "docs" / "troubleshooting.md"
 
 
 def _data_copy(d: Path) -> Path:
@@ -255,7 +256,7 @@ class _Pickled:
     """Any object but a tensor: torch.load(weights_only=True) refuses to rebuild it."""
 
 
-# (id, the input as the README shows it, argv with DIR for the prepared path, how to prepare DIR)
+# (id, the input as the error table shows it, argv with DIR for the prepared path, how to prepare DIR)
 CASES = [
     ("unknown architecture", "run --arch vanila", ["run", "--arch", "vanila"], None),
     ("zero steps", "run --arch vanilla --steps 0", ["run", "--arch", "vanilla", "--steps", "0"], None),
@@ -434,20 +435,20 @@ def test_bad_input_is_one_line_exit_2(case, tmp_path, capsys):
     assert code == 2, err
     assert len(lines) == 1 and lines[0].startswith("error: "), err
     assert "Traceback" not in err
-    # The README's table of errors shows exactly this line.
+    # The error table of docs/troubleshooting.md shows exactly this line.
     message = lines[0].removeprefix("error: ")
     log = re.search(r" \(traceback in (\S+)\)$", message)
     if log:  # the suite's temp folder (tests/conftest.py), which pytest prunes: never the system's
         assert Path(log[1]).parent == Path(tempfile.gettempdir()) and "pytest-of-" in log[1]
     message = re.sub(r" \(traceback in \S+\)$", " (traceback in a log file)", message)
-    assert f"| `{shown}` | {_md(message)} |" in README.read_text(), f"README row missing or stale for {name}: {message}"
+    assert f"| `{shown}` | {_md(message)} |" in ERRORS_PAGE.read_text(), f"error table row stale for {name}: {message}"
 
 
 def _md(text: str) -> str:
     return text.replace("|", "\\|")
 
 
-if __name__ == "__main__":  # print the README rows from what the program prints
+if __name__ == "__main__":  # print the error table's rows from what the program prints
     import tempfile
 
     sys.path.insert(0, str(HERE))  # where pytest finds helpers.py

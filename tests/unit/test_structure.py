@@ -4,23 +4,24 @@ does either, so each package can be read knowing only those below it."""
 from __future__ import annotations
 
 import ast
+import re
 from graphlib import CycleError, TopologicalSorter
 
 import pytest
 
 from helpers import REPO
 
-#: The project's packages: every module of these is a node.
-PACKAGES = ("bench", "architectures")
+#: The project's folders of modules and the package each installs as (architectures/ is bench.architectures).
+PACKAGES = {"bench": "bench", "architectures": "bench.architectures"}
 
 
 def modules() -> dict[str, ast.Module]:
-    """Every module of :data:`PACKAGES` by dotted name (a package by its own name), parsed."""
+    """Every module of :data:`PACKAGES` by its installed dotted name (a package by its own name), parsed."""
     found = {}
-    for package in PACKAGES:
-        for path in sorted((REPO / package).rglob("*.py")):
-            name = ".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
-            found[name] = ast.parse(path.read_text(), str(path))
+    for folder, package in PACKAGES.items():
+        for path in sorted((REPO / folder).rglob("*.py")):
+            parts = path.relative_to(REPO / folder).with_suffix("").parts
+            found[".".join((package, *parts)).removesuffix(".__init__")] = ast.parse(path.read_text(), str(path))
     return found
 
 
@@ -41,10 +42,9 @@ def import_graph(found: dict[str, ast.Module]) -> dict[str, set[str]]:
 
 
 def unit(module: str) -> str:
-    """The floor a module stands on: its package under bench (``bench.plans``) or its own top-level module
-    (``bench.tables``); ``architectures`` is one."""
-    parts = module.split(".")
-    return ".".join(parts[:2]) if parts[0] == "bench" else parts[0]
+    """The floor a module stands on: its package under bench (``bench.plans``, ``bench.architectures``) or its
+    own top-level module (``bench.tables``)."""
+    return ".".join(module.split(".")[:2])
 
 
 def unit_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
@@ -83,3 +83,32 @@ def test_the_check_finds_a_loop_between_packages():
              "bench.plans.steptimes": set()}
     assert cycle(graph) is None  # no module loop...
     assert set(cycle(unit_graph(graph))) == {"bench.plans", "bench.tables"}  # ...but a loop of floors
+
+
+def layout_rows() -> list[tuple[set[str], str, str]]:
+    """The rows of docs/layout.md's table as ``(the floors its path cell names, path cell, imports cell)``."""
+    rows = []
+    for line in (REPO / "docs" / "layout.md").read_text().splitlines():
+        cells = [cell.strip() for cell in line.strip("|").split(" | ")]
+        if not line.startswith("| `") or len(cells) != 3:
+            continue
+        paths = re.findall(r"`([\w/.]+)`", cells[0])
+        modules = ("bench." + p.removesuffix(".py").strip("/").replace("/", ".").removeprefix("bench.") for p in paths
+                   if p.startswith(("bench/", "architectures/")))
+        floors = {unit(module.removesuffix(".__init__")) for module in modules}
+        rows.append((floors, cells[0], cells[2]))
+    return rows
+
+
+def test_the_layout_page_names_what_each_part_imports(graph):
+    floors = unit_graph(graph)
+    for parts, path, imports in layout_rows():
+        parts &= set(floors)  # bench/mnist/ and bench/weights/ hold data, not modules
+        actual = set().union(*(floors[part] for part in parts)) - parts if parts else set()
+        named = set() if imports in ("", "nothing") else {"bench." + name for name in imports.split(", ")}
+        assert named == actual, f"{path}: imports {', '.join(sorted(actual)) or 'nothing'}"
+
+
+def test_the_layout_page_has_a_row_for_every_part(graph):
+    named = set().union(*(parts for parts, _, _ in layout_rows()))
+    assert set(unit_graph(graph)) - named == set()
