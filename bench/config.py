@@ -38,6 +38,9 @@ MAX_THREADS = 1024
 #: The training split's size: an evaluation's reference points compare that many training
 #: images with the test split, so no evaluation can use more.
 MAX_EVAL_SAMPLES = 60_000
+#: The fewest images an evaluation can score: precision and recall take each image's k = 3 nearest
+#: neighbours among the others (``bench.metrics.scores.PR_K``).
+MIN_EVAL_SAMPLES = 4
 
 
 #: The sides an evaluation can bring every image to before scoring it (``--eval-scale``): MNIST's 28, and the 32
@@ -174,9 +177,11 @@ def default_fid_target(scale: int | None) -> float:
 
 
 def check_eval_samples(n: int) -> None:
-    """Raise :class:`UsageError` unless ``n`` images can be evaluated (1 to the training split's size)."""
-    if n < 1:
-        raise UsageError(f"--eval-samples must be at least 1, got {n}")
+    """Raise :class:`UsageError` unless ``n`` images can be evaluated (:data:`MIN_EVAL_SAMPLES` to the training
+    split's size): the one check of ``--eval-samples``, where it is given and where an evaluator is built."""
+    if n < MIN_EVAL_SAMPLES:
+        raise UsageError(f"--eval-samples must be at least {MIN_EVAL_SAMPLES} (precision and recall compare each "
+                         f"image with its {MIN_EVAL_SAMPLES - 1} nearest neighbours), got {n}")
     if n > MAX_EVAL_SAMPLES:
         raise UsageError(f"--eval-samples must be at most {MAX_EVAL_SAMPLES} (the reference points compare that "
                          f"many training images), got {n}")

@@ -21,6 +21,7 @@ import torch
 import torchmetrics
 from torch import Tensor
 
+from bench.config import check_eval_samples
 from bench.contract import GAN
 from bench.data import to_scale
 from bench.errors import UsageError
@@ -128,8 +129,7 @@ class Evaluator:
                 asked for without its weights or torch-fidelity.
             BenchError: the classifier weights do not match their SHA-256.
         """
-        if n_samples <= PR_K:
-            raise UsageError(f"the evaluation needs more than {PR_K} samples, got {n_samples}")
+        check_eval_samples(n_samples)
         if backbone not in BACKBONES:
             raise UsageError(f"unknown FID backbone {backbone!r}; choose from: {', '.join(BACKBONES)}")
         self.device = torch.device(device)

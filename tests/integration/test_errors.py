@@ -348,6 +348,8 @@ CASES = [
     # Checked before training and evaluation
     ("more samples than the references", "run --arch vanilla --eval-samples 60001",
      ["run", "--arch", "vanilla", "--eval-samples", "60001"], None),
+    ("too few samples for precision and recall", "compare --arch vanilla,wgan --eval-samples 3",
+     ["compare", "--arch", "vanilla,wgan", "--eval-samples", "3"], None),
     ("unwritable eval --out", "eval DIR --out DIR/metrics.json (DIR is a file)",
      ["eval", "DIR", "--out", "DIR/metrics.json"], _file),
     ("grid file nesting lists", "sweep --arch vanilla --grid-file DIR (lr = [[[1e-4]]])",

@@ -9,11 +9,13 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from bench.config import MIN_EVAL_SAMPLES, RunConfig
 from bench.contract import GAN
 from bench.data import load_mnist, to_model_range, to_scale
 from bench.metrics.classifier import to_classifier_size
 from bench.errors import UsageError
 from bench.metrics import cache, classifier, scores
+from bench.metrics.scores import PR_K
 from bench.metrics.evaluator import BATCH, EVAL_SEED, EvalProtocol, Evaluator
 from bench.record import METRIC_NAMES
 
@@ -430,3 +432,12 @@ def test_a_28x28_generator_at_the_32x32_scale_is_brought_there_as_the_training_d
     assert torch.equal(to_scale(small, 32), big) and to_scale(big, 32) is big
     at_32 = Evaluator("cpu", n_samples=N_SMALL, image_size=32)
     assert at_32.evaluate_images(small).fid == at_32.evaluate_images(big).fid
+
+
+def test_one_lower_bound_for_the_evaluation_samples_where_they_are_given_and_where_they_are_used():
+    assert MIN_EVAL_SAMPLES == PR_K + 1  # precision and recall need k neighbours besides the image itself
+    for n in (0, 3):
+        with pytest.raises(UsageError, match=f"--eval-samples must be at least 4 .*, got {n}"):
+            Evaluator("cpu", n_samples=n)
+        with pytest.raises(UsageError, match=f"--eval-samples must be at least 4 .*, got {n}"):
+            RunConfig("vanilla", eval_samples=n).validate()
