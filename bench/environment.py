@@ -43,6 +43,17 @@ def tune_allocator() -> str:
     return _allocator
 
 
+def run_threads(device: torch.device, given: int | None = None) -> tuple[int, str]:
+    """The torch threads a run on ``device`` trains with, and why: ``--threads`` where ``given``, torch's own
+    on a GPU (the host threads only feed it), else :func:`default_threads`. The one rule of every run,
+    every timing phase and every measurement."""
+    if given:
+        return given, "--threads"
+    if device.type != "cpu":
+        return torch.get_num_threads(), f"torch's default on {device.type}"
+    return default_threads()
+
+
 def default_threads() -> tuple[int, str]:
     """The torch threads a CPU run uses when ``--threads`` is not given, and why.
 

@@ -21,7 +21,7 @@ from bench.config import RunConfig
 from bench.contract import GAN
 from bench.data import BatchSampler, training_images
 from bench.device import autocast, resolve_device
-from bench.environment import default_threads
+from bench.environment import run_threads
 from bench.machine import load_average
 from bench.errors import PluginError
 from bench.plans.steptimes import ArchStepTimes, StepTimes
@@ -68,7 +68,7 @@ def time_side_by_side(settings: Mapping[str, Any], archs: list[str], rounds: int
     """Time each of ``archs``'s training steps in ``rounds`` rounds that alternate them; None if stopped."""
     cfg = RunConfig.from_settings(settings, arch="-")
     device = resolve_device(cfg.device)
-    threads = cfg.threads or (default_threads()[0] if device.type == "cpu" else torch.get_num_threads())
+    threads, _ = run_threads(device, cfg.threads)
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     load_start = load_average()

@@ -25,7 +25,7 @@ from bench.config import RunConfig, check_eval_scale
 from bench.contract import GAN, ArchSpec, GANConfig
 from bench.data import training_images
 from bench.device import resolve_device
-from bench.environment import default_threads, tune_allocator
+from bench.environment import run_threads, tune_allocator
 from bench.machine import usable_cpus, warn_if_bf16_is_emulated
 from bench.errors import UsageError
 from bench.layout import CHECKPOINT, RUN_JSON, Status
@@ -132,10 +132,8 @@ class Runner:
 
     def _choose_threads(self) -> int:
         """Without ``--threads``: the CPUs other work leaves free (recorded, so a resumed run keeps it)."""
-        if self.device.type != "cpu":
-            return torch.get_num_threads()
-        threads, why = default_threads()
-        if threads < usable_cpus() and why != "OMP_NUM_THREADS":
+        threads, why = run_threads(self.device)
+        if self.device.type == "cpu" and threads < usable_cpus() and why != "OMP_NUM_THREADS":
             self._notes.append(f"using {threads} torch thread(s): {why} (--threads N to choose)")
         return threads
 

@@ -60,3 +60,12 @@ def test_bf16_without_native_support_warns_once_naming_what_was_found(capsys, mo
     assert err.count("warning:") == 1 and "without native bf16" in err and "avx2, avx512f" in err
     assert not machine.warn_if_bf16_is_emulated({"avx512f", "avx512_bf16"})
     assert not machine.warn_if_bf16_is_emulated({"amx_bf16"})
+
+
+def test_one_thread_rule_for_runs_timing_phases_and_measurements(monkeypatch):
+    from bench import environment
+
+    monkeypatch.setattr(environment, "default_threads", lambda: (3, "the free CPUs"))
+    assert environment.run_threads(torch.device("cpu"), 5) == (5, "--threads")
+    assert environment.run_threads(torch.device("cpu")) == (3, "the free CPUs")
+    assert environment.run_threads(torch.device("meta"))[0] == torch.get_num_threads()  # not a CPU run: torch's own
