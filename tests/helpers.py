@@ -18,6 +18,7 @@ import textwrap
 import zlib
 from functools import lru_cache
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -67,6 +68,13 @@ def builtin_registry() -> Registry:
 def architecture_names() -> list[str]:
     """The built-in architectures' names."""
     return builtin_registry().names()
+
+
+def architectures_where(has: Callable[[type], bool]) -> list[str]:
+    """The built-ins whose GAN class (the spec's ``build``) ``has`` a property: tests walk the registry by what
+    an architecture declares, so a new built-in joins every test that applies to it."""
+    registry = builtin_registry()
+    return [name for name in registry.names() if has(registry.load(name).build)]
 
 
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300, env: dict[str, str] | None = None,

@@ -13,6 +13,7 @@ from bench.layout import Status
 from bench.registry import default_registry
 from bench.training.cuda_graphs import StepGraph
 from bench.training.runner import Runner
+from helpers import architectures_where
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
@@ -31,7 +32,7 @@ def test_cuda_run_times_with_events_and_completes(tmp_path):
     assert record.peak_memory_bytes > 0
 
 
-@pytest.mark.parametrize("arch", ["vanilla", "dcgan", "lsgan", "sngan"])
+@pytest.mark.parametrize("arch", architectures_where(lambda gan: gan.graph_safe))
 def test_cuda_graphs_replay_the_same_training(tmp_path, arch):
     eager, _ = _run(tmp_path / "eager", arch)
     graphed, record = _run(tmp_path / "graph", arch, cuda_graphs=True)

@@ -24,7 +24,7 @@ from bench.registry import GROUP, Registry, default_registry, discover
 
 from bench.testing import check_architecture
 
-from helpers import architecture_names, builtin_registry, make_dist
+from helpers import architecture_names, architectures_where, builtin_registry, make_dist
 
 REPO = Path(__file__).resolve().parents[2]
 PLUGIN_SRC = REPO / "examples" / "plugin" / "src"
@@ -233,7 +233,7 @@ def plain_generator_first_step(gan: GeneratorFirstGAN, opt_g, opt_d, real: torch
     return d_loss.detach(), g_loss.detach()
 
 
-@pytest.mark.parametrize("name", ["vanilla", "dcgan", "lsgan", "sngan"])
+@pytest.mark.parametrize("name", architectures_where(lambda gan: issubclass(gan, GeneratorFirstGAN)))
 def test_generator_first_step_is_the_plain_step_in_float64(name, float64):
     """The shared step (one D pass where allowed, backward only where used, fused Adam) gives
     the plain step's losses and weights over 6 steps. In float64, where the reordered sums no
