@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import pytest
 import torch
@@ -13,7 +14,7 @@ from bench.registry import default_registry
 
 from bench.testing import check_architecture
 
-from helpers import architecture_names, builtin_registry
+from helpers import REPO, architecture_names, builtin_registry
 
 
 @pytest.mark.parametrize("name", architecture_names())
@@ -47,9 +48,11 @@ def test_builtin_passes_the_conformance_kit_plugin_authors_run(name):
     check_architecture(builtin_registry().load(name))
 
 
-def test_gan_bench_walks_its_built_ins_only():
-    """A third-party plugin is its author's to check (bench.testing); gan-bench's tests walk its own."""
-    assert architecture_names() == ["dcgan", "lsgan", "sngan", "vanilla", "wgan", "wgan-gp"]
+def test_gan_bench_walks_its_built_ins_only_and_the_readme_has_a_row_for_each():
+    """A third-party plugin is its author's to check (bench.testing); gan-bench's tests walk its own: the
+    entry points of its pyproject.toml, each with its row in the README's table of architectures."""
+    table = (REPO / "README.md").read_text().split("## The architectures", 1)[1].split("\n## ", 1)[0]
+    assert architecture_names() == sorted(re.findall(r"^\| `([\w-]+)` \|", table, re.MULTILINE))
 
 
 def test_vanilla_parameter_counts():
