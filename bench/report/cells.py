@@ -272,7 +272,8 @@ def comparison_notes(group: Group) -> list[str]:
                 notes.append(reference_text(label + at, ref))
     notes.append(
         f"FID and KID: mean ± sample std over seeds, on MNIST-classifier features; {highlight_text(group)}. "
-        f"Time to quality: training seconds and batches until FID first fell below {fmt(float(group.fid_target))} "
+        f"Time to quality: training seconds (wall, and the training process's CPU seconds, which load does not "
+        f"inflate) and batches until FID first fell below {fmt(float(group.fid_target))} "
         f"(the first evaluation below it of the median seed among those that reached it; the lower middle seed of an "
         f"even count, so it is an evaluation a run made)."
     )
