@@ -44,11 +44,11 @@ class Run(LoadedRun):
 
     def to_dict(self) -> dict[str, Any]:
         """The run as one flat row: what it trained, how long, and its final metrics."""
-        cfg, timing = self.record.config, self.record.timing
+        cfg, timing, metrics = self.record.config, self.record.timing, self.metrics
         return {"arch": self.arch, "seed": self.seed, "status": self.status, "run_dir": str(self.path),
                 "device": self.record.env.device_name, "budget": cfg.budget.text(), "steps": self.record.steps,
                 "wall_s": timing.wall_s, "step_ms_median": timing.step_ms_median,
-                **{name: self.metrics.get(name) for name in METRIC_NAMES}}
+                **{name: metrics.get(name) for name in METRIC_NAMES}}
 
 
 class Runs(list[Run]):

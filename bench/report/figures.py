@@ -367,8 +367,7 @@ def fid_vs_compute_figure(lines: list[Line], path: Path, references: dict[int, l
     panels = fig.subfigures(len(scales), 1, squeeze=False)[:, 0]
     for panel, (scale, scale_lines) in zip(panels, scales.items(), strict=True):
         draw_fid_for_compute(panel, scale_lines, references.get(scale, []))
-    if len(scales) > 1:
-        for panel, scale in zip(panels, scales, strict=True):
+        if len(scales) > 1:
             panel.suptitle(f"scored at {scale}x{scale}", fontsize=10)
     return _save(fig, path)
 
