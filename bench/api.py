@@ -25,7 +25,7 @@ from typing import Any, NoReturn
 
 from bench import console
 from bench.errors import BenchError, UsageError
-from bench.record import METRIC_NAMES
+from bench.scores import METRIC_NAMES
 from bench.report.aggregate import LoadedRun
 from bench.stop import StopRequest
 

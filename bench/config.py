@@ -39,7 +39,7 @@ MAX_THREADS = 1024
 #: images with the test split, so no evaluation can use more.
 MAX_EVAL_SAMPLES = 60_000
 #: The fewest images an evaluation can score: precision and recall take each image's k = 3 nearest
-#: neighbours among the others (``bench.metrics.scores.PR_K``).
+#: neighbours among the others (``bench.scores.PR_K``).
 MIN_EVAL_SAMPLES = 4
 
 

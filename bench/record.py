@@ -8,6 +8,7 @@ so a file with more than this version knows still reads.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
@@ -18,12 +19,11 @@ from bench.config import Budget, RunConfig
 from bench.errors import UsageError
 from bench.layout import RUN_JSON, Status
 from bench.schema import OMIT_NONE, SchemaError, from_plain, json_type, missing_keys, to_plain
+from bench.scores import METRIC_NAMES, METRICS
 from bench.storage import write_json
 
 #: Bumped when run.json changes in a way older readers cannot follow.
 SCHEMA_VERSION = 1
-#: The final-evaluation metrics every table and CSV shows, in this order.
-METRIC_NAMES = ("fid", "kid", "precision", "recall", "classifier_score", "modes_covered", "mode_kl")
 
 
 @dataclass(kw_only=True)
@@ -116,24 +116,26 @@ class DiscriminatorMeans:
     d_fake: float | None = None
 
 
-@dataclass(kw_only=True)
-class Scores:
-    """One evaluation's numbers on MNIST-classifier features (see :mod:`bench.metrics`)."""
+def _metric_fields(headline_only: bool) -> list[tuple[str, Any, Any]]:
+    """One field per metric of :data:`bench.scores.METRICS` (the headline ones only, if asked), None
+    until computed: the record's metric keys are the descriptors', in their order."""
+    return [(m.name, m.type | None, field(default=None, metadata=OMIT_NONE if m.optional else {}))
+            for m in METRICS if m.headline or not headline_only]
 
-    fid: float | None = None
-    kid: float | None = None
-    kid_std: float | None = None
-    precision: float | None = None
-    recall: float | None = None
-    classifier_score: float | None = None
-    modes_covered: int | None = None
-    mode_shares: list[float] | None = None
-    mode_kl: float | None = None
-    fid_inception: float | None = field(default=None, metadata=OMIT_NONE)
 
-    def value(self, name: str) -> Any:
-        """The value of the metric ``name`` (one of :data:`METRIC_NAMES`, or ``kid_std``...)."""
-        return getattr(self, name)
+def _value(self: Any, name: str) -> Any:
+    """The value of the metric ``name`` (see :data:`bench.scores.METRICS`)."""
+    return getattr(self, name)
+
+
+def _scores_base(name: str, doc: str, headline_only: bool) -> type:
+    cls = dataclasses.make_dataclass(name, _metric_fields(headline_only), kw_only=True, namespace={"value": _value})
+    cls.__module__, cls.__doc__ = __name__, doc
+    return cls
+
+
+Scores = _scores_base("Scores", "One evaluation's numbers on MNIST-classifier features: a field per metric of "
+                      ":data:`bench.scores.METRICS` (see :mod:`bench.metrics`).", headline_only=False)
 
 
 @dataclass(kw_only=True)
@@ -145,30 +147,31 @@ class Metrics(Scores):
 
 
 @dataclass(kw_only=True)
-class Evaluation:
-    """One row of ``evaluations`` (and of metrics.csv): an evaluation during or after training."""
-
+class _EvaluationTime:
     step: int
     train_wall_s: float | None = None
     #: The training process's CPU seconds (all its threads; a stack's seeds share one process) at this
     #: evaluation: unlike wall seconds, other processes' load does not inflate them. Not in older runs.
     train_cpu_s: float | None = field(default=None, metadata=OMIT_NONE)
-    fid: float | None = None
-    kid: float | None = None
-    precision: float | None = None
-    recall: float | None = None
-    classifier_score: float | None = None
-    modes_covered: int | None = None
-    mode_kl: float | None = None
+
+
+_HeadlineScores = _scores_base("_HeadlineScores", "The headline metrics of :data:`bench.scores.METRICS`.",
+                               headline_only=True)
+
+
+@dataclass(kw_only=True)
+class Evaluation(_HeadlineScores, _EvaluationTime):
+    """One row of ``evaluations`` (and of metrics.csv): an evaluation during or after training.
+
+    The step and training time first, then a field per headline metric, then how long it took.
+    """
+
     eval_s: float | None = field(default=None, metadata=OMIT_NONE)
 
     @classmethod
     def of(cls, step: int, train_wall_s: float, metrics: Metrics, train_cpu_s: float | None = None) -> Evaluation:
         return cls(step=step, train_wall_s=train_wall_s, train_cpu_s=train_cpu_s, eval_s=metrics.eval_s,
                    **{name: metrics.value(name) for name in METRIC_NAMES})
-
-    def value(self, name: str) -> Any:
-        return getattr(self, name)
 
 
 @dataclass(kw_only=True)

@@ -13,6 +13,7 @@ from rich.table import Table
 from bench import console
 from bench.console import fmt
 from bench.record import Metrics, RunRecord
+from bench.scores import METRICS
 
 if TYPE_CHECKING:  # for annotations only: listing architectures needs no torch here
     from bench.registry import Loaded
@@ -54,16 +55,6 @@ def print_run(record: RunRecord, run_dir: Path | None) -> None:
         console.out.print(f"results: {run_dir}")
 
 
-METRIC_LABELS = {
-    "fid": "FID (MNIST classifier features)",
-    "kid": "KID (MNIST classifier features)",
-    "precision": "precision (k=3)",
-    "recall": "recall (k=3)",
-    "classifier_score": "classifier score (max 10)",
-    "modes_covered": "digits covered (>= 1%)",
-    "mode_kl": "KL(digit shares || uniform)",
-}
-
 
 def metrics_table(metrics: Metrics, references: dict[str, Metrics] | None, title: str,
                   column: str = "this run", noun: str = "generated") -> Table:
@@ -77,10 +68,14 @@ def metrics_table(metrics: Metrics, references: dict[str, Metrics] | None, title
     refs = references or {}
     for name in refs:
         table.add_column(name.replace("_", " "), justify="right", style="dim")
-    for key, label in METRIC_LABELS.items():
-        value = metrics.value(key)
-        shown = pm_text(value, metrics.kid_std) if key == "kid" and metrics.kid_std is not None else fmt(value)
-        table.add_row(label, shown, *[fmt(r.value(key)) for r in refs.values()])
+    spreads = {m.spread_of: m.name for m in METRICS if m.spread_of}
+    for metric in METRICS:
+        if not metric.headline:
+            continue
+        value = metrics.value(metric.name)
+        spread = metrics.value(spreads[metric.name]) if metric.name in spreads else None
+        shown = fmt(value) if spread is None else pm_text(value, spread)
+        table.add_row(metric.label, shown, *[fmt(r.value(metric.name)) for r in refs.values()])
     if metrics.eval_s is not None:
         table.caption = (f"{metrics.protocol.get('n_generated', '?')} {noun} vs MNIST test; "
                          f"evaluation took {metrics.eval_s:.1f} s")

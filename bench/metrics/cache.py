@@ -28,7 +28,7 @@ from bench.data import FILES, load_mnist, to_model_range
 from bench.metrics.classifier import (
     IMAGE_SIZE, WEIGHTS_SHA256, MNISTClassifier, load_classifier, predict, to_classifier_size,
 )
-from bench.metrics.scores import PR_K, knn_radii
+from bench.scores import PR_K, knn_radii
 from bench.errors import UsageError
 from bench.storage import load_torch, save_torch
 

@@ -1,7 +1,7 @@
 """Score generated images against the MNIST test split with a fixed, recorded protocol.
 
 One evaluation draws a fixed set of latents, generates the images in chunks and runs the
-classifier once over them; each score (:mod:`bench.metrics.scores`) is then updated with the
+classifier once over them; each score (:data:`bench.scores.SCORES`) is then updated with the
 features and logits and computed. The real side comes from :func:`bench.metrics.cache.real_stats`,
 computed once per classifier, and is handed to the scores when the evaluator is built.
 
@@ -29,19 +29,7 @@ from bench.metrics import classifier, references
 from bench.metrics.cache import PROTOCOL_VERSION, cached, real_stats
 from bench.metrics.classifier import IMAGE_SIZE, load_classifier, to_classifier_size
 from bench.metrics.inception import InceptionFID
-from bench.metrics.scores import (
-    FID,
-    KID,
-    KID_KERNEL,
-    KID_SUBSETS,
-    PR_K,
-    ClassifierScore,
-    ModeCoverage,
-    PrecisionRecall,
-    Score,
-    Value,
-    kid_subset_size,
-)
+from bench.scores import KID_KERNEL, KID_SUBSETS, PR_K, SCORES, RealSide, Score, Value, kid_gamma, kid_subset_size
 from bench.record import Metrics
 from bench.stop import StopRequest
 
@@ -141,21 +129,15 @@ class Evaluator:
         self.classifier = load_classifier(self.device).to(memory_format=torch.channels_last)
         self.image_size = image_size
         self.real = real_stats(data_dir, image_size=image_size)
-        kid = KID(self.real.features, seed=eval_seed)
-        self.scores: list[Score] = [
-            FID(self.real.features),
-            kid,
-            PrecisionRecall(self.real.features.to(self.device), self.real.radii.to(self.device)),
-            ClassifierScore(),
-            ModeCoverage(),
-        ]
+        real = RealSide(self.real.features, self.real.radii, self.device, eval_seed)
+        self.scores: list[Score] = [score(real) for score in SCORES]
         self._protocol = EvalProtocol(
             n_generated=n_samples,
             n_real=len(self.real.features),
             eval_seed=eval_seed,
             feature_dim=self.real.features.shape[1],
             kid_subset_seed=eval_seed,
-            kid_gamma=kid.gamma,
+            kid_gamma=kid_gamma(self.real.features),
             fid_backbone=backbone,
             real_image_size=image_size,
         )

@@ -19,6 +19,7 @@ from bench.metrics.cache import cache_key, data_digests
 from bench.metrics.classifier import IMAGE_SIZE
 from bench.record import Metrics
 from bench.schema import to_plain
+from bench.scores import METRICS
 
 NAMES = ("train_vs_test", "noise_vs_test")
 
@@ -26,13 +27,15 @@ NAMES = ("train_vs_test", "noise_vs_test")
 def reference_key(protocol: dict[str, object]) -> str:
     """Return the cache key of the reference points scored under ``protocol`` (an evaluator's)."""
     # The backbone only adds fid_inception, which reference points leave out; the torchmetrics
-    # version is a part of the key of its own.
+    # version is a part of the key of its own. The metric set is too: points scored before a
+    # metric was added would show "-" for it.
     return cache_key(
         "reference",
         data=data_digests("train-images-idx3-ubyte", "t10k-images-idx3-ubyte"),
         protocol={k: v for k, v in protocol.items() if k not in ("fid_backbone", "torchmetrics")},
         subset_seed=SUBSET_SEED,
         torchmetrics=torchmetrics.__version__,
+        metrics=[m.name for m in METRICS],
     )
 
 

@@ -29,7 +29,8 @@ from bench.errors import UsageError
 from bench.layout import RUN_JSON, Status
 from bench.plans.steptimes import FILE as STEP_TIMES, StepTimes
 from bench.runfolder import as_ended
-from bench.record import METRIC_NAMES, Evaluation, Metrics, RunRecord, read_record
+from bench.record import Evaluation, Metrics, RunRecord, read_record
+from bench.scores import METRIC_NAMES
 from bench.stats import PairTest, Stats, finite, pairwise_lower_is_better
 
 T = TypeVar("T")
@@ -247,7 +248,7 @@ class Row:
     step_ms_median: float | None
     images_per_s: Stats
     wall_s: Stats
-    metrics: dict[str, Stats]  # by name, in the order of bench.record.METRIC_NAMES
+    metrics: dict[str, Stats]  # by name, in the order of bench.scores.METRIC_NAMES
     ttq: TimeToQuality
     best: bool = False
     #: This architecture's step times from its comparison's timing phase (None: not timed side by side).

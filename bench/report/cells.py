@@ -15,6 +15,7 @@ from bench.record import Contention, Metrics
 from bench.report.aggregate import (
     SCALE, FlatProtocol, Group, Row, RowPair, TimeToQuality, differences_text, evaluation_settings, setting_text,
 )
+from bench.scores import METRICS, RANKING
 from bench.stats import ALPHA, MIN_INTERVAL_SEEDS, Stats, seeds_needed
 from bench.tables import at_place, millions, number, pm_text, spread_place
 
@@ -55,19 +56,14 @@ def comparison_title(index: int, group: Group) -> str:
     return f"{index}. {group.device} · {describe_protocol(group.protocol)}"
 
 
+#: The metrics with a comparison column (and a ``<key>_ci`` column), in the order of the columns.
+_COLUMN_METRICS = tuple(m for m in METRICS if m.headline and m.header)
 #: Columns the terminal leaves out to fit a screen (the report files keep them; ``--columns`` chooses).
-TERSE_OMITS = frozenset({"params", "flops", "classifier_score", "ttq_s", "ttq_batches"})
+TERSE_OMITS = frozenset({"params", "flops", "ttq_s", "ttq_batches"} |
+                        {m.column_key for m in _COLUMN_METRICS if not m.terse})
 #: The columns a terminal too narrow for the whole table shows first, together; the others follow in tables of
 #: their own, each led by the architecture, so no number is ever broken across lines.
 FIRST_COLUMNS = ("arch", "hparams", "runs", "fid", "fid_ci", "ttq")
-#: Metric columns: the metric each shows and the factor it is shown at. Each has a ``<key>_ci`` column too.
-_METRIC_COLUMNS = {"fid": ("fid", 1.0), "kid": ("kid", 1e3), "precision": ("precision", 1.0),
-                   "recall": ("recall", 1.0), "modes": ("modes_covered", 1.0),
-                   "classifier_score": ("classifier_score", 1.0)}
-#: Columns whose cells are ``mean ± std``; the other metric columns show the mean.
-PM_COLUMNS = frozenset({"fid", "kid"})
-#: Metric columns that count (digits covered): a whole mean is written as a whole number.
-COUNT_COLUMNS = frozenset({"modes"})
 #: The mark of a row whose side-by-side step times vary widely, of a row with contended runs, and of
 #: times taken while runs shared the machine (stacked seeds, --jobs).
 WIDE_MARK, CONTENDED_MARK, SHARED_MARK = "†", "‡", "§"
@@ -78,14 +74,17 @@ def _all_columns(target: str) -> list[tuple[str, str, bool]]:
     cols = [
         ("arch", "arch", False), ("hparams", "hparams", False), ("runs", "runs", True), ("status", "status", False),
         ("params", "params G/D (M)", True), ("flops", "GFLOP/step", True), ("step_ms", "step ms", True),
-        ("images_per_s", "img/s", True), ("wall_s", "wall s", True), ("fid", "FID", True),
-        ("fid_ci", "FID 95% CI", True), ("kid", "KID×10³", True), ("precision", "prec.", True),
-        ("recall", "recall", True), ("modes", "modes", True), ("classifier_score", "class. score", True),
+        ("images_per_s", "img/s", True), ("wall_s", "wall s", True),
+    ]
+    for m in _COLUMN_METRICS:  # the ranking metric's interval beside it, the others' at the end
+        cols.append((m.column_key, m.header, True))
+        if m is RANKING:
+            cols.append((f"{m.column_key}_ci", f"{m.header} 95% CI", True))
+    cols += [
         ("ttq_s", f"s to FID<{target}", True), ("ttq_cpu_s", f"CPU s to FID<{target}", True),
         ("ttq_batches", f"batches to FID<{target}", True), ("ttq", f"to FID<{target}", True),
     ]
-    headers = dict((k, h) for k, h, _ in cols)
-    cols += [(f"{key}_ci", f"{headers[key]} 95% CI", True) for key in _METRIC_COLUMNS if key != "fid"]
+    cols += [(f"{m.column_key}_ci", f"{m.header} 95% CI", True) for m in _COLUMN_METRICS if m is not RANKING]
     return cols
 
 
@@ -201,11 +200,10 @@ def status_text(row: Row, terse: bool = False) -> str:
 
 def _metric_texts(row: Row, digits: int | None) -> dict[str, str]:
     texts = {}
-    for key, (name, scale) in _METRIC_COLUMNS.items():
-        stat = row.metrics[name]
-        texts[key] = mean_pm_std(stat, scale, digits) if key in PM_COLUMNS else \
-            mean_text(stat, digits, count=key in COUNT_COLUMNS)
-        texts[f"{key}_ci"] = ci_text(stat, scale, digits)
+    for m in _COLUMN_METRICS:
+        stat = row.metrics[m.name]
+        texts[m.column_key] = mean_pm_std(stat, m.scale, digits) if m.spread else mean_text(stat, digits, count=m.count)
+        texts[f"{m.column_key}_ci"] = ci_text(stat, m.scale, digits)
     return texts
 
 
@@ -237,11 +235,10 @@ def comparison_cells(group: Group, row: Row, terse: bool = False, columns: Seque
 
 def reference_text(label: str, ref: Metrics) -> str:
     """One reference point's scores, e.g. ``reference train vs test: FID 2.5, KID×10³ 0.1, ...``."""
-    kid = ref.kid * 1e3 if ref.kid is not None else None
-    parts = [f"FID {fmt(ref.fid)}", f"KID×10³ {fmt(kid)}"]
-    parts += [f"{name} {fmt(ref.value(k))}" for k, name in (
-        ("precision", "precision"), ("recall", "recall"), ("modes_covered", "modes"),
-        ("classifier_score", "classifier score"))]
+    parts = []
+    for m in _COLUMN_METRICS:
+        value = ref.value(m.name)
+        parts.append(f"{m.header} {fmt(value if value is None else value * m.scale)}")
     return f"reference {label}: {', '.join(parts)}"
 
 

@@ -28,7 +28,7 @@ from bench.report import cells
 from bench.errors import UsageError
 from bench.layout import PLAN
 from bench.plans.plan import Plan
-from bench.record import METRIC_NAMES
+from bench.scores import METRIC_NAMES
 from bench.report.aggregate import Group, LoadedRun, Row, RowPair, evaluation_settings, time_to_quality
 from bench.schema import to_plain
 from bench.stats import ALPHA, CONFIDENCE, MIN_INTERVAL_SEEDS, Stats

@@ -8,6 +8,7 @@ Ctrl-C cannot cut a results file or checkpoint short.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,8 @@ from torchvision.utils import make_grid, save_image
 from bench.contract import DIAGNOSTICS, GAN, REQUIRED_LOSSES
 from bench.errors import PluginError
 from bench.layout import CHECKPOINT, GENERATOR, LOSS_TAGS, LOSSES_CSV, METRICS_CSV, SAMPLES, SAMPLING, TENSORBOARD
-from bench.record import METRIC_NAMES, Evaluation, RunRecord
+from bench.record import Evaluation, RunRecord
+from bench.scores import METRIC_NAMES
 from bench.stop import StopRequest
 from bench.storage import atomic_path, save_torch, write_csv
 
@@ -99,7 +101,7 @@ class Recorder:
             self._write_sampling_state(gan, record.arch)
             self._write_losses(history, log_every)
             if record.evaluations:
-                cols = ["step", "train_wall_s", "train_cpu_s", *METRIC_NAMES, "eval_s"]
+                cols = [f.name for f in dataclasses.fields(Evaluation)]
                 rows = [[_csv(getattr(e, c)) for c in cols] for e in record.evaluations]
                 write_csv(self.dir / METRICS_CSV, cols, rows)
             if record.metrics is not None:

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from bench.record import METRIC_NAMES
+from bench.scores import METRIC_NAMES
 
 from helpers import GOOD_MODULE, REPO, ema_module, make_dist, run_cli
 

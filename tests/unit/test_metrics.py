@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import typing
 
 import pytest
 import torch
@@ -14,10 +15,12 @@ from bench.contract import GAN
 from bench.data import load_mnist, to_model_range, to_scale
 from bench.metrics.classifier import to_classifier_size
 from bench.errors import UsageError
-from bench.metrics import cache, classifier, scores
-from bench.metrics.scores import PR_K
+from bench import scores
+from bench.metrics import cache, classifier
+from bench.scores import PR_K
 from bench.metrics.evaluator import BATCH, EVAL_SEED, EvalProtocol, Evaluator
-from bench.record import METRIC_NAMES
+from bench.record import Evaluation, Scores
+from bench.scores import METRIC_NAMES
 
 N_SMALL = 2000
 
@@ -135,11 +138,13 @@ def test_classifier_score_and_mode_coverage_limits():
 # --- the update/compute objects -----------------------------------------------------------------
 
 
+def real_side(evaluator) -> scores.RealSide:
+    return scores.RealSide(evaluator.real.features, evaluator.real.radii, torch.device("cpu"), EVAL_SEED)
+
+
 def all_scores(evaluator) -> list[scores.Score]:
     """A fresh instance of every score, on the evaluator's real side."""
-    real = evaluator.real
-    return [scores.FID(real.features), scores.KID(real.features, seed=EVAL_SEED),
-            scores.PrecisionRecall(real.features, real.radii), scores.ClassifierScore(), scores.ModeCoverage()]
+    return [score(real_side(evaluator)) for score in scores.SCORES]
 
 
 def test_the_evaluator_is_its_scores_updated_once(evaluator, noisy_images, generated):
@@ -147,10 +152,27 @@ def test_the_evaluator_is_its_scores_updated_once(evaluator, noisy_images, gener
     values = {}
     for score in all_scores(evaluator):
         score.update(features, logits)
-        values.update(score.compute())
-    assert set(values) == {*METRIC_NAMES, "kid_std", "mode_shares"}
+        computed = score.compute()
+        assert list(computed) == [m.name for m in score.metrics], type(score).__name__  # what it declares
+        for m in score.metrics:
+            assert isinstance(computed[m.name], typing.get_origin(m.type) or m.type), m.name
+        values.update(computed)
+    assert set(values) == {m.name for m in scores.METRICS if not m.optional}
+    assert set(METRIC_NAMES) < set(values)
     result = evaluator.evaluate_images(noisy_images)
     assert {name: result.value(name) for name in values} == values
+
+
+def test_every_metric_is_described_once_and_every_record_holds_it():
+    names = [m.name for m in scores.METRICS]
+    assert len(names) == len(set(names))
+    assert [f.name for f in dataclasses.fields(Scores)] == names
+    assert [f.name for f in dataclasses.fields(Evaluation)] == ["step", "train_wall_s", "train_cpu_s",
+                                                                *METRIC_NAMES, "eval_s"]
+    for m in scores.METRICS:
+        assert m.lower_is_better is not None or not m.headline, f"{m.name}: a headline metric says which way is better"
+        assert m.spread_of is None or m.spread_of in names
+    assert scores.RANKING.lower_is_better and scores.RANKING.headline and scores.RANKING.header
 
 
 def test_scores_fed_in_two_chunks_equal_one_chunk(evaluator, generated):
@@ -182,7 +204,7 @@ def test_reset_clears_the_generated_side_only(evaluator, generated):
 
 
 def test_kid_is_repeatable_and_leaves_the_global_rng_alone(evaluator, generated):
-    kid = scores.KID(evaluator.real.features, seed=EVAL_SEED)
+    kid = scores.KID(real_side(evaluator))
     kid.update(*generated)
     rng = torch.get_rng_state()
     first = kid.compute()
@@ -212,7 +234,7 @@ def test_the_real_side_restored_from_the_cache_gives_exactly_the_fresh_fid(evalu
     restored = cache.real_stats()  # from disk
     fids = []
     for real in (fresh, restored):
-        fid = scores.FID(real.features)
+        fid = scores.FID(scores.RealSide(real.features, real.radii, torch.device("cpu"), EVAL_SEED))
         fid.update(features, logits)
         fids.append(fid.compute()["fid"])
     assert fids[0] == fids[1]

@@ -11,7 +11,8 @@ import pytest
 from bench.config import Budget
 from bench.errors import UsageError
 from bench.layout import Status
-from bench.record import METRIC_NAMES, RunRecord, read_record
+from bench.record import RunRecord, read_record
+from bench.scores import METRIC_NAMES
 
 LEGACY = Path(__file__).resolve().parents[1] / "data" / "legacy"
 LEGACY_RUNS = sorted(p.parent for p in LEGACY.glob("*/*/run.json"))

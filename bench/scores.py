@@ -1,35 +1,43 @@
-"""The generated-side scores, each an object with ``update(features, logits)``, ``compute()``, ``reset()``.
+"""The quality metrics: what each one is, once, and the score that computes it.
 
-One classifier pass gives every generated image's penultimate features and logits; each score
-takes what it needs from them. The real side (features and k-NN radii of the 10,000 MNIST test
-images) is handed to a score once, when it is built, and ``reset()`` clears only the generated
-side, as torchmetrics' ``reset_real_features=False`` does.
+A :class:`Metric` holds every fact about one number a run reports: its key in run.json and the
+CSVs, its label, the factor and precision tables show it at, whether a spread goes with it and
+which direction is better. :mod:`bench.record` builds its fields from :data:`METRICS`, and every
+table, format and figure reads the labels here.
 
-The scores follow a five-line :class:`Score` protocol rather than subclassing
-``torchmetrics.Metric``: they take two inputs (features and logits) rather than images, they
-need no distributed sync, and FID and KID run on the CPU in float64 while precision/recall
-stays on the evaluation device. FID and KID themselves are torchmetrics'
-``FrechetInceptionDistance`` and ``KernelInceptionDistance``, fed through an identity feature
-module (:class:`_Precomputed`), so torchmetrics does all their arithmetic and both restore
+A score is an object with ``update(features, logits)``, ``compute()``, ``reset()`` and the
+metrics it computes (``metrics``). One classifier pass gives every generated image's
+penultimate features and logits; each score takes what it needs from them. The real side
+(features and k-NN radii of the 10,000 MNIST test images) is handed to a score once, when it is
+built (:class:`RealSide`), and ``reset()`` clears only the generated side, as torchmetrics'
+``reset_real_features=False`` does. The evaluator builds every score of :data:`SCORES`, so adding
+a metric is a class here (its descriptors on it, the class listed in ``SCORES``) and its test.
+
+The scores follow this protocol rather than subclassing ``torchmetrics.Metric``: they take two
+inputs (features and logits) rather than images, they need no distributed sync, and FID and KID
+run on the CPU in float64 while precision/recall stays on the evaluation device. FID and KID
+themselves are torchmetrics' ``FrechetInceptionDistance`` and ``KernelInceptionDistance``, fed
+through an identity feature module, so torchmetrics does all their arithmetic and both restore
 their real side through the public ``update(real_features, real=True)``.
 
-The plain functions (:func:`knn_radii`, :func:`precision_recall`, :func:`classifier_score`,
-:func:`mode_coverage`) are the math the objects wrap.
+torch is imported where a score computes, not at the top, so that run.json, the tables and
+``bench report`` read the descriptors without loading it. The plain functions
+(:func:`knn_radii`, :func:`precision_recall`, :func:`classifier_score`, :func:`mode_coverage`)
+are the math the objects wrap.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from typing import Protocol
-
-import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
-from torchmetrics.image.fid import FrechetInceptionDistance
-from torchmetrics.image.kid import KernelInceptionDistance
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from bench.errors import UsageError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor
 
 #: Nearest neighbour whose distance is a sample's radius in precision/recall.
 PR_K = 3
@@ -45,8 +53,62 @@ MIN_MODE_SHARE = 0.01
 Value = float | int | list[float]
 
 
+@dataclass(frozen=True, kw_only=True)
+class Metric:
+    """Everything about one reported number, read by run.json, every table and every format."""
+
+    #: The key in run.json (``metrics``, ``evaluations``), the CSVs, JSON reports and ``--columns``.
+    name: str
+    #: The long form: the row of the metrics table under a run.
+    label: str
+    #: ``float``, ``int`` (a count) or ``list[float]``.
+    type: Any = float
+    #: True where lower is better, False where higher is, None where neither (a distribution).
+    lower_is_better: bool | None
+    #: Recorded at every evaluation and shown in every comparison and CSV; the others (a spread, a
+    #: distribution, an optional backbone's FID) stay with the final metrics in run.json.
+    headline: bool = True
+    #: The terse form: the comparison's column header; None where the comparison has no column.
+    header: str | None = None
+    #: The comparison's ``--columns`` key, where it is not ``name``.
+    column: str | None = None
+    #: The factor the comparison shows the metric at (KID x 10^3).
+    scale: float = 1.0
+    #: The comparison shows mean ± std over seeds, not the mean alone.
+    spread: bool = False
+    #: Shown in a terminal too narrow for every column (the report files always show it).
+    terse: bool = True
+    #: The metric whose spread this one is (shown as ``value ± spread`` beside it in the metrics table).
+    spread_of: str | None = None
+    #: Left out of run.json when not computed, rather than written as null.
+    optional: bool = False
+
+    @property
+    def column_key(self) -> str:
+        return self.column or self.name
+
+    @property
+    def count(self) -> bool:
+        return self.type is int
+
+
+@dataclass(frozen=True)
+class RealSide:
+    """What a score is built from: the real images' features and k-NN radii (on the CPU), the
+    evaluation device and the evaluation seed (which also draws KID's subsets)."""
+
+    features: Tensor
+    radii: Tensor
+    device: torch.device
+    seed: int
+
+
 class Score(Protocol):
     """A generated-side score: fed the classifier's outputs in chunks, computed once at the end."""
+
+    metrics: ClassVar[tuple[Metric, ...]]
+
+    def __init__(self, real: RealSide) -> None: ...
 
     def update(self, features: Tensor, logits: Tensor) -> None: ...
 
@@ -60,12 +122,14 @@ class Score(Protocol):
 
 def _sq_distances(a: Tensor, b: Tensor, b_sq: Tensor) -> Tensor:
     """Return the squared Euclidean distances between rows of ``a`` and of ``b``, clamped at 0."""
-    d = torch.addmm(b_sq.unsqueeze(0), a, b.t(), alpha=-2.0)
+    d = b_sq.unsqueeze(0).addmm(a, b.t(), alpha=-2.0)
     return d.add_(a.square().sum(1, keepdim=True)).clamp_min_(0.0)
 
 
 def knn_radii(features: Tensor, k: int = PR_K, block: int = DISTANCE_BLOCK) -> Tensor:
     """Return each row's distance to its k-th nearest neighbour in ``features``, itself excluded."""
+    import torch
+
     if len(features) <= k:
         raise UsageError(f"precision/recall with k={k} needs more than {k} samples, got {len(features)}")
     sq = features.square().sum(1)
@@ -91,6 +155,8 @@ def precision_recall(
     recall is the share of real samples inside the k-NN ball of some generated sample.
     Distances are computed in row blocks, so memory stays at ``block`` x N floats.
     """
+    import torch
+
     real_radii = knn_radii(real, k, block) if real_radii is None else real_radii
     fake_radii = knn_radii(fake, k, block) if fake_radii is None else fake_radii
     real_r2 = real_radii.square().unsqueeze(0)
@@ -106,8 +172,8 @@ def precision_recall(
 
 def classifier_score(logits: Tensor) -> float:
     """Return exp(E_x[KL(p(y|x) || p(y))]) on the classifier's softmax: 1 to 10."""
-    log_p = F.log_softmax(logits.double(), dim=1)
-    log_marginal = torch.logsumexp(log_p, dim=0) - math.log(len(log_p))
+    log_p = logits.double().log_softmax(1)
+    log_marginal = log_p.logsumexp(0) - math.log(len(log_p))
     kl = (log_p.exp() * (log_p - log_marginal)).sum(1)
     return float(kl.mean().exp())
 
@@ -119,7 +185,7 @@ def mode_coverage(logits: Tensor, min_share: float = MIN_MODE_SHARE) -> tuple[li
 
 def _digit_counts(logits: Tensor) -> Tensor:
     """Return how many samples the classifier assigns to each digit (int64, on the CPU)."""
-    return torch.bincount(logits.argmax(1).cpu(), minlength=10)
+    return logits.argmax(1).cpu().bincount(minlength=10)
 
 
 def _coverage(counts: Tensor, min_share: float) -> tuple[list[float], int, float]:
@@ -149,15 +215,13 @@ def kid_subset_size(n_generated: int, n_real: int) -> int:
 # --- the scores ------------------------------------------------------------------------------
 
 
-class _Precomputed(nn.Module):
+def _precomputed(num_features: int) -> torch.nn.Module:
     """The ``feature`` module handed to torchmetrics: the features are already computed."""
+    from torch import nn
 
-    def __init__(self, num_features: int):
-        super().__init__()
-        self.num_features = num_features  # read by FrechetInceptionDistance instead of probing
-
-    def forward(self, features: Tensor) -> Tensor:
-        return features
+    identity = nn.Identity()
+    identity.num_features = num_features  # read by FrechetInceptionDistance instead of probing
+    return identity
 
 
 # FID and KID run on the CPU: their states are small, FID's sums are float64 (which some
@@ -167,9 +231,15 @@ class _Precomputed(nn.Module):
 class FID:
     """Fréchet distance between the Gaussians fitted to real and generated features (torchmetrics)."""
 
-    def __init__(self, real_features: Tensor):
-        self.metric = FrechetInceptionDistance(feature=_Precomputed(real_features.shape[1]), reset_real_features=False)
-        self.metric.update(real_features.float().cpu(), real=True)
+    metrics = (Metric(name="fid", label="FID (MNIST classifier features)", header="FID", lower_is_better=True,
+                      spread=True),)
+
+    def __init__(self, real: RealSide):
+        from torchmetrics.image.fid import FrechetInceptionDistance
+
+        self.metric = FrechetInceptionDistance(feature=_precomputed(real.features.shape[1]),
+                                               reset_real_features=False)
+        self.metric.update(real.features.float().cpu(), real=True)
 
     def update(self, features: Tensor, logits: Tensor) -> None:
         self.metric.update(features.float().cpu(), real=False)
@@ -184,31 +254,42 @@ class FID:
 class KID:
     """Kernel inception distance (polynomial MMD over random subsets, torchmetrics): mean and std.
 
-    The subsets are drawn from ``seed`` at every ``compute``, so the same features always give
-    the same KID, and the caller's RNG is left as it was.
+    The subsets are drawn from the evaluation seed at every ``compute``, so the same features
+    always give the same KID, and the caller's RNG is left as it was.
     """
 
-    def __init__(self, real_features: Tensor, seed: int, subsets: int = KID_SUBSETS):
-        self.seed = seed
-        self.n_real = len(real_features)
-        self.gamma = kid_gamma(real_features)
+    metrics = (
+        Metric(name="kid", label="KID (MNIST classifier features)", header="KID×10³", scale=1e3,
+               lower_is_better=True, spread=True),
+        Metric(name="kid_std", label="KID's std over its subsets", lower_is_better=None, headline=False,
+               spread_of="kid"),
+    )
+
+    def __init__(self, real: RealSide, subsets: int = KID_SUBSETS):
+        from torchmetrics.image.kid import KernelInceptionDistance
+
+        self.seed = real.seed
+        self.n_real = len(real.features)
+        self.gamma = kid_gamma(real.features)
         self._n_generated = 0
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*will save all extracted features.*")
             self.metric = KernelInceptionDistance(
-                feature=_Precomputed(real_features.shape[1]),
+                feature=_precomputed(real.features.shape[1]),
                 subsets=subsets,
                 subset_size=KID_SUBSET_SIZE,
                 gamma=self.gamma,
                 reset_real_features=False,
             )
-        self.metric.update(real_features.float().cpu(), real=True)
+        self.metric.update(real.features.float().cpu(), real=True)
 
     def update(self, features: Tensor, logits: Tensor) -> None:
         self.metric.update(features.float().cpu(), real=False)
         self._n_generated += len(features)
 
     def compute(self) -> dict[str, Value]:
+        import torch
+
         self.metric.subset_size = kid_subset_size(self._n_generated, self.n_real)
         # KernelInceptionDistance.compute draws its subsets with the global torch.randperm.
         # fork_rng restores the caller's CPU RNG afterwards, and seeding only the CPU
@@ -226,9 +307,14 @@ class KID:
 class PrecisionRecall:
     """Improved precision and recall (k-NN balls) against real features whose radii are precomputed."""
 
-    def __init__(self, real_features: Tensor, real_radii: Tensor, k: int = PR_K):
-        self.real_features = real_features
-        self.real_radii = real_radii
+    metrics = (
+        Metric(name="precision", label=f"precision (k={PR_K})", header="prec.", lower_is_better=False),
+        Metric(name="recall", label=f"recall (k={PR_K})", header="recall", lower_is_better=False),
+    )
+
+    def __init__(self, real: RealSide, k: int = PR_K):
+        self.real_features = real.features.to(real.device)
+        self.real_radii = real.radii.to(real.device)
         self.k = k
         self._generated: list[Tensor] = []
 
@@ -236,6 +322,8 @@ class PrecisionRecall:
         self._generated.append(features)
 
     def compute(self) -> dict[str, Value]:
+        import torch
+
         fake = torch.cat(self._generated)
         precision, recall = precision_recall(self.real_features, fake, self.k, real_radii=self.real_radii)
         return {"precision": precision, "recall": recall}
@@ -247,13 +335,18 @@ class PrecisionRecall:
 class ClassifierScore:
     """The Inception Score formula on the MNIST classifier's softmax (1 to 10)."""
 
-    def __init__(self) -> None:
+    metrics = (Metric(name="classifier_score", label="classifier score (max 10)", header="class. score",
+                      lower_is_better=False, terse=False),)
+
+    def __init__(self, real: RealSide | None = None) -> None:
         self._logits: list[Tensor] = []
 
     def update(self, features: Tensor, logits: Tensor) -> None:
         self._logits.append(logits)
 
     def compute(self) -> dict[str, Value]:
+        import torch
+
         return {"classifier_score": classifier_score(torch.cat(self._logits))}
 
     def reset(self) -> None:
@@ -263,7 +356,17 @@ class ClassifierScore:
 class ModeCoverage:
     """Share of samples per predicted digit, digits covered, and KL(shares || uniform)."""
 
-    def __init__(self, min_share: float = MIN_MODE_SHARE):
+    metrics = (
+        Metric(name="modes_covered", label=f"digits covered (>= {MIN_MODE_SHARE:.0%})", type=int, header="modes",
+               column="modes", lower_is_better=False),
+        Metric(name="mode_shares", label="share of samples per digit", type=list[float], lower_is_better=None,
+               headline=False),
+        Metric(name="mode_kl", label="KL(digit shares || uniform)", lower_is_better=True),
+    )
+
+    def __init__(self, real: RealSide | None = None, min_share: float = MIN_MODE_SHARE):
+        import torch
+
         self.min_share = min_share
         self._counts = torch.zeros(10, dtype=torch.int64)
 
@@ -276,3 +379,25 @@ class ModeCoverage:
 
     def reset(self) -> None:
         self._counts.zero_()
+
+
+#: Every score an evaluation computes, in the order their metrics are recorded and shown.
+SCORES: tuple[type[Score], ...] = (FID, KID, PrecisionRecall, ClassifierScore, ModeCoverage)
+#: The classic FID on Inception-v3 features, computed only on request (``--fid-backbone inception``,
+#: :mod:`bench.metrics.inception`) and only for a run's final metrics.
+FID_INCEPTION = Metric(name="fid_inception", label="FID (Inception-v3 features)", lower_is_better=True,
+                       headline=False, optional=True)
+#: Every metric a run can record, in run.json's order.
+METRICS: tuple[Metric, ...] = (*(metric for score in SCORES for metric in score.metrics), FID_INCEPTION)
+#: The metrics recorded at every evaluation and shown in every table and CSV, in this order.
+METRIC_NAMES: tuple[str, ...] = tuple(metric.name for metric in METRICS if metric.headline)
+
+
+def metric(name: str) -> Metric:
+    """The descriptor of the metric ``name`` (a KeyError names it when there is none)."""
+    return _BY_NAME[name]
+
+
+_BY_NAME = {m.name: m for m in METRICS}
+#: The metric comparisons rank by: their pairwise tests, the bold row and time to quality are on it.
+RANKING = metric("fid")
