@@ -49,4 +49,5 @@ SPEC = ArchSpec(
     image_size=32,
     config=DCGANConfig,
     build=DCGAN,
+    timed_batches=20,  # its step costs many MLP steps: bench perf --seeds stays short
 )

@@ -51,4 +51,5 @@ SPEC = ArchSpec(
     image_size=32,
     config=SNGANConfig,
     build=SNGAN,
+    timed_batches=20,  # its step costs many MLP steps: bench perf --seeds stays short
 )

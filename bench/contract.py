@@ -56,6 +56,8 @@ class ArchSpec:
         image_size: side of the square one-channel images it trains on (28 or 32).
         config: a dataclass type (subclass of :class:`GANConfig`) of default hyperparameters.
         build: ``build(config, device) -> GAN``.
+        timed_batches: batches ``bench perf --seeds`` times per contender and round unless ``--batches``
+            says: fewer for an architecture whose step is slow (the conv nets), so a measurement stays short.
     """
 
     name: str
@@ -63,6 +65,7 @@ class ArchSpec:
     image_size: int
     config: type[GANConfig]
     build: Callable[[Any, torch.device], GAN]
+    timed_batches: int = 100
 
     def make_config(self, overrides: Mapping[str, Any] | None = None) -> GANConfig:
         """Return the default hyperparameters with ``overrides`` applied, each within its declared range.

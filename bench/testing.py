@@ -95,7 +95,8 @@ def real_batch(spec: ArchSpec, device: torch.device, n: int = BATCH) -> Tensor:
 
 
 def check_spec(spec: Any) -> None:
-    """The spec: an ArchSpec with a name, a one-line description, 28 or 32, a GANConfig dataclass and a build."""
+    """The spec: an ArchSpec with a name, a one-line description, 28 or 32, a GANConfig dataclass, a build and a
+    positive ``timed_batches``."""
     if not isinstance(spec, ArchSpec):
         raise _fail("?", f"expected a bench.contract.ArchSpec, got {type(spec).__name__}")
     name = spec.name
@@ -110,6 +111,8 @@ def check_spec(spec: Any) -> None:
         raise _fail(name, f"config must be a dataclass subclassing bench.contract.GANConfig, got {config!r}")
     if not callable(spec.build):
         raise _fail(name, "build must be callable: build(config, device) -> GAN")
+    if not isinstance(spec.timed_batches, int) or isinstance(spec.timed_batches, bool) or spec.timed_batches < 1:
+        raise _fail(name, f"timed_batches must be a whole number of at least 1, got {spec.timed_batches!r}")
 
 
 def check_config(spec: ArchSpec) -> GANConfig:

@@ -28,7 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="bf16 adds the runner under bf16 autocast as a contender (the study stays fp32)")
     p.add_argument("--rounds", type=parse_int, default=3, help="rounds of every contender, alternating (default 3)")
     p.add_argument("--batches", type=parse_int, metavar="N",
-                   help="timed batches per contender and round (default 200; 30 for dcgan)")
+                   help="timed batches per contender and round (default 200, 30 for dcgan; with --seeds the "
+                        "architecture's timed_batches: 100, 20 for dcgan and sngan)")
     p.add_argument("--warmup", type=parse_int, default=10, metavar="N",
                    help="batches left out at the start of each (default 10)")
     p.add_argument("--batch-size", type=parse_int, help="default: the architecture's (64)")
@@ -84,14 +85,13 @@ def _seeds(args: argparse.Namespace) -> int:
              if value]
     if given:
         raise UsageError(f"{', '.join(given)} apply to the study comparison, not to --seeds")
-    default_batches = 20 if args.arch in ("dcgan", "sngan") else 100
+    spec = default_registry().load(args.arch)  # an unknown name: one line, before any process starts
     cfg = SeedsConfig(
-        arch=args.arch, seeds=args.seeds, batches=args.batches or default_batches, warmup=args.warmup,
+        arch=args.arch, seeds=args.seeds, batches=args.batches or spec.timed_batches, warmup=args.warmup,
         rounds=args.rounds, jobs=args.jobs, batch_size=args.batch_size, device=args.device, precision=args.precision,
         cuda_graphs=args.cuda_graphs, train_subset=args.train_subset, seed=args.seed,
     )
     cfg.validate()
-    default_registry().load(args.arch)  # an unknown name: one line, before any process starts
     path = Path(args.json or f"results/perf-{args.arch}-seeds{args.seeds}.json")
     path.parent.mkdir(parents=True, exist_ok=True)
     record = measure_seeds(cfg)

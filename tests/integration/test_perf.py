@@ -129,6 +129,26 @@ def test_tuned_allocator_keeps_freed_memory_for_the_next_step():
 # bench perf --seeds ------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("arch", ["vanilla", "dcgan"])
+def test_perf_seeds_times_as_many_batches_as_the_architecture_asks(arch, tmp_path, monkeypatch):
+    """The default batch count is the spec's ``timed_batches``: perf picks no architecture by name."""
+    from bench.cli import perf
+    from bench.registry import default_registry
+
+    class Measured(Exception):
+        pass
+
+    def measure(cfg):
+        raise Measured(cfg.batches)
+
+    monkeypatch.setattr(perf, "measure_seeds", measure)
+    args = perf_args("--arch", arch, "--seeds", "2", "--json", str(tmp_path / "seeds.json"))
+    with pytest.raises(Measured) as measured:
+        args.func(args)
+    assert measured.value.args == (default_registry().load(arch).timed_batches,)
+    assert default_registry().load("dcgan").timed_batches < default_registry().load("vanilla").timed_batches
+
+
 def test_perf_seeds_measures_a_stack_parallel_runs_and_one_after_another(tmp_path):
     out = tmp_path / "seeds.json"
     proc = run_cli("perf", "--arch", "vanilla", "--seeds", "2", "--batches", "3", "--warmup", "1", "--rounds", "2",

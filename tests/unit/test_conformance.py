@@ -172,6 +172,7 @@ def _raising_build(cfg, device):
 VIOLATIONS = [
     (replace(TINY, description="two\nlines"), "description must be one non-empty line"),
     (replace(TINY, image_size=64), "image_size must be 28 or 32"),
+    (replace(TINY, timed_batches=0), "timed_batches must be a whole number of at least 1, got 0"),
     (replace(TINY, config=NoDefault), "every field of NoDefault needs a default"),
     (replace(TINY, build=_raising_build), "build raised RuntimeError: no GPU kernels here"),
     (replace(TINY, build=NoOptimizers), r"optimizers\(\) must name the optimizers"),
