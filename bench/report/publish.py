@@ -83,12 +83,7 @@ def write_report(
     form = output_format(fmt_name)
     style = {"columns": None if columns is None else check_columns(columns), "digits": _digits(digits),
              "caption": caption, "label": label}
-    if fid_target is not None and not (is_finite(fid_target) and fid_target > 0):
-        raise UsageError(f"--fid-target must be a positive number, got {fid_target}")
-    if by_hparams is None:
-        by_hparams = best or any(is_sweep(Path(p)) for p in paths)
-    elif best and not by_hparams:
-        raise UsageError("--best picks one hyperparameter point per architecture; drop --no-by-hparams")
+    by_hparams = _check_options(paths, fid_target, by_hparams, best)
     groups = group_runs(load_runs(paths), fid_target, allow_mixed=allow_mixed, require_single_protocol=strict,
                         by_hparams=by_hparams)
     if best:
@@ -107,6 +102,19 @@ def write_report(
     for path, make in zip(companions, form.companions.values(), strict=True):
         write_text(path, make(groups))
     return Report(groups, out, drawn, companions)
+
+
+def _check_options(paths: Sequence[str | os.PathLike], fid_target: float | None, by_hparams: bool | None,
+                   best: bool) -> bool:
+    """Refuse a target that is not a positive number, or ``best`` without points; return whether each
+    hyperparameter point gets its own row."""
+    if fid_target is not None and not (is_finite(fid_target) and fid_target > 0):
+        raise UsageError(f"--fid-target must be a positive number, got {fid_target}")
+    if by_hparams is None:
+        return best or any(is_sweep(Path(p)) for p in paths)
+    if best and not by_hparams:
+        raise UsageError("--best picks one hyperparameter point per architecture; drop --no-by-hparams")
+    return by_hparams
 
 
 def _print(groups: list[Group], fmt: str | None, style: dict) -> None:

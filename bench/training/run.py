@@ -156,12 +156,7 @@ class Run:
         self._pending.clear()
         if self.diverged_at is None and not weights_finite():
             self.diverge(self.state.step - 1)
-        n = len(values)
-        means = {k: mean_of(self.state.history[-n:], k) for k in keys}
-        window = self.state.times_ms[-n:]
-        images = sum(self.state.batch_sizes[-n:])
-        ips = images / (sum(window) / 1e3) if window and sum(window) > 0 else float("nan")
-        median_ms = sorted(window)[len(window) // 2] if window else math.nan
+        means, median_ms, ips = _interval(self.state, keys, len(values))
         self.recorder.log_interval(means, self.state.step, median_ms, ips)
         return {"d": means.get("d_loss"), "g": means.get("g_loss"), "ips": ips}
 
@@ -244,12 +239,7 @@ class Run:
         if check and self.status in (Status.COMPLETED, Status.INTERRUPTED):
             check_samples(self.spec.name, gan.generate(self.grid_z[:2]), 2, self.spec.image_size)
         record = self.record()
-        spread = block_spread(state.times_ms[record.timing.warmup_steps:])
-        if record.timing.measured_steps >= 100 and spread > SPREAD_WARNING:
-            fix = "--threads 1, or fewer jobs at once," if (self.cfg.threads or 1) > 1 else "fewer jobs at once,"
-            console.warn(f"batch times vary widely (p90/p10 of 10-batch means = {spread:.2f}): other work competed "
-                         f"for the CPU; "
-                         f"for timings you can compare, try {fix} or run when the machine is quiet")
+        _warn_if_times_vary(state.times_ms[record.timing.warmup_steps:], self.cfg.threads)
         self.recorder.write_results(record, state.history, self.cfg.log_every, grid, gan)
         if self.status is Status.COMPLETED:
             self.recorder.remove_checkpoint()
@@ -259,6 +249,25 @@ class Run:
     def record(self) -> RunRecord:
         """The run record (run.json) as it stands."""
         return run_record(self)
+
+
+def _interval(state: TrainState, keys: list[str], n: int) -> tuple[dict[str, float], float, float]:
+    """The last ``n`` steps' mean of each output, median batch time (ms) and images/s: a log interval."""
+    means = {k: mean_of(state.history[-n:], k) for k in keys}
+    window = state.times_ms[-n:]
+    images = sum(state.batch_sizes[-n:])
+    ips = images / (sum(window) / 1e3) if window and sum(window) > 0 else float("nan")
+    median_ms = sorted(window)[len(window) // 2] if window else math.nan
+    return means, median_ms, ips
+
+
+def _warn_if_times_vary(measured_ms: list[float], threads: int | None) -> None:
+    """Warn, once a run has measured enough batches, when their times vary widely: other work competed."""
+    spread = block_spread(measured_ms)
+    if len(measured_ms) >= 100 and spread > SPREAD_WARNING:
+        fix = "--threads 1, or fewer jobs at once," if (threads or 1) > 1 else "fewer jobs at once,"
+        console.warn(f"batch times vary widely (p90/p10 of 10-batch means = {spread:.2f}): other work competed "
+                     f"for the CPU; for timings you can compare, try {fix} or run when the machine is quiet")
 
 
 def _or_none(make: Callable[[], torch.Tensor]) -> torch.Tensor | None:
