@@ -1,4 +1,4 @@
-"""What the documentation states that the code can check: run.json's fields, the README's length."""
+"""What the documentation states that the code can check: run.json's fields, the metrics, the README's length."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import re
 import typing
 
 from bench.record import RunRecord
+from bench.scores import METRICS
 from helpers import REPO
 
 
@@ -42,6 +43,14 @@ def test_the_metrics_row_names_every_field_of_a_metrics_record():
     metrics = typing.get_type_hints(RunRecord)["metrics"]
     (record,) = (a for a in typing.get_args(metrics) if dataclasses.is_dataclass(a))
     assert [f.name for f in dataclasses.fields(record) if f"`{f.name}`" not in rows["metrics"]] == []
+
+
+def test_the_metrics_page_describes_every_metric_as_bench_scores_does():
+    rows = re.findall(r"^\| `(\w+)` \| (.*?) \| (lower|higher|-) \| .* \|$", (REPO / "docs" / "metrics.md").read_text(),
+                      re.MULTILINE)
+    better = {True: "lower", False: "higher", None: "-"}
+    assert [(name, label.replace("\\|", "|"), way) for name, label, way in rows] == \
+        [(m.name, m.label, better[m.lower_is_better]) for m in METRICS]
 
 
 def test_the_readme_stays_short():
