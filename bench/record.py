@@ -117,9 +117,10 @@ class DiscriminatorMeans:
 
 
 def _metric_fields(headline_only: bool) -> list[tuple[str, Any, Any]]:
-    """One field per metric of :data:`bench.scores.METRICS` (the headline ones only, if asked), None
-    until computed: the record's metric keys are the descriptors', in their order."""
-    return [(m.name, m.type | None, field(default=None, metadata=OMIT_NONE if m.optional else {}))
+    """One field per metric of :data:`bench.scores.METRICS` (the headline ones only, if asked): the record's
+    metric keys are the descriptors', in their order. A metric not computed is left out of the file rather
+    than written as null, so a run.json made before a metric existed writes back unchanged."""
+    return [(m.name, m.type | None, field(default=None, metadata=OMIT_NONE))
             for m in METRICS if m.headline or not headline_only]
 
 

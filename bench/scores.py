@@ -80,7 +80,7 @@ class Metric:
     terse: bool = True
     #: The metric whose spread this one is (shown as ``value ± spread`` beside it in the metrics table).
     spread_of: str | None = None
-    #: Left out of run.json when not computed, rather than written as null.
+    #: Computed only on request, not by every evaluation.
     optional: bool = False
 
     @property
