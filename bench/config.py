@@ -47,8 +47,9 @@ MIN_EVAL_SAMPLES = 4
 #: that the 32x32 architectures' training data are resized to.
 EVAL_SCALES = (28, 32)
 
-#: The settings a plan sets run by run; a plan's shared settings are a RunConfig without them.
-PER_RUN_KEYS = ("arch", "seed", "out", "parallel_runs", "parallelism")
+#: The settings a plan sets run by run; a plan's shared settings (:data:`PlanSettings`) are a RunConfig without
+#: them. (``parallel_runs`` and ``parallelism`` are the backend's to set, on the settings it hands its runs.)
+PER_RUN_KEYS = ("arch", "seed", "out")
 
 
 @dataclass(frozen=True)
@@ -147,10 +148,50 @@ class RunConfig:
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any], **given: Any) -> RunConfig:
-        """A config from recorded settings (run.json's config, a plan's settings); keys it does not
+        """A config from recorded settings (run.json's config); keys it does not
         have (``budget``, ``image_size``, ... in run.json) are left out."""
         known = cls.field_names()
         return cls(**{**{k: v for k, v in settings.items() if k in known}, **given})
+
+
+def _shared(cfg: Any) -> dict[str, Any]:
+    """The settings of ``cfg`` (a RunConfig or PlanSettings) that every run of a plan shares."""
+    return {name: getattr(cfg, name) for name in RunConfig.field_names() if name not in PER_RUN_KEYS}
+
+
+def _run_config(self: Any, **given: Any) -> RunConfig:
+    """The settings of one of the plan's runs: these, and ``given`` (its ``arch``, ``seed``, ``out``, ...)."""
+    return RunConfig(**{**_shared(self), **given})
+
+
+def _validate(self: Any) -> None:
+    """Raise :class:`UsageError` for settings that cannot work (as :meth:`RunConfig.validate`)."""
+    self.run_config(arch="-").validate()
+
+
+def _budget(self: Any) -> Budget:
+    return self.run_config(arch="-").budget()
+
+
+#: A plan's settings (``settings`` in its file): every field of :class:`RunConfig` but :data:`PER_RUN_KEYS`, with
+#: its type, default and order, then how the plan's runs train together (``--stack``, ``--stack-size``). Made from
+#: RunConfig's fields so that a setting is declared once. Checked where it enters: :meth:`validate` by the command
+#: line's :func:`bench.cli.options.plan_settings` and by :meth:`bench.plans.plan.Plan.load`.
+PlanSettings = dataclasses.make_dataclass(
+    "PlanSettings",
+    [(f.name, f.type, dataclasses.field(default=f.default, default_factory=f.default_factory, metadata=f.metadata))
+     for f in dataclasses.fields(RunConfig) if f.name not in PER_RUN_KEYS]
+    + [("stack", "bool | None", dataclasses.field(default=None, metadata=OMIT_NONE)),
+       ("stack_size", "int | None", dataclasses.field(default=None, metadata=OMIT_NONE))],
+    kw_only=True,
+    namespace={"run_config": _run_config, "validate": _validate, "budget": _budget},
+)
+PlanSettings.__module__ = __name__
+
+
+def plan_settings_of(cfg: RunConfig, **plan: Any) -> Any:
+    """The plan settings every run of ``cfg``'s plan shares (``plan``: ``stack``, ``stack_size``)."""
+    return PlanSettings(**_shared(cfg), **plan)
 
 
 def check_seed(seed: int, flag: str = "--seed") -> None:

@@ -11,8 +11,8 @@ from bench.cli.options import (
 from bench.errors import UsageError
 from bench.plans.sidebyside import ROUNDS
 from bench.plans.comparison import run_comparison
-from bench.plans.execute import check_plan, common_scale
-from bench.plans.plan import Plan, PlanEntry, PlanKind
+from bench.plans.execute import check_new_comparison, load_plan
+from bench.plans.plan import Plan, PlanKind
 from bench.report.publish import print_plan_results
 
 DESCRIPTION = ("Time every architecture's training step side by side, then run every (architecture, seed) pair "
@@ -39,12 +39,10 @@ def run(args: argparse.Namespace) -> int:
     if args.resume:
         refuse_with_resume(args, "comparison", arch=bool(args.arch), seeds=args.seeds != [0],
                            stack=args.stack is not None, stack_size=args.stack_size is not None)
-        plan = Plan.load(args.resume)
+        plan = load_plan(args.resume)
         settings = plan.settings
     else:
-        settings = plan_settings(args)
-        common_scale(settings, args.arch)
-        check_plan(settings, [PlanEntry(arch=a, seed=s) for a in args.arch for s in args.seeds])
+        settings = check_new_comparison(plan_settings(args), args.arch, args.seeds)
     if ray is not None:
         ray.check(settings)
         ray.start()  # Ray is up, or the cluster joined, before the comparison folder is made

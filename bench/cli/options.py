@@ -7,14 +7,14 @@ the parser stays fast, and a typo is refused before anything heavy is imported.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import math
 import re
 from typing import Any, NoReturn
 
 from bench import console
 from bench.config import (
-    DEFAULT_FID_TARGETS, MAX_BUDGET, MAX_EVAL_SAMPLES, MAX_SEEDS, MAX_THREADS, PER_RUN_KEYS, SEED_LIMIT, RunConfig,
+    DEFAULT_FID_TARGETS, MAX_BUDGET, MAX_EVAL_SAMPLES, MAX_SEEDS, MAX_THREADS, SEED_LIMIT, PlanSettings, RunConfig,
+    plan_settings_of,
 )
 from bench.errors import UsageError
 from bench.plans.backends import DEFAULT_STACK_SIZE, INSTALL_HINT, RayBackend
@@ -270,21 +270,14 @@ def run_config(args: argparse.Namespace, arch: str) -> RunConfig:
     )
 
 
-def plan_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """The run settings a plan shares across its entries (everything but arch, seed and out),
-    from ``bench compare`` or ``bench sweep`` options, validated."""
+def plan_settings(args: argparse.Namespace) -> PlanSettings:
+    """The run settings a plan shares across its entries (everything but arch, seed and out), from
+    ``bench compare``, ``bench sweep`` or ``bench run --seeds`` options: checked here, where they enter."""
     if not args.arch:
         raise UsageError(f"--arch NAME[,NAME...] is required (see: {console.program()} list)")
     cfg = run_config(args, "-")
     cfg.validate()
-    settings = dataclasses.asdict(cfg)
-    for key in PER_RUN_KEYS:
-        settings.pop(key)
-    if getattr(args, "stack", None) is not None:
-        settings["stack"] = args.stack
-    if getattr(args, "stack_size", None) is not None:
-        settings["stack_size"] = args.stack_size
-    return settings
+    return plan_settings_of(cfg, stack=getattr(args, "stack", None), stack_size=getattr(args, "stack_size", None))
 
 
 # Where a plan's runs train (compare, sweep) ------------------------------------------------------

@@ -13,8 +13,8 @@ from bench.cli.options import (
 from bench.errors import UsageError
 from bench.layout import PLAN, Status
 from bench.plans.comparison import run_comparison
-from bench.plans.execute import check_plan, common_scale
-from bench.plans.plan import Plan, PlanEntry, PlanKind
+from bench.plans.execute import check_new_comparison, load_plan
+from bench.plans.plan import Plan, PlanKind
 from bench.record import read_record
 from bench.registry import default_registry
 from bench.storage import check_folder
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         refuse_with_resume(args, "run", arch=bool(args.arch))
         if (Path(args.resume) / PLAN).is_file():  # a comparison folder, e.g. of `run --seeds`: its every run
             args.written = Path(args.resume)  # what bench.api loads and returns
-            status = run_comparison(Plan.load(args.resume), None, args.stop, timing_rounds=0,
+            status = run_comparison(load_plan(args.resume), None, args.stop, timing_rounds=0,
                                     skip_damaged=args.skip_damaged)
             print_plan_results(Path(args.resume))
             return status
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _seeds(args: argparse.Namespace) -> int:
-    """``--seeds``: a comparison of one architecture over several seeds, trained --jobs at once."""
+    """``--seeds``: ``compare`` of one architecture (the same checks, plan, driver and table), --jobs at once."""
     given = [flag for flag, value in (("--resume", args.resume), ("--seed", args.seed)) if value]
     if given:
         raise UsageError(f"--seeds and {', '.join(given)} given together; --seeds makes a comparison folder, "
@@ -85,9 +85,7 @@ def _seeds(args: argparse.Namespace) -> int:
     if not args.arch:
         raise UsageError(f"--arch NAME is required (see: {console.program()} list)")
     args.arch = [args.arch]
-    settings = plan_settings(args)
-    common_scale(settings, args.arch)
-    check_plan(settings, [PlanEntry(arch=args.arch[0], seed=s) for s in args.seeds])
+    settings = check_new_comparison(plan_settings(args), args.arch, args.seeds)
     plan = Plan.create(args.out, PlanKind.COMPARE, args.arch, args.seeds, settings, command=args.argv)
     args.written = plan.folder
     status = run_comparison(plan, args.jobs, args.stop, timing_rounds=0)

@@ -17,7 +17,7 @@ from bench.layout import Status
 from bench.plans import parallelism  # noqa: F401  (imported now: it reads this process's start-up)
 from bench.plans.backends import local_backend
 from bench.plans.driver import Backend, Driver
-from bench.plans.execute import check_plan, common_scale
+from bench.plans.execute import common_scale, load_plan
 from bench.plans.grid import grid_points, make_grid, split_values
 from bench.plans.plan import Plan, PlanKind
 from bench.registry import default_registry
@@ -56,16 +56,15 @@ def add_arguments(p: Parser) -> None:
 
 def plan_points(args: argparse.Namespace) -> dict[str, Any]:
     """Validate the options and expand the grid: the arguments of :meth:`Plan.create`."""
-    settings = plan_settings(args)
-    common_scale(settings, args.arch)
+    settings = common_scale(plan_settings(args), args.arch)
     registry = default_registry()
     for arch in args.arch:
         registry.entry(arch)
     grid = make_grid(args.grid, args.grid_file)
     for name in grid.per_arch:
         registry.entry(name)  # a typo in a [grid.NAME] table fails like a typo in --arch
-    points = {arch: grid_points(arch, registry.load(arch), grid, settings["hparams"]) for arch in args.arch}
-    if settings["batch_size"] is not None and any("batch_size" in p for ps in points.values() for p in ps):
+    points = {arch: grid_points(arch, registry.load(arch), grid, settings.hparams) for arch in args.arch}
+    if settings.batch_size is not None and any("batch_size" in p for ps in points.values() for p in ps):
         raise UsageError("--batch-size and a batch_size grid given together; keep one")
     return {"out": args.out, "kind": PlanKind.SWEEP, "archs": args.arch, "seeds": args.seeds, "settings": settings,
             "points": points, "grid": dataclasses.asdict(grid), "command": args.argv}
@@ -75,9 +74,7 @@ def _resumed(args: argparse.Namespace) -> Plan:
     refuse_with_resume(args, "sweep", arch=bool(args.arch), seeds=args.seeds != [0], grid=bool(args.grid),
                        stack=args.stack is not None, stack_size=args.stack_size is not None,
                        grid_file=bool(args.grid_file))
-    plan = Plan.load(args.resume)
-    check_plan(plan.settings, plan.runs)
-    return plan
+    return load_plan(args.resume)
 
 
 def run(args: argparse.Namespace) -> int:

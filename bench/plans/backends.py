@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import console
+from bench.config import PlanSettings
 from bench.errors import UsageError
 from bench.layout import CHECKPOINT, RUN_JSON, Status
 from bench.plans.driver import Driver
@@ -55,11 +56,11 @@ class LocalBackend:
     def describe(self) -> str:
         return f"here, {self.note}" if self.note else "here, one run at a time"
 
-    def settings(self, driver: Driver) -> dict[str, Any]:
+    def settings(self, driver: Driver) -> PlanSettings:
         """The plan's settings as its runs take them here: with the reason they train as they do."""
-        return {**driver.plan.settings, "parallelism": self.note} if self.note else driver.plan.settings
+        return dataclasses.replace(driver.plan.settings, parallelism=self.note) if self.note else driver.plan.settings
 
-    def check(self, settings: dict[str, Any]) -> None:
+    def check(self, settings: PlanSettings) -> None:
         pass
 
     def start(self) -> None:
@@ -203,7 +204,7 @@ LOGS = "logs"
 PROCESS_GRACE_S = 120.0
 
 
-def run_in_process(settings: dict[str, Any], entry: PlanEntry, folder: str, shared_stop: Any, log: str,
+def run_in_process(settings: PlanSettings, entry: PlanEntry, folder: str, shared_stop: Any, log: str,
                    results: Any) -> None:
     """One planned run in a process of its own: its output into ``log``, its outcome back through ``results``.
 
@@ -277,7 +278,7 @@ class ProcessBackend:
             return f"here, in processes of their own, {self.note}"
         return f"here, {self.jobs} runs at a time in processes of their own, {self.threads} torch thread(s) each"
 
-    def check(self, settings: dict[str, Any]) -> None:
+    def check(self, settings: PlanSettings) -> None:
         pass
 
     def start(self) -> None:
@@ -318,8 +319,8 @@ class ProcessBackend:
             entry.run_dir = str(make_run_dir(driver.plan.folder, entry.arch, entry.seed).resolve())
         logs = driver.plan.folder / LOGS
         logs.mkdir(exist_ok=True)
-        settings = {**driver.plan.settings, "threads": driver.plan.settings.get("threads") or self.threads,
-                    "parallel_runs": self.jobs, "parallelism": self.note}
+        settings = dataclasses.replace(driver.plan.settings, threads=driver.plan.settings.threads or self.threads,
+                                       parallel_runs=self.jobs, parallelism=self.note)
         receive, send = self._context.Pipe(duplex=False)
         process = self._context.Process(
             target=run_in_process, name=f"gan-bench {entry.describe()}",
@@ -372,12 +373,12 @@ def _died(exitcode: int | None, run_dir: str | None) -> Outcome:
     return Outcome(Status.INTERRUPTED, run_dir, error)
 
 
-def local_backend(settings: dict[str, Any], jobs: int | None, runs: int, archs: list[str] | None = None
+def local_backend(settings: PlanSettings, jobs: int | None, runs: int, archs: list[str] | None = None
                   ) -> LocalBackend | ProcessBackend:
     """Where a plan's runs train on this machine: ``jobs`` at once, stacked, or by default what measures
     faster here.
 
-    The default: on a GPU, the seeds of each architecture stacked (``settings["stack"]`` None) where
+    The default: on a GPU, the seeds of each architecture stacked (``settings.stack`` None) where
     it can be, else one at a time; on the CPU, given ``archs`` and no ``--threads``, one after another
     with every free CPU's thread or side by side with one thread each, whichever
     :mod:`bench.plans.parallelism` measures faster for this plan; with ``--threads``, one run per
@@ -385,15 +386,15 @@ def local_backend(settings: dict[str, Any], jobs: int | None, runs: int, archs: 
     """
     from bench.machine import free_cpus
 
-    stack = settings.get("stack")
+    stack = settings.stack
     if stack or (stack is None and jobs is None and _on_cuda(settings)):
-        return StackBackend(settings.get("stack_size"))
+        return StackBackend(settings.stack_size)
     free = None
     if jobs is None:
         free, _ = free_cpus()
         if _on_cuda(settings):
             jobs = 1
-        elif archs and not settings.get("threads"):
+        elif archs and not settings.threads:
             from bench.plans.parallelism import choose  # torch: only where runs train here
 
             choice = choose(settings, archs, runs, free)
@@ -403,16 +404,16 @@ def local_backend(settings: dict[str, Any], jobs: int | None, runs: int, archs: 
                 return backend
             return ProcessBackend(choice.jobs, choice.threads, choice.why)
         else:
-            jobs = max(1, min(runs, free // (settings.get("threads") or 1)))
+            jobs = max(1, min(runs, free // (settings.threads or 1)))
     if jobs <= 1:
         return LocalBackend()
     if free is None:
         free, _ = free_cpus()
-    return ProcessBackend(jobs, settings.get("threads") or max(1, free // jobs))
+    return ProcessBackend(jobs, settings.threads or max(1, free // jobs))
 
 
-def _on_cuda(settings: dict[str, Any]) -> bool:
-    device = settings.get("device", "auto")
+def _on_cuda(settings: PlanSettings) -> bool:
+    device = settings.device
     if device == "auto":
         import torch
 
@@ -479,17 +480,17 @@ def write_tree(folder: Path, files: dict[str, bytes]) -> None:
 _EVALUATORS: dict[str, Any] = {}
 
 
-def worker_evaluators(settings: dict[str, Any]) -> Any:
+def worker_evaluators(settings: PlanSettings) -> Any:
     """This worker process's evaluators for ``settings``, made once and reused across its tasks."""
     from bench.plans.execute import Evaluators
 
-    key = json.dumps([settings.get(k) for k in Evaluators.SETTINGS])
+    key = json.dumps([getattr(settings, k) for k in Evaluators.SETTINGS])
     if key not in _EVALUATORS:
         _EVALUATORS[key] = Evaluators(settings)
     return _EVALUATORS[key]
 
 
-def run_task(settings: dict[str, Any], entry: PlanEntry, folder: str, shared: bool, tracker: Any,
+def run_task(settings: PlanSettings, entry: PlanEntry, folder: str, shared: bool, tracker: Any,
              index: int, attempt: int, upload: tuple[str, dict[str, bytes]] | None) -> Outcome:
     """One Ray task: run one planned entry and return its outcome.
 
@@ -532,7 +533,7 @@ def run_task(settings: dict[str, Any], entry: PlanEntry, folder: str, shared: bo
         return outcome
 
 
-def run_stack_task(settings: dict[str, Any], entries: list[PlanEntry], folder: str, tracker: Any,
+def run_stack_task(settings: PlanSettings, entries: list[PlanEntry], folder: str, tracker: Any,
                    indices: list[int], attempts: list[int]) -> dict[int, Outcome] | str:
     """One Ray task: train ``entries`` (one architecture and hyperparameter point, distinct seeds) as one stack of
     seeds on this task's device, in run folders under ``folder`` (storage every node shares).
@@ -593,18 +594,18 @@ class RayBackend:
         unit = f"stack of up to {self.stack_size} seeds" if self.stack_size else "run"
         return f"on {where}, {self.cpus} CPU and {self.gpus:g} GPU per {unit}, {storage}"
 
-    def task_settings(self, settings: dict[str, Any]) -> dict[str, Any]:
+    def task_settings(self, settings: PlanSettings) -> PlanSettings:
         """The settings a task runs with: torch threads = its CPUs; the CPU unless it holds a GPU."""
-        device = settings.get("device", "auto")
+        device = settings.device
         if not self.gpus and device == "auto":
             device = "cpu"
-        data_dir = settings.get("data_dir")
-        return {**settings, "threads": settings.get("threads") or self.cpus, "device": device,
-                "data_dir": str(Path(data_dir).resolve()) if data_dir else None}
+        data_dir = settings.data_dir
+        return dataclasses.replace(settings, threads=settings.threads or self.cpus, device=device,
+                                   data_dir=str(Path(data_dir).resolve()) if data_dir else None)
 
-    def check(self, settings: dict[str, Any]) -> None:
+    def check(self, settings: PlanSettings) -> None:
         """Refuse settings a Ray task cannot honour."""
-        device = settings.get("device", "auto")
+        device = settings.device
         if not self.gpus and (device == "cuda" or device.startswith("cuda:")):
             raise UsageError(f"--device {device} with --backend ray needs --gpus-per-run (e.g. 1), "
                              "so Ray gives each run a GPU")

@@ -13,7 +13,6 @@ from bench.plans import parallelism  # noqa: F401  (imported now: it reads this 
 from bench.plans.sidebyside import ROUNDS, time_side_by_side
 from bench.plans.backends import local_backend
 from bench.plans.driver import Backend, Driver
-from bench.plans.execute import check_plan
 from bench.plans.plan import Plan
 from bench.plans.steptimes import StepTimes
 from bench.stop import StopRequest
@@ -26,7 +25,6 @@ def run_comparison(plan: Plan, jobs: int | None, stop: StopRequest, timing_round
     ``backend``: where the runs train, started by the caller (Ray); by default here, as :func:`local_backend`
     chooses. ``retry_failed`` and ``skip_damaged`` are the driver's (``--retry-failed``, ``--skip-damaged``).
     """
-    check_plan(plan.settings, plan.runs)
     with stop.handling_signals():
         if timing_rounds and len(plan.archs) > 1 and StepTimes.load(plan.folder) is None:
             console.err.print(f"timing {', '.join(plan.archs)} side by side ({timing_rounds} rounds)",

@@ -16,6 +16,7 @@ import time
 from typing import Any, Protocol
 
 from bench import console, tables
+from bench.config import PlanSettings
 from bench.errors import BenchError
 from bench.layout import CHECKPOINT, Status
 from bench.plans.plan import Outcome, Plan, PlanEntry
@@ -34,7 +35,7 @@ class Backend(Protocol):
     def describe(self) -> str:
         """Where and how the runs train, for the plan's first line."""
 
-    def check(self, settings: dict[str, Any]) -> None:
+    def check(self, settings: PlanSettings) -> None:
         """Refuse settings this backend cannot honour (before anything is written)."""
 
     def start(self) -> None:

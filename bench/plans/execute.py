@@ -3,18 +3,18 @@ several seeds as one stack."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import dataclasses
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from bench import console
-from bench.config import RunConfig, check_eval_scale
+from bench.config import PlanSettings, check_eval_scale
 from bench.contract import ArchSpec
 from bench.device import resolve_device
-from bench.errors import PluginError
-from bench.layout import CHECKPOINT
+from bench.errors import PluginError, UsageError
+from bench.layout import CHECKPOINT, PLAN
 from bench.metrics.evaluator import Evaluator
-from bench.plans.plan import Outcome, PlanEntry
+from bench.plans.plan import Outcome, Plan, PlanEntry
 from bench.registry import default_registry
 from bench.stop import StopRequest
 from bench.training.runner import Runner
@@ -30,24 +30,24 @@ class Evaluators:
     #: The plan settings the evaluators follow: plans that agree on these can share them.
     SETTINGS = ("eval", "device", "eval_samples", "data_dir", "eval_scale")
 
-    def __init__(self, settings: Mapping[str, Any]):
+    def __init__(self, settings: PlanSettings):
         self.settings = settings
         self._built: dict[int, Evaluator] = {}
 
     def for_spec(self, spec: ArchSpec) -> Evaluator | None:
         """The evaluator of ``spec``'s runs (at the plan's evaluation scale, else its own side), or None with
         --no-eval."""
-        if not self.settings.get("eval", True):
+        if not self.settings.eval:
             return None
-        scale = self.settings.get("eval_scale") or spec.image_size
+        scale = self.settings.eval_scale or spec.image_size
         if scale not in self._built:
             self._built[scale] = Evaluator(
-                resolve_device(self.settings["device"]), n_samples=self.settings["eval_samples"],
-                data_dir=self.settings.get("data_dir"), image_size=scale)
+                resolve_device(self.settings.device), n_samples=self.settings.eval_samples,
+                data_dir=self.settings.data_dir, image_size=scale)
         return self._built[scale]
 
 
-def execute(settings: Mapping[str, Any], entry: PlanEntry, folder: Path, evaluators: Evaluators,
+def execute(settings: PlanSettings, entry: PlanEntry, folder: Path, evaluators: Evaluators,
             stop: StopRequest, on_start: Callable[[Path], None] | None = None) -> Outcome:
     """Run ``entry`` in a new folder under ``folder``, or resume it from the checkpoint in its ``run_dir``.
 
@@ -66,8 +66,8 @@ def execute(settings: Mapping[str, Any], entry: PlanEntry, folder: Path, evaluat
             runner = Runner.resume(previous, registry.load, evaluator, stop, entry_of=registry.entry,
                                    skip_damaged=True)  # the plan driver refused or set aside damaged runs
         else:
-            cfg = RunConfig.from_settings(settings, arch=entry.arch, seed=entry.seed, out=str(folder),
-                                          hparams={**settings.get("hparams", {}), **entry.hparams})
+            cfg = settings.run_config(arch=entry.arch, seed=entry.seed, out=str(folder),
+                                      hparams={**settings.hparams, **entry.hparams})
             runner = Runner(cfg, spec, evaluator, stop=stop, entry=registry.entry(entry.arch), run_dir=previous)
         record = runner.train(on_start)
     except PluginError as exc:
@@ -77,7 +77,7 @@ def execute(settings: Mapping[str, Any], entry: PlanEntry, folder: Path, evaluat
     return Outcome(record.status, str(run.dir), record.error, run.stop_signal, record.diverged_at_step)
 
 
-def execute_stack(settings: Mapping[str, Any], entries: list[PlanEntry], folder: Path, evaluators: Evaluators,
+def execute_stack(settings: PlanSettings, entries: list[PlanEntry], folder: Path, evaluators: Evaluators,
                   stop: StopRequest, on_start: Callable[[int, Path], None] | None = None
                   ) -> dict[int, Outcome] | StackError:
     """Run ``entries`` (one architecture and hyperparameter point, distinct seeds) as one stack of seeds,
@@ -101,8 +101,8 @@ def execute_stack(settings: Mapping[str, Any], entries: list[PlanEntry], folder:
             runner = Runner.resume(resumable[0], registry.load, evaluator, stop, entry_of=registry.entry,
                                    skip_damaged=True)  # the plan driver refused or set aside damaged runs
         else:
-            cfg = RunConfig.from_settings(settings, arch=entries[0].arch, seed=entries[0].seed, out=str(folder),
-                                          hparams={**settings.get("hparams", {}), **entries[0].hparams})
+            cfg = settings.run_config(arch=entries[0].arch, seed=entries[0].seed, out=str(folder),
+                                      hparams={**settings.hparams, **entries[0].hparams})
             runner = Runner(cfg, spec, evaluator, stop=stop, entry=registry.entry(entries[0].arch),
                             stack_seeds=[e.seed for e in entries],
                             run_dirs=[Path(e.run_dir) if e.run_dir else None for e in entries])
@@ -123,28 +123,50 @@ def execute_stack(settings: Mapping[str, Any], entries: list[PlanEntry], folder:
             for run, record in zip(runner.runs, runner.records, strict=True)}
 
 
-def check_plan(settings: Mapping[str, Any], entries: list[PlanEntry]) -> None:
-    """Fail fast on settings, names or hyperparameters that cannot work, before hours of training."""
-    RunConfig.from_settings(settings, arch="-").validate()
+def check_plan(settings: PlanSettings, entries: list[PlanEntry]) -> None:
+    """Fail fast on names or hyperparameters that cannot work, before hours of training: every architecture
+    loads, takes the evaluation scale and every entry's hyperparameters. (The settings themselves were checked
+    where they entered: :func:`bench.cli.options.plan_settings`, :func:`load_plan`.)"""
     registry = default_registry()
     for arch in sorted({e.arch for e in entries}):
         spec = registry.load(arch)
-        check_eval_scale(settings.get("eval_scale"), spec.image_size, arch)
+        check_eval_scale(settings.eval_scale, spec.image_size, arch)
         for entry in (e for e in entries if e.arch == arch):
-            spec.make_config({**settings.get("hparams", {}), **entry.hparams})
+            spec.make_config({**settings.hparams, **entry.hparams})
 
 
-def common_scale(settings: dict[str, Any], archs: list[str]) -> None:
-    """Set a plan's evaluation scale when it mixes image sides and none was given: the largest side, for all,
-    so that every architecture's FIDs compare (said in one line)."""
-    if settings.get("eval_scale") is not None:
-        return
+def check_new_comparison(settings: PlanSettings, archs: list[str], seeds: list[int]) -> PlanSettings:
+    """A new comparison's settings, once its names and hyperparameters are checked (before anything starts):
+    a comparison that mixes image sides is scored at the larger one (:func:`common_scale`)."""
+    settings = common_scale(settings, archs)
+    check_plan(settings, [PlanEntry(arch=a, seed=s) for a in archs for s in seeds])
+    return settings
+
+
+def load_plan(folder: str) -> Plan:
+    """A plan read back to continue: its settings checked as the command line's are (its file may have been
+    edited), then its entries as a new plan's."""
+    plan = Plan.load(folder)
+    try:
+        plan.settings.validate()
+    except UsageError as exc:
+        raise UsageError(f"{Path(folder) / PLAN}: {exc}") from None
+    check_plan(plan.settings, plan.runs)
+    return plan
+
+
+def common_scale(settings: PlanSettings, archs: list[str]) -> PlanSettings:
+    """The settings with an evaluation scale where the plan mixes image sides and none was given: the largest
+    side, for all, so that every architecture's FIDs compare (said in one line)."""
+    if settings.eval_scale is not None:
+        return settings
     registry = default_registry()
     sides = {arch: registry.load(arch).image_size for arch in archs}
-    if len(set(sides.values())) > 1:
-        scale = max(sides.values())
-        smaller = ", ".join(a for a, side in sides.items() if side < scale)
-        settings["eval_scale"] = scale
-        console.err.print(f"evaluating every architecture at the {scale}x{scale} scale (--eval-scale {scale}): "
-                          f"{smaller} images are brought to {scale}x{scale} as the others' training data are",
-                          soft_wrap=True, markup=False, highlight=False)
+    if len(set(sides.values())) == 1:
+        return settings
+    scale = max(sides.values())
+    smaller = ", ".join(a for a, side in sides.items() if side < scale)
+    console.err.print(f"evaluating every architecture at the {scale}x{scale} scale (--eval-scale {scale}): "
+                      f"{smaller} images are brought to {scale}x{scale} as the others' training data are",
+                      soft_wrap=True, markup=False, highlight=False)
+    return dataclasses.replace(settings, eval_scale=scale)

@@ -17,14 +17,13 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from bench.config import RunConfig
+from bench.config import PlanSettings
 from bench.plans.sidebyside import build_contender
 from bench.stats import Stats
 
@@ -58,7 +57,7 @@ class Choice:
     why: str
 
 
-def choose(settings: Mapping[str, Any], archs: list[str], runs: int, free: int) -> Choice:
+def choose(settings: PlanSettings, archs: list[str], runs: int, free: int) -> Choice:
     """Measure ``archs`` on this CPU and choose how ``runs`` runs under ``settings`` train fastest on ``free`` CPUs."""
     if runs < 2 or free < 2:
         why = "one run" if runs < 2 else "one free CPU"
@@ -80,7 +79,7 @@ def choose(settings: Mapping[str, Any], archs: list[str], runs: int, free: int) 
     return decide(settings, costs, runs, free, startup, time.perf_counter() - start)
 
 
-def process_startup_s(settings: Mapping[str, Any], arch: str) -> float:
+def process_startup_s(settings: PlanSettings, arch: str) -> float:
     """Seconds from starting a process as ``--jobs`` starts a run's (spawn) until it is ready to train ``arch``:
     Python, torch and gan-bench imported, the training images loaded and the evaluator built."""
     import multiprocessing
@@ -88,7 +87,7 @@ def process_startup_s(settings: Mapping[str, Any], arch: str) -> float:
     context = multiprocessing.get_context("spawn")
     receive, send = context.Pipe(duplex=False)
     start = time.perf_counter()
-    process = context.Process(target=_ready_to_train, args=(dict(settings), arch, send), name="gan-bench start-up")
+    process = context.Process(target=_ready_to_train, args=(settings, arch, send), name="gan-bench start-up")
     process.start()
     send.close()
     try:
@@ -100,25 +99,25 @@ def process_startup_s(settings: Mapping[str, Any], arch: str) -> float:
     return time.perf_counter() - start
 
 
-def _ready_to_train(settings: dict[str, Any], arch: str, ready: Any) -> None:
+def _ready_to_train(settings: PlanSettings, arch: str, ready: Any) -> None:
     """What a run's process does before its first batch, then say so."""
     from bench.data import training_images
     from bench.plans.execute import Evaluators
     from bench.registry import default_registry
 
     spec = default_registry().load(arch)
-    cfg = RunConfig.from_settings(settings, arch=arch)
+    cfg = settings.run_config(arch=arch)
     training_images(spec.image_size, torch.device("cpu"), cfg.data_dir, cfg.train_subset)
     Evaluators(settings).for_spec(spec)
     ready.send(True)
     ready.close()
 
 
-def too_short(settings: Mapping[str, Any], costs: dict[str, StepCosts], runs: int, free: int,
+def too_short(settings: PlanSettings, costs: dict[str, StepCosts], runs: int, free: int,
               startup: float) -> str | None:
     """Why side by side cannot pay, from the steps with every thread alone, if it cannot: the runs' processes
     would take longer to start (at least ``startup`` each wave) than the time side by side could save."""
-    budget = RunConfig.from_settings(settings, arch="-").budget()
+    budget = settings.budget()
     waves = math.ceil(runs / free)
     if budget.kind == "time_budget":
         one_by_one = runs * budget.value
@@ -134,11 +133,11 @@ def too_short(settings: Mapping[str, Any], costs: dict[str, StepCosts], runs: in
     return None
 
 
-def decide(settings: Mapping[str, Any], costs: dict[str, StepCosts], runs: int, free: int, startup: float,
+def decide(settings: PlanSettings, costs: dict[str, StepCosts], runs: int, free: int, startup: float,
            measured_s: float = 0.0) -> Choice:
     """The faster of one after another (``free`` threads) and ``free`` side by side (1 thread each), predicted from
     the measured ``costs`` (the plan's runs spread evenly over its architectures) and a process's ``startup``."""
-    budget = RunConfig.from_settings(settings, arch="-").budget()
+    budget = settings.budget()
     waves = math.ceil(runs / free)
     per_arch = runs / len(costs)
     if budget.kind == "time_budget":  # the same wall time per run: what differs is the training done in it
@@ -165,8 +164,8 @@ class Probe:
     """One architecture built as a run of the plan is, its steps timed on this CPU: with ``threads`` threads at
     once (on creation), then, if asked, with 1 thread alone and with 1 beside ``threads - 1`` copies of it."""
 
-    def __init__(self, settings: Mapping[str, Any], arch: str, threads: int):
-        self.cfg = RunConfig.from_settings(settings, arch="-")
+    def __init__(self, settings: PlanSettings, arch: str, threads: int):
+        self.cfg = settings.run_config(arch="-")
         self.arch, self.threads = arch, threads
         self.images: dict[int, torch.Tensor] = {}
         start = time.perf_counter()

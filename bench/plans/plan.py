@@ -9,6 +9,7 @@ plan folder still finds its runs. No torch: the driver and the report read plans
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import json
 import os
@@ -18,16 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from bench import console
-from bench.config import PER_RUN_KEYS, RunConfig, duration_text
+from bench.config import PlanSettings, RunConfig, duration_text
 from bench.errors import UsageError
 from bench.layout import PLAN, Status
 from bench.schema import OMIT_NONE, SchemaError, from_plain, json_type, missing_keys, to_plain
 from bench.storage import make_unique_dir, utc_iso, utc_stamp, write_json
 
-
-
-#: Settings of how a plan's runs train together rather than of any one run: ``--stack``, ``--stack-size``.
-PLAN_KEYS = frozenset({"stack", "stack_size"})
+#: Every key a plan's ``settings`` may hold.
+SETTING_KEYS = frozenset(f.name for f in dataclasses.fields(PlanSettings))
 
 
 class PlanKind(str, enum.Enum):
@@ -90,13 +89,13 @@ class Plan:
     command: list[str] | None = field(default=None, metadata=OMIT_NONE)
     archs: list[str]
     seeds: list[int]
-    settings: dict[str, Any]
+    settings: PlanSettings
     runs: list[PlanEntry]
     folder: Path = field(default=Path("."), init=False)
 
     @classmethod
     def create(cls, out: str | os.PathLike, kind: PlanKind, archs: list[str], seeds: list[int],
-               settings: dict[str, Any], points: dict[str, list[dict[str, Any]]] | None = None,
+               settings: PlanSettings, points: dict[str, list[dict[str, Any]]] | None = None,
                grid: dict[str, Any] | None = None, command: list[str] | None = None) -> Plan:
         """Create the folder ``<out>/<kind>-<UTC stamp>`` and its plan: one entry per (architecture,
         hyperparameter point, seed); without ``points`` each architecture has one point, its defaults."""
@@ -132,11 +131,10 @@ class Plan:
         if missing:
             raise UsageError(f"{where} is damaged (missing {', '.join(missing)})")
         try:
-            plan = from_plain(cls, data)
-            unknown = sorted(set(plan.settings) - (RunConfig.field_names() - set(PER_RUN_KEYS)) - PLAN_KEYS)
+            unknown = sorted(set(data["settings"]) - SETTING_KEYS) if isinstance(data["settings"], dict) else []
             if unknown:
                 raise SchemaError(f"unknown settings: {', '.join(unknown)}")
-            from_plain(RunConfig, {**plan.settings, "arch": "-"}, "settings")
+            plan = from_plain(cls, data)
         except SchemaError as exc:
             raise UsageError(f"{where} is damaged ({exc})") from None
         return plan
@@ -165,9 +163,8 @@ class Plan:
 
     def run_config(self, entry: PlanEntry) -> RunConfig:
         """The settings of ``entry``'s run, written into the plan folder."""
-        hparams = {**self.settings.get("hparams", {}), **entry.hparams}
-        return RunConfig.from_settings(self.settings, arch=entry.arch, seed=entry.seed, out=str(self.folder),
-                                       hparams=hparams)
+        return self.settings.run_config(arch=entry.arch, seed=entry.seed, out=str(self.folder),
+                                        hparams={**self.settings.hparams, **entry.hparams})
 
     def command_text(self) -> str:
         """The command that made this plan: as typed, or rebuilt from the settings (older plans)."""
@@ -184,19 +181,19 @@ def _rebuild_command(plan: Plan) -> str:
     parts = [f"{console.MODULE_PROGRAM} {plan.kind}", f"--arch {','.join(plan.archs)}",
              f"--seeds {len(seeds)}" if seeds == list(range(len(seeds))) else f"--seeds {','.join(map(str, seeds))}"]
     for key in ("epochs", "steps"):
-        if settings.get(key) is not None:
-            parts.append(f"--{key} {settings[key]}")
-    if settings.get("time_budget") is not None:
-        parts.append(f"--time-budget {duration_text(settings['time_budget'])}")
-    if settings.get("eval_every_s"):
-        parts.append(f"--eval-every {duration_text(settings['eval_every_s'])}")
+        if getattr(settings, key) is not None:
+            parts.append(f"--{key} {getattr(settings, key)}")
+    if settings.time_budget is not None:
+        parts.append(f"--time-budget {duration_text(settings.time_budget)}")
+    if settings.eval_every_s:
+        parts.append(f"--eval-every {duration_text(settings.eval_every_s)}")
     for key in ("eval_every", "batch_size", "device", "precision", "threads", "train_subset", "eval_samples",
                 "log_every", "sample_every", "warmup_steps", "checkpoint_every", "data_dir"):
-        if settings.get(key, getattr(default, key)) != getattr(default, key):
-            parts.append(f"--{key.replace('_', '-')} {settings[key]}")
-    if not settings.get("eval", True):
+        if getattr(settings, key) != getattr(default, key):
+            parts.append(f"--{key.replace('_', '-')} {getattr(settings, key)}")
+    if not settings.eval:
         parts.append("--no-eval")
-    parts += [f"--set {k}={v}" for k, v in sorted(settings.get("hparams", {}).items())]
+    parts += [f"--set {k}={v}" for k, v in sorted(settings.hparams.items())]
     grid = plan.grid or {}
     if grid.get("file"):
         parts.append(f"--grid-file {grid['file']}")

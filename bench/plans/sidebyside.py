@@ -11,13 +11,11 @@ goes then falls on all of them alike. What it measures is written to the compari
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 
-from bench.config import RunConfig
+from bench.config import PlanSettings, RunConfig
 from bench.contract import GAN
 from bench.data import BatchSampler, training_images
 from bench.device import autocast, resolve_device
@@ -63,10 +61,10 @@ def build_contender(arch: str, cfg: RunConfig, device: torch.device, images: dic
     return _Contender(arch, gan, sampler)
 
 
-def time_side_by_side(settings: Mapping[str, Any], archs: list[str], rounds: int = ROUNDS, steps: int = STEPS,
+def time_side_by_side(settings: PlanSettings, archs: list[str], rounds: int = ROUNDS, steps: int = STEPS,
                       warmup: int = WARMUP, stop: StopRequest | None = None) -> StepTimes | None:
     """Time each of ``archs``'s training steps in ``rounds`` rounds that alternate them; None if stopped."""
-    cfg = RunConfig.from_settings(settings, arch="-")
+    cfg = settings.run_config(arch="-")
     device = resolve_device(cfg.device)
     threads, _ = run_threads(device, cfg.threads)
     previous_threads = torch.get_num_threads()

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bench.config import PlanSettings
 from bench.layout import PLAN
 from bench.plans.backends import LocalBackend
 from bench.plans.driver import Driver
@@ -42,7 +43,7 @@ def test_compare_then_report_end_to_end(tmp_path):
     assert sorted(r["arch"] for r in rows) == ["vanilla", "wgan"]
 
 
-SETTINGS = {"steps": 12, "log_every": 4, "sample_every": 0, "eval": False, "batch_size": 16}
+SETTINGS = PlanSettings(steps=12, log_every=4, sample_every=0, eval=False, batch_size=16)
 
 
 def run_plan(folder: Path) -> int:

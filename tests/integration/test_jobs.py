@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from bench.config import PlanSettings
 from bench.cli import main
 from bench.layout import CHECKPOINT, GENERATOR, PLAN
 from bench.plans.sidebyside import time_side_by_side
@@ -119,7 +120,7 @@ def test_run_seeds_is_a_comparison_of_one_architecture(tmp_path):
 
 def test_identical_networks_time_alike_side_by_side():
     """vanilla and lsgan: the same networks and FLOPs, one loss apart; alternating rounds give them the same time."""
-    times = time_side_by_side({"device": "cpu", "threads": 1, "batch_size": 64}, ["vanilla", "lsgan"], rounds=4,
+    times = time_side_by_side(PlanSettings(device="cpu", threads=1, batch_size=64), ["vanilla", "lsgan"], rounds=4,
                               steps=15, warmup=3)
     a, b = (times.archs[name].stats for name in ("vanilla", "lsgan"))
     assert a.p10 <= b.p90 and b.p10 <= a.p90, (a, b)  # within each other's measured spread

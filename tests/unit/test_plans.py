@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import json
 import shutil
 import signal
@@ -9,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.config import PlanSettings
 from bench.errors import UsageError
 from bench.layout import PLAN, Status
 from bench.plans.driver import Driver
@@ -57,7 +60,7 @@ class FakeBackend:
 
 
 def make_plan(tmp_path, archs=("a", "b"), seeds=(0, 1), kind=PlanKind.COMPARE, **kw) -> Plan:
-    return Plan.create(tmp_path, kind, list(archs), list(seeds), dict(SETTINGS), **kw)
+    return Plan.create(tmp_path, kind, list(archs), list(seeds), PlanSettings(**SETTINGS), **kw)
 
 
 def test_a_plan_has_one_entry_per_arch_point_and_seed_and_saves_the_command(tmp_path):
@@ -201,6 +204,49 @@ def test_block_spread_sees_the_load_through_a_schedules_rhythm():
 def test_a_ray_worker_shares_evaluators_only_between_plans_that_evaluate_alike():
     from bench.plans.backends import worker_evaluators
 
-    base = {"eval": True, "device": "cpu", "eval_samples": 500, "data_dir": None}
-    assert worker_evaluators(base) is worker_evaluators(dict(base, stack=True))  # not an evaluation setting
-    assert worker_evaluators(base) is not worker_evaluators(dict(base, eval_scale=32))
+    base = PlanSettings(eval=True, device="cpu", eval_samples=500, data_dir=None)
+    assert worker_evaluators(base) is worker_evaluators(replace(base, stack=True))  # not an evaluation setting
+    assert worker_evaluators(base) is not worker_evaluators(replace(base, eval_scale=32))
+
+
+# Settings checked once, where they enter ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("argv", [["compare", "--arch", "vanilla,lsgan", "--seeds", "2"],
+                                  ["run", "--arch", "vanilla", "--seeds", "2"]])
+def test_a_new_comparison_checks_its_settings_once_before_it_trains(argv, tmp_path, monkeypatch):
+    """compare and its alias run --seeds: the command line's settings are checked where they enter, and
+    neither the plan's checks nor the comparison check them again."""
+    import bench.config
+    from bench.cli import build_parser
+    from bench.stop import StopRequest
+
+    checks = []
+    validate = bench.config.RunConfig.validate
+    monkeypatch.setattr(bench.config.RunConfig, "validate", lambda cfg: (checks.append(cfg), validate(cfg))[1])
+
+    class Trained(Exception):
+        pass
+
+    def comparison(plan, *args, **kwargs):
+        assert len(checks) == 1 and plan.settings.steps == 3
+        raise Trained
+
+    command = argv[0]
+    module = __import__(f"bench.cli.{command}", fromlist=["run"])
+    monkeypatch.setattr(module, "run_comparison", comparison)
+    args = build_parser(command).parse_args([*argv, "--steps", "3", "--out", str(tmp_path), "--no-eval"])
+    args.stop, args.argv = StopRequest(), argv
+    with pytest.raises(Trained):
+        args.func(args)
+
+
+def test_a_plan_resumed_from_an_edited_file_is_checked_as_the_command_line_is(tmp_path):
+    from bench.plans.execute import load_plan
+
+    plan = make_plan(tmp_path, archs=("vanilla",))
+    data = json.loads((plan.folder / PLAN).read_text())
+    data["settings"]["steps"] = 0
+    (plan.folder / PLAN).write_text(json.dumps(data))
+    with pytest.raises(UsageError, match=rf"{PLAN}: --steps must be a positive number, got 0"):
+        load_plan(str(plan.folder))

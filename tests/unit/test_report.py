@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from bench.cli import build_parser, main
-from bench.config import DEFAULT_FID_TARGETS
+from bench.config import DEFAULT_FID_TARGETS, PlanSettings
 from bench.errors import UsageError
 from bench.layout import PLAN
 from bench.plans.plan import Plan, PlanKind
@@ -816,7 +816,7 @@ def test_latex_labels_every_table_when_there_are_several(tmp_path):
 
 def test_a_plan_command_with_out_reproduces_verbatim_in_markdown_and_latex(tmp_path):
     command = ["compare", "--arch", "dcgan,vanilla", "--seeds", "2", "--steps", "600", "--out", "my runs/today"]
-    plan = Plan.create(tmp_path / "my runs", PlanKind.COMPARE, ["dcgan", "vanilla"], [0, 1], {"steps": 600},
+    plan = Plan.create(tmp_path / "my runs", PlanKind.COMPARE, ["dcgan", "vanilla"], [0, 1], PlanSettings(steps=600),
                        command=command)
     for arch in ("dcgan", "vanilla"):
         make_run(plan.folder, arch=arch)
