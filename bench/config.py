@@ -1,4 +1,4 @@
-"""Settings as data: a run's settings, its budget, and hyperparameter overrides. No torch."""
+"""Settings as data: a run's settings, a plan's, a budget, and hyperparameter overrides. No torch."""
 
 from __future__ import annotations
 
@@ -175,8 +175,8 @@ def _budget(self: Any) -> Budget:
 
 #: A plan's settings (``settings`` in its file): every field of :class:`RunConfig` but :data:`PER_RUN_KEYS`, with
 #: its type, default and order, then how the plan's runs train together (``--stack``, ``--stack-size``). Made from
-#: RunConfig's fields so that a setting is declared once. Checked where it enters: :meth:`validate` by the command
-#: line's :func:`bench.cli.options.plan_settings` and by :meth:`bench.plans.plan.Plan.load`.
+#: RunConfig's fields so that a setting is declared once. Checked where it enters: by the command line's
+#: :func:`bench.cli.options.plan_settings`, and by :func:`bench.plans.execute.load_plan` for a plan read back.
 PlanSettings = dataclasses.make_dataclass(
     "PlanSettings",
     [(f.name, f.type, dataclasses.field(default=f.default, default_factory=f.default_factory, metadata=f.metadata))
