@@ -189,7 +189,7 @@ PlanSettings = dataclasses.make_dataclass(
 PlanSettings.__module__ = __name__
 
 
-def plan_settings_of(cfg: RunConfig, **plan: Any) -> Any:
+def plan_settings_of(cfg: RunConfig, **plan: Any) -> PlanSettings:
     """The plan settings every run of ``cfg``'s plan shares (``plan``: ``stack``, ``stack_size``)."""
     return PlanSettings(**_shared(cfg), **plan)
 

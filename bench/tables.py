@@ -55,7 +55,6 @@ def print_run(record: RunRecord, run_dir: Path | None) -> None:
         console.out.print(f"results: {run_dir}")
 
 
-
 def metrics_table(metrics: Metrics, references: dict[str, Metrics] | None, title: str,
                   column: str = "this run", noun: str = "generated") -> Table:
     """Metrics beside the reference points (train vs test, noise vs test).
@@ -68,12 +67,10 @@ def metrics_table(metrics: Metrics, references: dict[str, Metrics] | None, title
     refs = references or {}
     for name in refs:
         table.add_column(name.replace("_", " "), justify="right", style="dim")
-    spreads = {m.spread_of: m.name for m in METRICS if m.spread_of}
-    for metric in METRICS:
-        if not metric.headline:
-            continue
+    spread_of = {m.spread_of: m.name for m in METRICS if m.spread_of}  # KID's std over its subsets
+    for metric in (m for m in METRICS if m.headline):
         value = metrics.value(metric.name)
-        spread = metrics.value(spreads[metric.name]) if metric.name in spreads else None
+        spread = metrics.value(spread_of[metric.name]) if metric.name in spread_of else None
         shown = fmt(value) if spread is None else pm_text(value, spread)
         table.add_row(metric.label, shown, *[fmt(r.value(metric.name)) for r in refs.values()])
     if metrics.eval_s is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import importlib
 import json
 import shutil
 import signal
@@ -233,7 +234,7 @@ def test_a_new_comparison_checks_its_settings_once_before_it_trains(argv, tmp_pa
         raise Trained
 
     command = argv[0]
-    module = __import__(f"bench.cli.{command}", fromlist=["run"])
+    module = importlib.import_module(f"bench.cli.{command}")
     monkeypatch.setattr(module, "run_comparison", comparison)
     args = build_parser(command).parse_args([*argv, "--steps", "3", "--out", str(tmp_path), "--no-eval"])
     args.stop, args.argv = StopRequest(), argv
